@@ -1,0 +1,170 @@
+"""All tunable parameters in one typed place.
+
+Every stage reads its parameters from these dataclasses, and a checkpoint stores the
+``ModelConfig`` (and the post-processing used to validate it), so a result can always be
+traced back to the exact numbers that produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+#: Channel order of the model input; the paper's order (t1c, t1n, t2f, t2w).
+MODALITIES: tuple[str, ...] = ("t1c", "t1n", "t2f", "t2w")
+
+#: BraTS labels written to the output.
+LABEL_NETC, LABEL_SNFH, LABEL_ET = 1, 2, 3
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """MViT-AE architecture. Defaults are the paper's (patch 24 on 240x240, width 512...)."""
+
+    image_size: int = 240
+    in_channels: int = 4
+    patch_size: int = 24
+    width: int = 512
+    depth: int = 6
+    heads: int = 8
+    mlp_dim: int = 1024
+    bottleneck_dim: int = 512
+    dropout: float = 0.0
+    #: Code reshaped to (bottleneck_dim / seed_size**2) channels x seed_size x seed_size.
+    seed_size: int = 8
+    #: Channels of the transposed-convolution stages, from coarse to fine.
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError("image_size must be a multiple of patch_size")
+        if self.width % self.heads:
+            raise ValueError("width must be divisible by heads")
+        if self.bottleneck_dim % (self.seed_size**2):
+            raise ValueError("bottleneck_dim must be divisible by seed_size**2")
+
+    @property
+    def n_tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+@dataclass(frozen=True)
+class NormaliseConfig:
+    """Per-volume z-score inside the brain, as in the paper."""
+
+    #: Intensities are clipped to this many standard deviations after z-scoring, so one
+    #: hot voxel cannot dominate the reconstruction loss.
+    clip_z: float = 5.0
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Anomaly map -> binary components ("late fusion" of the paper)."""
+
+    #: Signed residual (input - reconstruction) threshold per channel, in z units.
+    #: Paper values; never fitted on the cases we report.
+    threshold_t1c: float = 1.2
+    threshold_t2f: float = 1.5
+    #: Also require the per-slice Otsu threshold of the residual (paper).
+    use_otsu: bool = True
+    #: Radius of the 2D opening then closing applied per slice.
+    morphology_radius: int = 1
+    #: Erode the brain mask by this many voxels before thresholding: the skull-strip edge
+    #: is where a blurry reconstruction leaves its largest residuals.
+    brain_erosion: int = 3
+    #: 3D components smaller than this are discarded before choosing the largest.
+    min_component_voxels: int = 50
+    #: Keep only the largest 3D connected component per channel (paper).
+    keep_largest: bool = True
+    #: Median filter size applied to the residual maps (0 = off).
+    median_size: int = 3
+    #: An ET component is kept only where it touches the FLAIR component (tumour core
+    #: sits inside the whole tumour); 0 disables the check.
+    et_within_wt_dilation: int = 3
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How the model is run."""
+
+    device: str = "auto"  # auto | cpu | cuda
+    batch_size: int = 16
+    #: Mixed precision on GPU (bf16 autocast); CPU always runs float32 for determinism.
+    amp: bool = True
+    #: Only slices with at least this many brain voxels are reconstructed; others are 0.
+    min_brain_voxels: int = 100
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """First trainer (MSE + 100 x (1 - SSIM), Adam, as in the paper)."""
+
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    ssim_weight: float = 100.0
+    ssim_window: int = 11
+    ssim_sigma: float = 1.5
+    seed: int = 0
+    #: Slices within this many slices of the tumour (or rough mask) are not "healthy".
+    healthy_margin: int = 5
+    #: Slices with fewer brain voxels than this are skipped (top/bottom of the head).
+    min_brain_voxels: int = 2000
+    #: Fraction of healthy slices held out for a validation loss.
+    val_fraction: float = 0.1
+    #: Without a label map, slices whose FLAIR outlier fraction exceeds this are excluded.
+    unlabelled_flair_z: float = 3.0
+    unlabelled_max_fraction: float = 0.002
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything `predict` needs besides the weights."""
+
+    normalise: NormaliseConfig = field(default_factory=NormaliseConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    #: Tolerance when comparing the affines of the four modalities (mm / direction units).
+    affine_atol: float = 1e-3
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Plain-dict form for JSON and for storing inside checkpoints."""
+    return dataclasses.asdict(obj)
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuild a (possibly nested) config dataclass, ignoring unknown keys.
+
+    Unknown keys are ignored so an older reader can open a newer checkpoint; tuples are
+    restored because JSON and torch serialisation turn them into lists.
+    """
+    kwargs: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for name, value in data.items():
+        if name not in fields:
+            continue
+        ftype = fields[name].type
+        sub = _dataclass_for(ftype)
+        if sub is not None and isinstance(value, dict):
+            value = from_dict(sub, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _dataclass_for(ftype: Any) -> type | None:
+    names = {
+        "NormaliseConfig": NormaliseConfig,
+        "PostprocessConfig": PostprocessConfig,
+        "InferenceConfig": InferenceConfig,
+        "ModelConfig": ModelConfig,
+        "TrainConfig": TrainConfig,
+    }
+    key = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", "")
+    return names.get(key)
