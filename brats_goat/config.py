@@ -168,3 +168,24 @@ def _dataclass_for(ftype: Any) -> type | None:
     }
     key = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", "")
     return names.get(key)
+
+
+#: Named architectures. ``paper`` is the published one (40.8M parameters, ~82 MB in fp16,
+#: over the 60 MB a shipped file may weigh); ``small`` keeps its design at half the width.
+MODEL_PRESETS: dict[str, ModelConfig] = {
+    "paper": ModelConfig(),
+    "small": ModelConfig(
+        width=256, depth=4, heads=8, mlp_dim=512, decoder_channels=(128, 64, 32, 16, 16)
+    ),
+    "tiny": ModelConfig(
+        image_size=48,
+        patch_size=8,
+        width=32,
+        depth=1,
+        heads=2,
+        mlp_dim=64,
+        bottleneck_dim=64,
+        seed_size=4,
+        decoder_channels=(16, 8, 8, 8),
+    ),
+}

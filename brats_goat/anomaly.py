@@ -1,0 +1,46 @@
+"""Residual (anomaly) maps: what the healthy-only model could not reconstruct."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .config import MODALITIES, PostprocessConfig
+
+
+def analysis_mask(brain: np.ndarray, erosion: int) -> np.ndarray:
+    """Brain mask eroded in-plane: the skull-strip edge is where reconstructions err most."""
+    if erosion <= 0:
+        return brain
+    struct = np.zeros((3, 3, 3), dtype=bool)
+    struct[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+    return ndimage.binary_erosion(brain, structure=struct, iterations=erosion)
+
+
+def residual_maps(
+    normalised: np.ndarray, recon: np.ndarray, brain: np.ndarray, cfg: PostprocessConfig
+) -> dict[str, np.ndarray]:
+    """Signed residual (input - reconstruction) of t1c and t2f inside the analysis mask.
+
+    Signed, because tumour is *hyper*intense on FLAIR (edema) and post-contrast T1 (ET);
+    dark residuals are mostly reconstruction blur and would only add false positives.
+    """
+    mask = analysis_mask(brain, cfg.brain_erosion)
+    maps: dict[str, np.ndarray] = {}
+    for name in ("t1c", "t2f"):
+        c = MODALITIES.index(name)
+        res = normalised[c] - recon[c]
+        if cfg.median_size > 1:
+            res = ndimage.median_filter(res, size=(cfg.median_size, cfg.median_size, 1))
+        maps[name] = np.where(mask, res, np.float32(0)).astype(np.float32)
+    return maps
+
+
+def case_score(maps: dict[str, np.ndarray], brain: np.ndarray) -> float:
+    """One number per case for ranking and detection: 99.9th percentile of the residual.
+
+    A high percentile (rather than the max) ignores a handful of noisy voxels but still
+    reacts to a lesion of a few hundred voxels.
+    """
+    combined = np.maximum(maps["t1c"], maps["t2f"])[brain]
+    return float(np.percentile(combined, 99.9)) if combined.size else 0.0

@@ -1,0 +1,75 @@
+"""The Multimodal Vision-Transformer Autoencoder (MViT-AE).
+
+Early fusion: each token is one 24x24 patch of all four modalities. The whole token
+sequence is flattened into a single code (512-d by default): this hard bottleneck is what
+keeps the model from copying a tumour through, so the tumour shows up in the residual.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+
+
+class MViTAE(nn.Module):
+    """ViT encoder -> flattened bottleneck -> transposed-convolution decoder."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.patch_embed = nn.Conv2d(
+            cfg.in_channels, cfg.width, kernel_size=cfg.patch_size, stride=cfg.patch_size
+        )
+        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.n_tokens, cfg.width))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            d_model=cfg.width,
+            nhead=cfg.heads,
+            dim_feedforward=cfg.mlp_dim,
+            dropout=cfg.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.width)
+        self.to_code = nn.Linear(cfg.n_tokens * cfg.width, cfg.bottleneck_dim)
+        seed_channels = cfg.bottleneck_dim // cfg.seed_size**2
+        stages: list[nn.Module] = []
+        c_in = seed_channels
+        for c_out in cfg.decoder_channels:
+            stages += [
+                nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
+            c_in = c_out
+        stages.append(nn.Conv2d(c_in, cfg.in_channels, kernel_size=3, padding=1))
+        self.decoder = nn.Sequential(*stages)
+        self.decoded_size = cfg.seed_size * 2 ** len(cfg.decoder_channels)
+        if self.decoded_size < cfg.image_size:
+            raise ValueError(
+                f"decoder reaches {self.decoded_size} px, less than image_size {cfg.image_size}"
+            )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
+        tokens = self.norm(self.encoder(tokens))
+        return self.to_code(tokens.flatten(1))
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        s = self.cfg.seed_size
+        out = self.decoder(code.view(code.shape[0], -1, s, s))
+        # The decoder overshoots (8 * 2**5 = 256 px); crop the centre back to the image.
+        margin = (self.decoded_size - self.cfg.image_size) // 2
+        size = self.cfg.image_size
+        return out[:, :, margin : margin + size, margin : margin + size]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,253 @@
+"""End-to-end inference.
+
+read -> normalise -> reconstruct -> anomaly -> threshold -> labels -> write.
+
+``Segmenter`` is the library API (usable from a notebook on in-memory volumes);
+``predict`` runs it over a folder of cases with per-case isolation and a run report.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .anomaly import analysis_mask, case_score, residual_maps
+from .config import MODALITIES, PipelineConfig, to_dict
+from .discover import Case, discover_cases
+from .labels import fuse_labels, voxels_per_label
+from .model import MViTAE
+from .normalise import normalise_stack
+from .read import CaseError, CaseVolumes, load_case
+from .reconstruct import pick_device, reconstruct_volume
+from .report import CaseResult, RunReport
+from .threshold import open_close, select_components, threshold_slices
+from .weights import load_verified
+from .write import like_reference, write_nifti_atomic
+
+STAGES: tuple[str, ...] = (
+    "read",
+    "normalise",
+    "reconstruct",
+    "anomaly",
+    "threshold",
+    "labels",
+    "write",
+)
+
+
+class InputError(Exception):
+    """A problem with the run as a whole (usage), as opposed to one case."""
+
+
+@dataclass
+class Segmentation:
+    """Result for one case, in canonical (LPS) array order."""
+
+    labels: np.ndarray
+    maps: dict[str, np.ndarray]
+    score: float
+
+
+class StageTimer:
+    """Collects seconds per stage and advances the case's progress bar."""
+
+    def __init__(self, bar: tqdm | None = None) -> None:
+        self.timings: dict[str, float] = {}
+        self.bar = bar
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.bar is not None:
+            self.bar.set_postfix_str(name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.perf_counter() - start, 3)
+            if self.bar is not None:
+                self.bar.update(1)
+
+
+class Segmenter:
+    """MViT-AE anomaly segmentation of one case held in memory."""
+
+    method = "mvitae"
+
+    def __init__(
+        self,
+        model: MViTAE,
+        config: PipelineConfig | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config or PipelineConfig()
+        self.device = pick_device(self.config.inference.device)
+        self.model = model.to(self.device).eval()
+        self.meta = meta or {}
+
+    @classmethod
+    def from_weights(
+        cls, weights: str | Path | None = None, config: PipelineConfig | None = None
+    ) -> Segmenter:
+        """Load checksum-verified weights (default: the shipped checkpoint)."""
+        model, meta = load_verified(weights)
+        return cls(model, config, meta)
+
+    def segment(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Segmentation:
+        timer = timer or StageTimer()
+        post = self.config.postprocess
+        with timer.stage("normalise"):
+            normalised, brain = normalise_stack(volumes.stack(MODALITIES), self.config.normalise)
+        with timer.stage("reconstruct"):
+            recon = reconstruct_volume(
+                self.model, normalised, brain, self.config.inference, self.device
+            )
+        with timer.stage("anomaly"):
+            maps = residual_maps(normalised, recon, brain, post)
+            score = case_score(maps, brain)
+        with timer.stage("threshold"):
+            mask = analysis_mask(brain, post.brain_erosion)
+            fixed = {"t1c": post.threshold_t1c, "t2f": post.threshold_t2f}
+            binary = {}
+            for name, residual in maps.items():
+                b = threshold_slices(residual, mask, fixed[name], post.use_otsu)
+                b = open_close(b, post.morphology_radius)
+                binary[name] = select_components(b, post.min_component_voxels, post.keep_largest)
+        with timer.stage("labels"):
+            labels = fuse_labels(binary["t2f"], binary["t1c"], post.et_within_wt_dilation)
+        return Segmentation(labels=labels, maps=maps, score=score)
+
+
+def check_folders(input_dir: Path, output_dir: Path) -> None:
+    """Usage errors that make the whole run pointless; raised before any case is read."""
+    if not input_dir.is_dir():
+        raise InputError(f"INPUT {input_dir} is not a folder")
+    inp, out = input_dir.resolve(), output_dir.resolve()
+    if out == inp or inp in out.parents:
+        raise InputError(
+            f"OUTPUT {output_dir} is INPUT or inside it: outputs would mix with the inputs "
+            "(and inputs are never modified); choose a separate folder"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".brats-goat-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"OUTPUT {output_dir} is not writable: {exc}") from exc
+
+
+def write_outputs(
+    volumes: CaseVolumes, seg: Segmentation, output_dir: Path, save_maps: bool
+) -> Path:
+    """Labels (and optionally float32 maps) in the input's storage order and header geometry."""
+    labels = volumes.to_stored(seg.labels)
+    out_path = write_nifti_atomic(
+        like_reference(labels, volumes.reference, np.uint8),
+        output_dir / f"{volumes.case_id}.nii.gz",
+    )
+    if save_maps:
+        for name, anomaly in seg.maps.items():
+            image = like_reference(volumes.to_stored(anomaly), volumes.reference, np.float32)
+            write_nifti_atomic(image, output_dir / f"{volumes.case_id}-anomaly-{name}.nii.gz")
+    return out_path
+
+
+def predict_case(
+    case: Case,
+    segmenter: Segmenter,
+    output_dir: Path,
+    *,
+    save_maps: bool = False,
+    quiet: bool = False,
+) -> CaseResult:
+    """Run one case; any failure becomes an error in its result, never an exception."""
+    result = CaseResult(case_id=case.case_id, input=str(case.folder))
+    bar = tqdm(
+        total=len(STAGES),
+        desc=case.case_id,
+        disable=quiet,
+        leave=True,
+        file=sys.stderr,
+        bar_format="{desc}: {bar:20} {n_fmt}/{total_fmt} {postfix} [{elapsed}]",
+    )
+    timer = StageTimer(bar)
+    try:
+        with timer.stage("read"):
+            volumes = load_case(case, segmenter.config.affine_atol)
+        result.warnings += volumes.warnings
+        result.modalities = list(MODALITIES)
+        seg = segmenter.segment(volumes, timer)
+        with timer.stage("write"):
+            out_path = write_outputs(volumes, seg, output_dir, save_maps)
+        result.status = "ok"
+        result.output = str(out_path)
+        result.anomaly_score = round(seg.score, 4)
+        result.voxels_per_label = voxels_per_label(seg.labels)
+        if not seg.labels.any():
+            result.warnings.append("no anomaly found: the label map is all zero")
+    except CaseError as exc:
+        result.status, result.error = "failed", str(exc)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a bug or resource error in one case must not stop the others
+        result.status = "failed"
+        result.error = f"case {case.case_id}: unexpected {type(exc).__name__}: {exc}"
+        result.warnings.append(traceback.format_exc(limit=5))
+    finally:
+        bar.close()
+    result.timings_s = timer.timings
+    return result
+
+
+def predict(
+    input_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    weights: str | Path | None = None,
+    config: PipelineConfig | None = None,
+    save_maps: bool = False,
+    quiet: bool = False,
+    segmenter: Segmenter | None = None,
+) -> RunReport:
+    """Segment every case under ``input_dir`` into ``output_dir``; returns the run report.
+
+    Raises ``InputError`` for problems with the run itself (no cases, bad output folder).
+    """
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    check_folders(input_dir, output_dir)
+    cases = discover_cases(input_dir)
+    if not cases:
+        raise InputError(
+            f"no cases found in {input_dir}: expected case folders holding files like "
+            "<ID>-t1n.nii.gz, <ID>-t1c.nii.gz, <ID>-t2w.nii.gz, <ID>-t2f.nii.gz"
+        )
+    segmenter = segmenter or Segmenter.from_weights(weights, config)
+    report = RunReport(
+        input=str(input_dir),
+        output=str(output_dir),
+        method=segmenter.method,
+        weights=segmenter.meta.get("path"),
+        weights_sha256=segmenter.meta.get("sha256"),
+        device=str(segmenter.device),
+        config=to_dict(segmenter.config),
+    )
+    for i, case in enumerate(cases, 1):
+        if not quiet:
+            tqdm.write(f"[{i}/{len(cases)}] {case.case_id}", file=sys.stderr)
+        report.cases.append(
+            predict_case(case, segmenter, output_dir, save_maps=save_maps, quiet=quiet)
+        )
+        report.write(output_dir)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return report

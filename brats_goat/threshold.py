@@ -1,0 +1,73 @@
+"""Anomaly map -> binary lesion mask: thresholds, morphology and 3D components."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 128) -> float:
+    """Otsu's threshold of a 1-D sample (maximises the between-class variance)."""
+    if values.size < 2 or float(values.min()) == float(values.max()):
+        return float(values.max()) if values.size else 0.0
+    hist, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    s0 = np.cumsum(hist * centres)
+    m0 = s0 / np.maximum(w0, 1)
+    m1 = (s0[-1] - s0) / np.maximum(w1, 1)
+    between = w0 * w1 * (m0 - m1) ** 2
+    # Class 0 holds bins 0..k, so the threshold is bin k's upper edge.
+    return float(edges[int(np.argmax(between[:-1])) + 1])
+
+
+def threshold_slices(
+    residual: np.ndarray, mask: np.ndarray, fixed: float, use_otsu: bool
+) -> np.ndarray:
+    """Per axial slice: residual above ``max(fixed, Otsu of the slice)``.
+
+    The fixed threshold (in z units) is the floor; Otsu can only raise it, on slices where
+    the residual is clearly bimodal (a lesion), which trims its faint halo.
+    """
+    out = np.zeros(residual.shape, dtype=bool)
+    for z in range(residual.shape[2]):
+        m = mask[..., z]
+        if not m.any():
+            continue
+        r = residual[..., z]
+        thr = fixed
+        if use_otsu:
+            thr = max(fixed, otsu_threshold(r[m]))
+        out[..., z] = (r > thr) & m
+    return out
+
+
+def open_close(mask: np.ndarray, radius: int) -> np.ndarray:
+    """2D opening (removes specks) then closing (bridges small gaps), slice by slice."""
+    if radius <= 0:
+        return mask
+    disk2d = ndimage.iterate_structure(ndimage.generate_binary_structure(2, 1), radius)
+    struct = np.zeros((*disk2d.shape, 1), dtype=bool)
+    struct[..., 0] = disk2d
+    opened = ndimage.binary_opening(mask, structure=struct)
+    return ndimage.binary_closing(opened, structure=struct)
+
+
+def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """26-connected 3D components (the connectivity of the BraTS lesion-wise metric)."""
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    return labels, sizes
+
+
+def select_components(mask: np.ndarray, min_voxels: int, keep_largest: bool) -> np.ndarray:
+    """Drop components below ``min_voxels``; optionally keep only the largest (paper)."""
+    labels, sizes = components(mask)
+    sizes[0] = 0
+    keep = sizes >= max(min_voxels, 1)
+    if keep_largest and keep.any():
+        largest = int(np.argmax(np.where(keep, sizes, 0)))
+        keep = np.zeros_like(keep)
+        keep[largest] = True
+    return keep[labels]

@@ -1,0 +1,115 @@
+"""Shared fixtures: tiny synthetic BraTS-like cases and a real (tiny) checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from brats_goat.config import MODEL_PRESETS
+from brats_goat.grid import brats_affine
+from brats_goat.model import MViTAE
+from brats_goat.weights import register_in_manifest, save_checkpoint
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+TINY_SHAPE = (48, 48, 20)
+
+#: Mean intensity of (brain, lesion) per modality of the synthetic cases.
+CONTRAST = {"t1n": (600, 450), "t1c": (650, 1300), "t2w": (500, 900), "t2f": (400, 950)}
+NAMES_2023 = {"t1n": "t1n", "t1c": "t1c", "t2w": "t2w", "t2f": "t2f"}
+NAMES_LEGACY = {"t1n": "t1", "t1c": "t1ce", "t2w": "t2", "t2f": "flair"}
+
+
+def synthetic_volumes(
+    shape: tuple[int, int, int] = TINY_SHAPE, seed: int = 0, lesion: bool = True
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Ellipsoid 'brain' with noise and an optional bright spherical lesion; background 0."""
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape, dtype=np.float32)
+    centre = (np.array(shape) - 1) / 2
+    radii = np.array(shape) * np.array([0.4, 0.45, 0.45])
+    brain = (((grid - centre[:, None, None, None]) / radii[:, None, None, None]) ** 2).sum(0) <= 1
+    lesion_c = centre + np.array([4, -3, 0])
+    tumour = (((grid - lesion_c[:, None, None, None]) ** 2).sum(0) <= 5**2) & brain
+    if not lesion:
+        tumour[:] = False
+    images = {}
+    for modality, (base, bright) in CONTRAST.items():
+        img = np.where(brain, base + rng.normal(0, 30, shape), 0.0)
+        img[tumour] = bright + rng.normal(0, 30, int(tumour.sum()))
+        images[modality] = img
+    return images, tumour
+
+
+def write_case(
+    root: Path,
+    case_id: str,
+    *,
+    names: dict[str, str] = NAMES_2023,
+    sep: str = "-",
+    ext: str = ".nii.gz",
+    dtype: type = np.int16,
+    affine: np.ndarray | None = None,
+    seed: int = 0,
+    lesion: bool = True,
+    shape: tuple[int, int, int] = TINY_SHAPE,
+    skip: tuple[str, ...] = (),
+) -> Path:
+    """Write one synthetic case folder the way BraTS distributes them."""
+    folder = root / case_id
+    folder.mkdir(parents=True, exist_ok=True)
+    images, tumour = synthetic_volumes(shape, seed, lesion)
+    aff = brats_affine() if affine is None else affine
+    for modality, data in images.items():
+        if modality in skip:
+            continue
+        img = nib.Nifti1Image(data.astype(dtype), aff)
+        img.set_qform(aff, 1)
+        img.set_sform(aff, 1)
+        nib.save(img, folder / f"{case_id}{sep}{names[modality]}{ext}")
+    seg = nib.Nifti1Image(tumour.astype(np.uint8) * 2, aff)
+    nib.save(seg, folder / f"{case_id}{sep}seg{ext}")
+    return folder
+
+
+@pytest.fixture
+def case_writer(tmp_path: Path) -> Callable[..., Path]:
+    """``case_writer('ID', **opts)`` writes a case under ``tmp_path/in``."""
+    root = tmp_path / "in"
+
+    def make(case_id: str, **kwargs) -> Path:
+        return write_case(root, case_id, **kwargs)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real checkpoint of the 'tiny' preset (48 px), saved and registered like shipped ones."""
+    folder = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    model = MViTAE(MODEL_PRESETS["tiny"])
+    path = folder / "tiny.pt"
+    sha = save_checkpoint(path, model, info={"purpose": "tests"})
+    register_in_manifest(path, sha, {"command": "tests/conftest.py"}, default=True)
+    return folder
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` (to prove inputs are never modified)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def require_real_data() -> Path:
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real MRI cases not found at {REAL_DATA} (see README: real-data tests)")
+    return REAL_DATA

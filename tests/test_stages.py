@@ -1,0 +1,182 @@
+"""Each inference stage on tiny hand-built arrays whose answer is known."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from brats_goat.anomaly import analysis_mask, case_score, residual_maps
+from brats_goat.config import (
+    MODALITIES,
+    MODEL_PRESETS,
+    InferenceConfig,
+    NormaliseConfig,
+    PostprocessConfig,
+)
+from brats_goat.labels import fuse_labels, voxels_per_label
+from brats_goat.model import MViTAE, count_parameters
+from brats_goat.normalise import normalise_stack, zscore
+from brats_goat.reconstruct import fit_plane, pick_device, reconstruct_volume
+from brats_goat.threshold import open_close, otsu_threshold, select_components, threshold_slices
+
+
+def ball(shape, centre, radius) -> np.ndarray:
+    grid = np.indices(shape)
+    return ((grid - np.array(centre)[:, None, None, None]) ** 2).sum(0) <= radius**2
+
+
+def test_zscore_uses_brain_only_and_keeps_background_zero() -> None:
+    vol = np.zeros((10, 10, 4), np.float32)
+    mask = np.zeros_like(vol, bool)
+    mask[2:8, 2:8] = True
+    vol[mask] = np.linspace(100, 200, mask.sum())
+    out = zscore(vol, mask, NormaliseConfig())
+    assert out[~mask].max() == 0
+    assert abs(out[mask].mean()) < 1e-5 and abs(out[mask].std() - 1) < 1e-4
+    # More background must not change the result.
+    big = np.zeros((20, 20, 4), np.float32)
+    big_mask = np.zeros_like(big, bool)
+    big[:10, :10], big_mask[:10, :10] = vol, mask
+    np.testing.assert_allclose(zscore(big, big_mask, NormaliseConfig())[:10, :10], out, atol=1e-6)
+
+
+def test_normalise_stack_clips_and_masks() -> None:
+    stack = np.zeros((4, 8, 8, 3), np.float32)
+    stack[:, 2:6, 2:6] = 1.0
+    stack[0, 3, 3, 1] = 1e6
+    norm, brain = normalise_stack(stack, NormaliseConfig(clip_z=3))
+    assert brain.sum() == 48 and norm.max() <= 3
+
+
+def test_otsu_splits_two_modes() -> None:
+    values = np.concatenate([np.full(500, 0.0), np.full(100, 4.0)])
+    assert 0 < otsu_threshold(values) < 4
+
+
+def test_threshold_otsu_only_raises_fixed() -> None:
+    res = np.zeros((20, 15, 2), np.float32)
+    res[:, :5, 0] = 1.0  # normal tissue
+    res[:, 5:10, 0] = 2.0  # faint halo: above the fixed threshold
+    res[:, 10:, 0] = 6.0  # lesion
+    res[:, :, 1] = 0.2  # flat slice: Otsu must not lower the fixed threshold
+    mask = np.ones_like(res, bool)
+    fixed_only = threshold_slices(res, mask, 1.5, use_otsu=False)
+    with_otsu = threshold_slices(res, mask, 1.5, use_otsu=True)
+    assert fixed_only[..., 0].sum() == 200
+    assert with_otsu[..., 0].sum() == 100 and with_otsu[:, 10:, 0].all()
+    assert not with_otsu[..., 1].any()
+
+
+def test_open_close_removes_specks() -> None:
+    mask = np.zeros((20, 20, 1), bool)
+    mask[5:12, 5:12] = True
+    mask[16, 16] = True
+    out = open_close(mask, 1)
+    assert not out[16, 16, 0] and out[8, 8, 0]
+
+
+def test_select_components_largest_and_min_size() -> None:
+    mask = ball((30, 30, 30), (8, 8, 8), 5) | ball((30, 30, 30), (22, 22, 22), 3)
+    mask[0, 29, 0] = True
+    largest = select_components(mask, min_voxels=10, keep_largest=True)
+    assert largest[8, 8, 8] and not largest[22, 22, 22] and not largest[0, 29, 0]
+    both = select_components(mask, min_voxels=10, keep_largest=False)
+    assert both[22, 22, 22] and not both[0, 29, 0]
+    assert not select_components(mask, min_voxels=10_000, keep_largest=True).any()
+
+
+def test_label_fusion_rim_core_edema() -> None:
+    shape = (40, 40, 10)
+    flair = ball(shape, (20, 20, 5), 12)
+    rim = ball(shape, (20, 20, 5), 7) & ~ball(shape, (20, 20, 5), 4)
+    labels = fuse_labels(flair & ~ball(shape, (20, 20, 5), 4), rim, et_dilation=3)
+    assert labels[20, 20, 5] == 1  # enclosed core -> NETC
+    assert labels[20, 26, 5] == 3  # rim -> ET
+    assert labels[20, 30, 5] == 2  # outside the rim -> edema
+    assert labels[0, 0, 0] == 0
+    counts = voxels_per_label(labels)
+    assert set(counts) == {"1", "2", "3"} and all(v > 0 for v in counts.values())
+
+
+def test_et_far_from_flair_is_dropped() -> None:
+    shape = (40, 40, 10)
+    flair = ball(shape, (10, 10, 5), 5)
+    far = ball(shape, (32, 32, 5), 3)
+    labels = fuse_labels(flair, far, et_dilation=3)
+    assert not (labels == 3).any()
+    assert (fuse_labels(flair, far, et_dilation=0) == 3).any()
+
+
+def test_residual_maps_signed_and_masked() -> None:
+    shape = (4, 30, 30, 6)
+    norm = np.zeros(shape, np.float32)
+    brain = np.zeros(shape[1:], bool)
+    brain[3:27, 3:27] = True
+    t2f = MODALITIES.index("t2f")
+    norm[t2f, 10:15, 10:15] = 4.0
+    norm[t2f, 20:23, 20:23] = -4.0
+    cfg = PostprocessConfig(median_size=0, brain_erosion=1)
+    maps = residual_maps(norm, np.zeros(shape, np.float32), brain, cfg)
+    assert maps["t2f"][12, 12, 2] == 4.0 and maps["t2f"][21, 21, 2] == -4.0
+    assert maps["t2f"][3, 3, 2] == 0  # eroded edge
+    assert case_score(maps, brain) > 3
+    assert analysis_mask(brain, 0) is brain
+
+
+def test_fit_plane_pads_and_crops_roundtrip() -> None:
+    vol = np.random.default_rng(0).normal(size=(2, 30, 60, 3)).astype(np.float32)
+    fitted, dst, src = fit_plane(vol, 48)
+    assert fitted.shape == (2, 48, 48, 3)
+    np.testing.assert_array_equal(fitted[:, dst[0], dst[1]], vol[:, src[0], src[1]])
+
+
+def test_paper_preset_matches_published_architecture() -> None:
+    cfg = MODEL_PRESETS["paper"]
+    assert (cfg.patch_size, cfg.width, cfg.depth, cfg.heads, cfg.mlp_dim, cfg.bottleneck_dim) == (
+        24,
+        512,
+        6,
+        8,
+        1024,
+        512,
+    )
+    model = MViTAE(cfg)
+    assert cfg.n_tokens == 100
+    assert 40e6 < count_parameters(model) < 42e6
+    with torch.no_grad():
+        code = model.encode(torch.zeros(1, 4, 240, 240))
+    assert code.shape == (1, 512)
+
+
+def test_model_output_shape_tiny() -> None:
+    model = MViTAE(MODEL_PRESETS["tiny"]).eval()
+    with torch.no_grad():
+        out = model(torch.randn(3, 4, 48, 48))
+    assert out.shape == (3, 4, 48, 48)
+
+
+def test_reconstruct_volume_deterministic_and_zero_outside_brain() -> None:
+    torch.manual_seed(0)
+    model = MViTAE(MODEL_PRESETS["tiny"]).eval()
+    vol = np.random.default_rng(1).normal(size=(4, 50, 44, 5)).astype(np.float32)
+    brain = np.zeros(vol.shape[1:], bool)
+    brain[5:45, 5:40, 1:4] = True
+    cfg = dataclasses.replace(InferenceConfig(), batch_size=2)
+    dev = pick_device("cpu")
+    a = reconstruct_volume(model, vol, brain, cfg, dev)
+    b = reconstruct_volume(model, vol, brain, cfg, dev)
+    assert a.shape == vol.shape
+    np.testing.assert_array_equal(a, b)
+    assert not a[:, ~brain].any()
+    assert a[:, brain].std() > 0
+
+
+def test_cuda_request_without_gpu_is_clear() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="no CUDA"):
+        pick_device("cuda")
+    assert pick_device("auto").type == "cpu"
