@@ -63,12 +63,15 @@ def split_suffix(name: str) -> tuple[str, str] | None:
     return prefix, suffix
 
 
-def scan_case(folder: Path) -> Case:
-    """Assign each NIfTI file in ``folder`` to a modality (or a reference label map)."""
-    case = Case(case_id=folder.name, folder=folder)
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+def scan_case(folder: Path, case_id: str | None = None, prefix: str | None = None) -> Case:
+    """Assign NIfTI files in ``folder`` to modalities (or a reference label map).
+
+    ``prefix`` restricts the scan to files of one case when several cases share a folder.
+    """
+    case = Case(case_id=case_id or folder.name, folder=folder)
+    for path in nifti_files(folder):
         parts = split_suffix(path.name)
-        if parts is None:
+        if parts is None or (prefix is not None and parts[0] != prefix):
             continue
         _, suffix = parts
         if suffix in REFERENCE_SUFFIXES:
@@ -84,22 +87,37 @@ def scan_case(folder: Path) -> Case:
             )
             continue
         case.files[modality] = path
+    if not case.files:
+        names = ", ".join(p.name for p in nifti_files(folder)[:6])
+        case.problems.append(
+            f"no image named like <ID>-t1n/-t1c/-t2w/-t2f.nii.gz in {folder} (found: {names})"
+        )
     return case
 
 
-def is_case_folder(folder: Path) -> bool:
-    """A folder that directly holds at least one modality file."""
-    for path in folder.iterdir():
-        parts = split_suffix(path.name) if path.is_file() else None
+def nifti_files(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and _NIFTI.match(p.name)
+    )
+
+
+def modality_prefixes(folder: Path) -> list[str]:
+    """Distinct case prefixes of the modality files directly in ``folder``."""
+    prefixes = set()
+    for path in nifti_files(folder):
+        parts = split_suffix(path.name)
         if parts and parts[1] in MODALITY_ALIASES:
-            return True
-    return False
+            prefixes.add(parts[0])
+    return sorted(prefixes)
 
 
 def discover_cases(root: str | Path) -> list[Case]:
     """Cases under ``root``: ``root`` itself if it is a case folder, else its sub-folders.
 
-    Sub-folders without any modality file are ignored (they are not cases). Two case folders
+    Files of several cases directly in ``root`` are grouped by file-name prefix. Sub-folders
+    without any NIfTI file are ignored (they are not cases). Two case folders
     whose IDs differ only by letter case would write the same output file on a
     case-insensitive file system, so both are flagged as duplicates rather than one silently
     overwriting the other.
@@ -107,11 +125,15 @@ def discover_cases(root: str | Path) -> list[Case]:
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"input is not a folder: {root}")
-    if is_case_folder(root):
+    prefixes = modality_prefixes(root)
+    if len(prefixes) == 1:
         cases = [scan_case(root)]
+    elif prefixes:  # several cases' files side by side: one case per file-name prefix
+        cases = [scan_case(root, case_id=p, prefix=p) for p in prefixes]
     else:
         folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        cases = [scan_case(f) for f in folders if is_case_folder(f)]
+        # A sub-folder with NIfTI files but no recognisable modality is reported, not skipped.
+        cases = [scan_case(f) for f in folders if nifti_files(f)]
     seen: dict[str, Case] = {}
     for case in cases:
         key = case.case_id.lower()

@@ -68,3 +68,27 @@ def test_folders_without_images_are_not_cases(tmp_path: Path, case_writer) -> No
     (tmp_path / "in" / "notes").mkdir()
     (tmp_path / "in" / "notes" / "readme.txt").write_text("x")
     assert [c.case_id for c in discover_cases(tmp_path / "in")] == ["A-1"]
+
+
+def test_folder_with_unrecognised_images_is_reported(tmp_path: Path, case_writer) -> None:
+    case_writer("A-1")
+    odd = tmp_path / "in" / "B-2"
+    odd.mkdir()
+    (odd / "B-2-T1w.nii.gz").write_bytes(b"")
+    cases = {c.case_id: c for c in discover_cases(tmp_path / "in")}
+    assert not cases["A-1"].problems
+    assert any("no image named like" in p and "B-2-T1w.nii.gz" in p for p in cases["B-2"].problems)
+
+
+def test_flat_folder_of_several_cases_groups_by_prefix(tmp_path: Path) -> None:
+    from tests.conftest import write_case
+
+    flat = tmp_path / "flat"
+    for cid in ("C-1", "C-2"):
+        folder = write_case(tmp_path / "src", cid)
+        flat.mkdir(exist_ok=True)
+        for f in folder.iterdir():
+            f.rename(flat / f.name)
+    cases = discover_cases(flat)
+    assert [c.case_id for c in cases] == ["C-1", "C-2"]
+    assert all(sorted(c.files) == ["t1c", "t1n", "t2f", "t2w"] and not c.problems for c in cases)

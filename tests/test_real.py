@@ -1,0 +1,74 @@
+"""`predict` on the real MRI cases of ../shared/data/real with the shipped weights.
+
+Skipped, with the reason shown, where the data or the weights are absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from brats_goat.discover import discover_cases
+from brats_goat.pipeline import predict
+from brats_goat.report import RunReport
+from tests.conftest import require_real_data, tree_digest
+
+pytestmark = [pytest.mark.real, pytest.mark.slow]
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, RunReport]:
+    data = require_real_data()
+    if not (WEIGHTS / "manifest.json").is_file():
+        pytest.skip("no shipped weights in weights/")
+    before = tree_digest(data)
+    out = tmp_path_factory.mktemp("real-pred")
+    report = predict(data, out, weights=WEIGHTS, quiet=True)
+    assert tree_digest(data) == before, "inputs must never be modified"
+    return data, out, report
+
+
+def test_every_real_case_succeeds(real_run) -> None:
+    data, _, report = real_run
+    assert report.ok, [c.error for c in report.cases]
+    assert {c.case_id for c in report.cases} == {c.case_id for c in discover_cases(data)}
+
+
+def test_outputs_keep_input_geometry(real_run) -> None:
+    data, out, _ = real_run
+    for case in discover_cases(data):
+        ref = nib.load(case.files["t1c"])
+        pred = nib.load(out / f"{case.case_id}.nii.gz")
+        assert pred.shape == ref.shape
+        np.testing.assert_allclose(pred.affine, ref.affine)
+        assert nib.aff2axcodes(pred.affine) == nib.aff2axcodes(ref.affine)
+        assert pred.get_data_dtype() == np.uint8
+        labels = np.asarray(pred.dataobj)
+        assert set(np.unique(labels)) <= {0, 1, 2, 3}
+        assert labels.any(), f"{case.case_id}: nothing found in a tumour case"
+
+
+def test_tumour_overlapped_where_a_reference_exists(real_run) -> None:
+    data, out, _ = real_run
+    checked = 0
+    for case in discover_cases(data):
+        if case.reference is None:
+            continue
+        ref = np.asarray(nib.load(case.reference).dataobj) > 0
+        wt = np.asarray(nib.load(out / f"{case.case_id}.nii.gz").dataobj) > 0
+        overlap = int((wt & ref).sum())
+        assert overlap > 0, f"{case.case_id}: predicted whole tumour misses {case.reference.name}"
+        checked += 1
+    assert checked == 3
+
+
+def test_ras_case_stays_ras(real_run) -> None:
+    data, out, _ = real_run
+    src = data / "BraTS-MET-00110-000" / "BraTS-MET-00110-000-t2f.nii.gz"
+    pred = nib.load(out / "BraTS-MET-00110-000.nii.gz")
+    assert nib.aff2axcodes(pred.affine) == ("R", "A", "S")
+    np.testing.assert_array_equal(pred.affine, nib.load(src).affine)
