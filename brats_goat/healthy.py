@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import nibabel as nib
 import numpy as np
-from nibabel.orientations import apply_orientation
 from scipy import ndimage
 
 from .config import MODALITIES, NormaliseConfig, TrainConfig
 from .discover import Case
 from .normalise import normalise_stack
-from .read import CaseError, CaseVolumes, load_case, same_grid
+from .read import CaseError, CaseVolumes, load_case, load_reference_labels
 
 
 @dataclass
@@ -32,13 +30,8 @@ class HealthySlices:
 
 def reference_mask(case: Case, volumes: CaseVolumes, atol: float) -> np.ndarray | None:
     """Non-zero voxels of the case's label map / rough mask, in canonical order."""
-    if case.reference is None:
-        return None
-    image = nib.load(str(case.reference))
-    if not same_grid(volumes.reference, image, atol):
-        raise CaseError(f"case {case.case_id}: reference {case.reference} is on another grid")
-    data = np.asanyarray(image.dataobj)
-    return apply_orientation(data != 0, volumes.to_canonical).astype(bool)
+    labels = load_reference_labels(case, volumes, atol)
+    return None if labels is None else labels > 0
 
 
 def suspect_mask(flair_z: np.ndarray, brain: np.ndarray, cfg: TrainConfig) -> np.ndarray:

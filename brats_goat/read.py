@@ -125,3 +125,17 @@ def load_case(case: Case, affine_atol: float = 1e-3) -> CaseVolumes:
         for m, a in arrays.items()
     }
     return CaseVolumes(case.case_id, canonical, reference, transform, warnings)
+
+
+def load_reference_labels(
+    case: Case, volumes: CaseVolumes, atol: float = 1e-3
+) -> np.ndarray | None:
+    """The case's reference label map (or rough mask), in the same canonical order as
+    ``volumes``; ``None`` when the case has none."""
+    if case.reference is None:
+        return None
+    image = nib.load(str(case.reference))
+    if not same_grid(volumes.reference, image, atol):
+        raise CaseError(f"case {case.case_id}: reference {case.reference} is on another grid")
+    data = np.asarray(image.dataobj).astype(np.uint8)
+    return np.ascontiguousarray(apply_orientation(data, volumes.to_canonical))

@@ -1,0 +1,37 @@
+"""``brats-goat synth``: write synthetic BraTS-layout cases (healthy or with tumours)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from brats_goat.synth.config import KIND_CHOICES
+
+
+@click.command("synth")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--cases", "n_cases", type=click.IntRange(min=1), required=True, help="Number of cases."
+)
+@click.option("--healthy", is_flag=True, help="Healthy brains only (no lesion, no seg file).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the case set.")
+@click.option(
+    "--kind",
+    type=click.Choice(KIND_CHOICES),
+    default="mixed",
+    show_default=True,
+    help="Tumour kind; 'mixed' draws one per case.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def synth(out: Path, n_cases: int, healthy: bool, seed: int, kind: str, quiet: bool) -> None:
+    """Write N phantom cases to OUT/<ID>/<ID>-{t1n,t1c,t2w,t2f}[,-seg].nii.gz.
+
+    Cases are 240x240x155 at 1 mm on the BraTS grid; tumour cases get an exact label map
+    (1 NETC, 2 SNFH, 3 ET). The same seed always gives the same cases.
+    """
+    from brats_goat.synth.generate import synthesize  # keeps `--help` fast
+
+    folders = synthesize(out, n_cases, seed=seed, kind=kind, healthy=healthy, progress=not quiet)
+    if not quiet:
+        click.echo(f"wrote {len(folders)} case(s) to {out}")
