@@ -16,7 +16,9 @@ import click
 from . import __version__
 from .config import MODEL_PRESETS, InferenceConfig, PipelineConfig, TrainConfig
 from .discover import discover_cases
+from .evaluate_cli import evaluate
 from .pipeline import InputError, predict
+from .synth.cli import synth
 from .weights import WeightsError, register_in_manifest
 
 
@@ -169,6 +171,10 @@ def train_cmd(
         )
     click.echo(f"checkpoint: {output} sha256 {result.sha256}")
     click.echo(f"history: {history_path}")
+
+
+main.add_command(synth)
+main.add_command(evaluate)
 
 
 if __name__ == "__main__":  # pragma: no cover
