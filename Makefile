@@ -4,9 +4,11 @@ PYTHON  ?= python3
 # Pinned: an unpinned torch pulls several GB of CUDA packages on a CPU machine.
 TORCH   ?= torch==2.13.0
 BIN      = $(VENV)/bin
+# The official scorer lives in its own venv: panoptica pins numpy<2.3.
+EVAL_VENV ?= .venv-eval
 LINTED   = brats_goat tests scripts
 
-.PHONY: setup demo test lint benchmark clean
+.PHONY: setup setup-eval demo test lint benchmark clean
 
 setup: $(VENV)/.installed
 
@@ -17,22 +19,31 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,plots]"
 	touch $@
 
+setup-eval: $(EVAL_VENV)/.installed
+
+$(EVAL_VENV)/.installed:
+	$(PYTHON) -m venv $(EVAL_VENV)
+	$(EVAL_VENV)/bin/python -m pip install --quiet brats-evaluation==0.0.10
+	touch $@
+
 ## demo: make phantom cases, then segment them (no download needed)
 demo: setup
 	$(BIN)/brats-goat synth demo/input --cases 3 --kind mixed --seed 0
-	$(BIN)/brats-goat predict demo/input demo/output --save-maps
+	$(BIN)/brats-goat predict demo/input demo/output --save-maps --qc-png
 
-## test: lint, then the whole test suite (real-data tests run when ../shared/data/real exists)
-test: setup lint
-	$(BIN)/python -m pytest
+## test: lint, then the whole test suite (real-data tests run when ../shared/data/real exists;
+## the cross-check against the official brats-evaluation package runs in .venv-eval)
+test: setup setup-eval lint
+	BRATS_EVAL_PYTHON=$(CURDIR)/$(EVAL_VENV)/bin/python $(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 
-## benchmark: seconds per case and peak memory of predict on the real cases
+## benchmark: quality and speed of every method on phantoms and real cases -> results/
 benchmark: setup
+	$(BIN)/python scripts/benchmark.py
 	$(BIN)/python scripts/benchmark_predict.py
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(EVAL_VENV) demo .pytest_cache .ruff_cache

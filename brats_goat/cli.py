@@ -17,7 +17,7 @@ from . import __version__
 from .config import MODEL_PRESETS, InferenceConfig, PipelineConfig, TrainConfig
 from .discover import discover_cases
 from .evaluate_cli import evaluate
-from .pipeline import InputError, predict
+from .pipeline import METHODS, InputError, predict
 from .synth.cli import synth
 from .weights import WeightsError, register_in_manifest
 
@@ -44,16 +44,26 @@ def main() -> None:
     show_default=True,
     help="auto = CUDA when a GPU is visible, else CPU.",
 )
+@click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default="mvitae",
+    show_default=True,
+    help="mvitae = the autoencoder; intensity = training-free FLAIR/t1c z-score baseline.",
+)
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Slices per forward pass.")
 @click.option("--save-maps", is_flag=True, help="Also write float32 anomaly maps per case.")
+@click.option("--qc-png", is_flag=True, help="Also write OUTPUT/qc/<ID>.png (needs matplotlib).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary table.")
 def predict_cmd(
     input_dir: Path,
     output_dir: Path,
     weights: Path | None,
     device: str,
+    method: str,
     batch_size: int | None,
     save_maps: bool,
+    qc_png: bool,
     quiet: bool,
 ) -> None:
     """Segment every case in INPUT (a folder of case folders, or one case folder).
@@ -72,7 +82,9 @@ def predict_cmd(
             weights=weights,
             config=config,
             save_maps=save_maps,
+            qc_png=qc_png,
             quiet=quiet,
+            method=method,
         )
     except (InputError, WeightsError, RuntimeError) as exc:
         raise click.UsageError(str(exc)) from exc

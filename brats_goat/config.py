@@ -128,6 +128,12 @@ class PipelineConfig:
     normalise: NormaliseConfig = field(default_factory=NormaliseConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    #: Thresholds of the training-free intensity baseline (``--method intensity``): z units
+    #: of the image itself. From ``scripts/calibrate_intensity.py`` (99.9th percentile on
+    #: healthy phantoms): label-free, never fitted on the cases we score.
+    intensity: PostprocessConfig = field(
+        default_factory=lambda: PostprocessConfig(threshold_t1c=3.45, threshold_t2f=1.70)
+    )
     #: Tolerance when comparing the affines of the four modalities (mm / direction units).
     affine_atol: float = 1e-3
 

@@ -22,12 +22,13 @@ import torch
 from tqdm import tqdm
 
 from .anomaly import analysis_mask, case_score, residual_maps
-from .config import MODALITIES, PipelineConfig, to_dict
+from .config import MODALITIES, PipelineConfig, PostprocessConfig, to_dict
 from .discover import Case, discover_cases
 from .labels import fuse_labels, voxels_per_label
 from .model import MViTAE
 from .normalise import normalise_stack
-from .read import CaseError, CaseVolumes, load_case
+from .qc import require_matplotlib, write_qc_png
+from .read import CaseError, CaseVolumes, load_case, load_reference_labels
 from .reconstruct import pick_device, reconstruct_volume
 from .report import CaseResult, RunReport
 from .threshold import open_close, select_components, threshold_slices
@@ -79,38 +80,33 @@ class StageTimer:
 
 
 class Segmenter:
-    """MViT-AE anomaly segmentation of one case held in memory."""
+    """Anomaly segmentation of one case held in memory; subclasses say what "healthy" is.
 
-    method = "mvitae"
+    Every method shares the same stages; they differ only in the healthy estimate that is
+    subtracted (``reconstruct``) and in the thresholds applied to the residual.
+    """
 
-    def __init__(
-        self,
-        model: MViTAE,
-        config: PipelineConfig | None = None,
-        meta: dict[str, Any] | None = None,
-    ) -> None:
+    method = "base"
+
+    def __init__(self, config: PipelineConfig | None = None, meta: dict[str, Any] | None = None):
         self.config = config or PipelineConfig()
-        self.device = pick_device(self.config.inference.device)
-        self.model = model.to(self.device).eval()
         self.meta = meta or {}
+        self.device = torch.device("cpu")
 
-    @classmethod
-    def from_weights(
-        cls, weights: str | Path | None = None, config: PipelineConfig | None = None
-    ) -> Segmenter:
-        """Load checksum-verified weights (default: the shipped checkpoint)."""
-        model, meta = load_verified(weights)
-        return cls(model, config, meta)
+    @property
+    def postprocess(self) -> PostprocessConfig:
+        return self.config.postprocess
+
+    def reconstruct(self, normalised: np.ndarray, brain: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def segment(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Segmentation:
         timer = timer or StageTimer()
-        post = self.config.postprocess
+        post = self.postprocess
         with timer.stage("normalise"):
             normalised, brain = normalise_stack(volumes.stack(MODALITIES), self.config.normalise)
         with timer.stage("reconstruct"):
-            recon = reconstruct_volume(
-                self.model, normalised, brain, self.config.inference, self.device
-            )
+            recon = self.reconstruct(normalised, brain)
         with timer.stage("anomaly"):
             maps = residual_maps(normalised, recon, brain, post)
             score = case_score(maps, brain)
@@ -125,6 +121,66 @@ class Segmenter:
         with timer.stage("labels"):
             labels = fuse_labels(binary["t2f"], binary["t1c"], post.et_within_wt_dilation)
         return Segmentation(labels=labels, maps=maps, score=score)
+
+
+class MViTAESegmenter(Segmenter):
+    """The MViT-AE: the residual is what the healthy-only autoencoder cannot reconstruct."""
+
+    method = "mvitae"
+
+    def __init__(
+        self,
+        model: MViTAE,
+        config: PipelineConfig | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(config, meta)
+        self.device = pick_device(self.config.inference.device)
+        self.model = model.to(self.device).eval()
+
+    @classmethod
+    def from_weights(
+        cls, weights: str | Path | None = None, config: PipelineConfig | None = None
+    ) -> MViTAESegmenter:
+        """Load checksum-verified weights (default: the shipped checkpoint)."""
+        model, meta = load_verified(weights)
+        return cls(model, config, meta)
+
+    def reconstruct(self, normalised: np.ndarray, brain: np.ndarray) -> np.ndarray:
+        return reconstruct_volume(self.model, normalised, brain, self.config.inference, self.device)
+
+
+class IntensitySegmenter(Segmenter):
+    """Training-free yardstick (Meissen et al.): the z-scored image itself is the residual.
+
+    A healthy brain's z-scored FLAIR and t1c rarely reach the thresholds; tumour (edema on
+    FLAIR, enhancement on t1c) does. Any learned model must beat this to be worth its cost.
+    """
+
+    method = "intensity"
+
+    @property
+    def postprocess(self) -> PostprocessConfig:
+        return self.config.intensity
+
+    def reconstruct(self, normalised: np.ndarray, brain: np.ndarray) -> np.ndarray:
+        return np.zeros_like(normalised)
+
+
+METHODS: tuple[str, ...] = ("mvitae", "intensity")
+
+
+def make_segmenter(
+    method: str = "mvitae",
+    weights: str | Path | None = None,
+    config: PipelineConfig | None = None,
+) -> Segmenter:
+    """The segmenter for ``method``; only the MViT-AE loads weights."""
+    if method == "mvitae":
+        return MViTAESegmenter.from_weights(weights, config)
+    if method == "intensity":
+        return IntensitySegmenter(config)
+    raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
 
 def check_folders(input_dir: Path, output_dir: Path) -> None:
@@ -162,18 +218,26 @@ def write_outputs(
     return out_path
 
 
+def write_qc(case: Case, volumes: CaseVolumes, seg: Segmentation, output_dir: Path) -> None:
+    """QC picture with the case's reference where it has one (``-seg``/``-ref``/...)."""
+    reference = load_reference_labels(case, volumes)
+    path = output_dir / "qc" / f"{case.case_id}.png"
+    write_qc_png(path, case.case_id, volumes.arrays, seg.maps, seg.labels, reference)
+
+
 def predict_case(
     case: Case,
     segmenter: Segmenter,
     output_dir: Path,
     *,
     save_maps: bool = False,
+    qc_png: bool = False,
     quiet: bool = False,
 ) -> CaseResult:
     """Run one case; any failure becomes an error in its result, never an exception."""
     result = CaseResult(case_id=case.case_id, input=str(case.folder))
     bar = tqdm(
-        total=len(STAGES),
+        total=len(STAGES) + int(qc_png),
         desc=case.case_id,
         disable=quiet,
         leave=True,
@@ -195,6 +259,12 @@ def predict_case(
         result.voxels_per_label = voxels_per_label(seg.labels)
         if not seg.labels.any():
             result.warnings.append("no anomaly found: the label map is all zero")
+        if qc_png:
+            with timer.stage("qc"):
+                try:
+                    write_qc(case, volumes, seg, output_dir)
+                except Exception as exc:  # a picture must never cost the case its labels
+                    result.warnings.append(f"QC picture not written: {exc}")
     except CaseError as exc:
         result.status, result.error = "failed", str(exc)
     except (KeyboardInterrupt, SystemExit):
@@ -216,8 +286,10 @@ def predict(
     weights: str | Path | None = None,
     config: PipelineConfig | None = None,
     save_maps: bool = False,
+    qc_png: bool = False,
     quiet: bool = False,
     segmenter: Segmenter | None = None,
+    method: str = "mvitae",
 ) -> RunReport:
     """Segment every case under ``input_dir`` into ``output_dir``; returns the run report.
 
@@ -225,13 +297,18 @@ def predict(
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     check_folders(input_dir, output_dir)
+    if qc_png:
+        try:
+            require_matplotlib()
+        except RuntimeError as exc:
+            raise InputError(str(exc)) from exc
     cases = discover_cases(input_dir)
     if not cases:
         raise InputError(
             f"no cases found in {input_dir}: expected case folders holding files like "
             "<ID>-t1n.nii.gz, <ID>-t1c.nii.gz, <ID>-t2w.nii.gz, <ID>-t2f.nii.gz"
         )
-    segmenter = segmenter or Segmenter.from_weights(weights, config)
+    segmenter = segmenter or make_segmenter(method, weights, config)
     report = RunReport(
         input=str(input_dir),
         output=str(output_dir),
@@ -245,7 +322,9 @@ def predict(
         if not quiet:
             tqdm.write(f"[{i}/{len(cases)}] {case.case_id}", file=sys.stderr)
         report.cases.append(
-            predict_case(case, segmenter, output_dir, save_maps=save_maps, quiet=quiet)
+            predict_case(
+                case, segmenter, output_dir, save_maps=save_maps, qc_png=qc_png, quiet=quiet
+            )
         )
         report.write(output_dir)
     if torch.cuda.is_available():

@@ -62,6 +62,8 @@ def resolve_checkpoint(weights: str | Path | None = None) -> tuple[Path, str]:
     used) or ``None`` (the default folder).
     """
     target = Path(weights) if weights is not None else default_weights_dir()
+    if not target.exists():
+        raise WeightsError(f"weights not found at {target}: pass --weights or set ${WEIGHTS_ENV}")
     if target.is_dir():
         folder = target
         manifest = read_manifest(folder)

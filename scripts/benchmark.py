@@ -1,0 +1,219 @@
+"""Quality and speed of every method, side by side, on phantoms and on the real cases.
+
+For each method (`predict --method ...`) and each data set it runs the real CLI in a child
+process (seconds per case, that process's peak RSS), scores the labels with the BraTS 2023
+lesion-wise metrics of `brats_goat.metrics`, and writes one table:
+results/benchmark-<commit>.{json,md}.
+
+Data sets: phantoms from `brats-goat synth` of every tumour kind (seeds 2000+: never used to
+calibrate anything), healthy phantoms (false positives per case), and the real cases of
+../shared/data/real (lesion-wise scores where a `-ref` label map exists; detection of the
+rough mask of BraTS-GLI-00001-000, which is a box, not a segmentation).
+
+    python scripts/benchmark.py [--per-kind 3] [--healthy 3] [--methods intensity,mvitae]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from brats_goat.discover import discover_cases
+from brats_goat.evaluate import evaluate_folder
+from brats_goat.synth import synthesize
+from brats_goat.threshold import components
+
+ROOT = Path(__file__).resolve().parents[1]
+KIND_COHORT = {"glioma": "gli", "metastases": "met", "meningioma": "men"}
+SEED = 2000
+
+
+def run_predict(method: str, inp: Path, out: Path, device: str) -> dict:
+    """Run the CLI in a child; its own wall time and peak RSS (``os.wait4``)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "brats_goat.cli",
+        "predict",
+        str(inp),
+        str(out),
+        "--quiet",
+        "--method",
+        method,
+        "--device",
+        device,
+    ]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    stderr = proc.stderr.read().decode() if proc.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        raise SystemExit(f"predict {method} on {inp} exited {code}:\n{stderr}")
+    report = json.loads((out / "report.json").read_text())
+    n = len(report["cases"])
+    return {
+        "cases": n,
+        "failed": report["summary"]["failed"],
+        "device": report["device"],
+        "s_per_case": round(wall / n, 2),
+        "pipeline_s_per_case": round(
+            float(np.mean([sum(c["timings_s"].values()) for c in report["cases"]])), 2
+        ),
+        "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
+    }
+
+
+def lesionwise(out: Path, ref_dir: Path, cohort: str) -> dict:
+    means = evaluate_folder(out, ref_dir, cohort, output_dir=out).means()
+    return {
+        "lw_dice": {r: round(means[r]["lesionwise_dice"], 3) for r in ("WT", "TC", "ET")},
+        "lesion_detection": round(means["WT"]["lesion_detection_rate"], 3),
+        "case_detection": round(means["WT"]["case_detection_rate"], 3),
+        "scored_cases": int(means["WT"]["n_cases"]),
+    }
+
+
+def fp_per_case(out: Path) -> dict:
+    """Healthy phantoms: every predicted whole-tumour component is a false positive."""
+    counts = []
+    for path in sorted(out.glob("*.nii.gz")):
+        if "-anomaly-" in path.name:
+            continue
+        _, sizes = components(np.asarray(nib.load(path).dataobj) > 0)
+        counts.append(len(sizes) - 1)
+    return {
+        "fp_components_per_case": round(float(np.mean(counts)), 2),
+        "cases_flagged": round(float(np.mean([c > 0 for c in counts])), 3),
+    }
+
+
+def rough_mask_detection(out: Path, data: Path) -> dict:
+    """Cases whose only reference is a rough mask: is it overlapped at all?"""
+    hits = {}
+    for case in discover_cases(data):
+        if case.reference is None or "roughmask" not in case.reference.name:
+            continue
+        pred = out / f"{case.case_id}.nii.gz"
+        ref = np.asarray(nib.load(case.reference).dataobj) > 0
+        hits[case.case_id] = bool(
+            pred.is_file() and ((np.asarray(nib.load(pred).dataobj) > 0) & ref).any()
+        )
+    return {"rough_mask_detected": hits}
+
+
+def fmt(row: dict, key: str, sub: str | None = None) -> str:
+    value = row.get(key)
+    if sub is not None and isinstance(value, dict):
+        value = value.get(sub)
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def markdown(result: dict) -> str:
+    head = (
+        "| data | method | cases | LW-Dice WT | LW-Dice TC | LW-Dice ET | lesion det. | "
+        "case det. | FP comp./healthy case | s/case | peak RSS GB | device |"
+    )
+    lines = [
+        f"# Benchmark, commit {result['commit']}",
+        "",
+        f"Machine: {result['machine']}; weights {result['weights_sha256'][:12]}; "
+        f"phantom seed {result['seed']}.",
+        "",
+        head,
+        "|" + "---|" * 12,
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"| {row['data']} | {row['method']} | {row['cases']} | {fmt(row, 'lw_dice', 'WT')} | "
+            f"{fmt(row, 'lw_dice', 'TC')} | {fmt(row, 'lw_dice', 'ET')} | "
+            f"{fmt(row, 'lesion_detection')} | {fmt(row, 'case_detection')} | "
+            f"{fmt(row, 'fp_components_per_case')} | {row['s_per_case']} | "
+            f"{row['peak_rss_gb']} | {row['device']} |"
+        )
+    for row in result["rows"]:
+        if "rough_mask_detected" in row:
+            lines.append("")
+            lines.append(f"Rough-mask detection ({row['method']}): {row['rough_mask_detected']}")
+    lines.append("")
+    lines.append(
+        "LW = BraTS 2023 lesion-wise (misses and false positives score 0); real cases are "
+        "scored against model-made references (see ../shared/data/real/README), so they "
+        "measure agreement, not truth."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-kind", type=int, default=3, help="tumour phantoms per kind")
+    parser.add_argument("--healthy", type=int, default=3, help="healthy phantoms")
+    parser.add_argument("--methods", default="intensity,mvitae")
+    parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--results", type=Path, default=ROOT / "results")
+    args = parser.parse_args()
+    methods = args.methods.split(",")
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    rows: list[dict] = []
+    weights_sha = ""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        sets: list[tuple[str, Path, str | None]] = []
+        for i, (kind, cohort) in enumerate(KIND_COHORT.items()):
+            folder = tmp / f"phantom-{kind}"
+            synthesize(folder, args.per_kind, seed=args.seed + i, kind=kind, progress=False)
+            sets.append((f"phantom {kind}", folder, cohort))
+        healthy = tmp / "phantom-healthy"
+        synthesize(healthy, args.healthy, seed=args.seed + 10, healthy=True, progress=False)
+        sets.append(("phantom healthy", healthy, None))
+        if args.real.is_dir():
+            sets.append(("real", args.real, "gli"))
+        for data_name, folder, cohort in sets:
+            for method in methods:
+                out = tmp / "pred" / data_name.replace(" ", "-") / method
+                print(f"{data_name}: {method} ...", file=sys.stderr, flush=True)
+                row = {"data": data_name, "method": method}
+                row.update(run_predict(method, folder, out, args.device))
+                if method == "mvitae":
+                    weights_sha = json.loads((out / "report.json").read_text())["weights_sha256"]
+                if cohort is None:
+                    row.update(fp_per_case(out))
+                else:
+                    row.update(lesionwise(out, folder, cohort))
+                if data_name == "real":
+                    row.update(rough_mask_detection(out, folder))
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+    result = {
+        "commit": commit,
+        "machine": f"{platform.node()}, {os.cpu_count()} CPUs, {platform.machine()}",
+        "weights_sha256": weights_sha or "-",
+        "seed": args.seed,
+        "rows": rows,
+    }
+    args.results.mkdir(exist_ok=True)
+    stem = args.results / f"benchmark-{commit}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The intensity baseline and QC pictures, end to end through the CLI (no weights needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from click.testing import CliRunner
+
+from brats_goat.cli import main
+from brats_goat.qc import qc_slices
+from tests.conftest import synthetic_volumes
+
+
+def run(args: list[str]):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_intensity_baseline_finds_bright_lesion(tmp_path: Path, case_writer) -> None:
+    folder = case_writer("LES-1")
+    out = tmp_path / "out"
+    result = run(["predict", folder, out, "--method", "intensity", "--quiet"])
+    assert result.exit_code == 0, result.output
+    _, lesion = synthetic_volumes()
+    pred = np.asarray(nib.load(out / "LES-1.nii.gz").dataobj)
+    wt = pred > 0
+    dice = 2 * (wt & lesion).sum() / (wt.sum() + lesion.sum())
+    assert dice > 0.7, dice
+    assert (pred[lesion] == 3).mean() > 0.5, "bright t1c lesion should be mostly ET"
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "intensity" and report["weights"] is None
+
+
+def test_intensity_baseline_quiet_on_healthy(tmp_path: Path, case_writer) -> None:
+    folder = case_writer("HEALTHY-1", lesion=False)
+    out = tmp_path / "out"
+    assert run(["predict", folder, out, "--method", "intensity", "--quiet"]).exit_code == 0
+    assert (np.asarray(nib.load(out / "HEALTHY-1.nii.gz").dataobj) > 0).sum() < 50
+
+
+def test_qc_png_written_with_reference(tmp_path: Path, case_writer) -> None:
+    folder = case_writer("QC-1")
+    out = tmp_path / "out"
+    args = ["predict", folder, out, "--method", "intensity", "--qc-png", "--quiet"]
+    assert run(args).exit_code == 0
+    png = out / "qc" / "QC-1.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (case,) = json.loads((out / "report.json").read_text())["cases"]
+    assert "qc" in case["timings_s"] and not case["warnings"]
+
+
+def test_qc_slices_pick_largest_tumour_area() -> None:
+    labels = np.zeros((10, 10, 30), np.uint8)
+    labels[2:8, 2:8, 20] = 2
+    labels[4:6, 4:6, 5] = 1
+    assert qc_slices(labels, None) == [5, 20]
+    assert qc_slices(np.zeros_like(labels), None) == [15]
+
+
+def test_unknown_method_is_usage_error(tmp_path: Path, case_writer) -> None:
+    folder = case_writer("X-1")
+    result = run(["predict", folder, tmp_path / "o", "--method", "magic"])
+    assert result.exit_code == 2
+
+
+def test_all_commands_listed() -> None:
+    result = run(["--help"])
+    for command in ("predict", "train", "synth", "evaluate"):
+        assert command in result.output
