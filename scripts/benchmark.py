@@ -124,7 +124,7 @@ def fmt(row: dict, key: str, sub: str | None = None) -> str:
 
 def markdown(result: dict) -> str:
     head = (
-        "| data | method | cases | LW-Dice WT | LW-Dice TC | LW-Dice ET | lesion det. | "
+        "| data | method | cases (scored) | LW-Dice WT | LW-Dice TC | LW-Dice ET | lesion det. | "
         "case det. | FP comp./healthy case | s/case | peak RSS GB | device |"
     )
     lines = [
@@ -138,7 +138,8 @@ def markdown(result: dict) -> str:
     ]
     for row in result["rows"]:
         lines.append(
-            f"| {row['data']} | {row['method']} | {row['cases']} | {fmt(row, 'lw_dice', 'WT')} | "
+            f"| {row['data']} | {row['method']} | {row['cases']} ({fmt(row, 'scored_cases')}) | "
+            f"{fmt(row, 'lw_dice', 'WT')} | "
             f"{fmt(row, 'lw_dice', 'TC')} | {fmt(row, 'lw_dice', 'ET')} | "
             f"{fmt(row, 'lesion_detection')} | {fmt(row, 'case_detection')} | "
             f"{fmt(row, 'fp_components_per_case')} | {row['s_per_case']} | "
@@ -166,7 +167,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--results", type=Path, default=ROOT / "results")
+    parser.add_argument("--render", type=Path, help="only re-write the .md of a saved .json")
     args = parser.parse_args()
+    if args.render:
+        args.render.with_suffix(".md").write_text(markdown(json.loads(args.render.read_text())))
+        return
     methods = args.methods.split(",")
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
