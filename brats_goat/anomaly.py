@@ -18,14 +18,14 @@ def analysis_mask(brain: np.ndarray, erosion: int) -> np.ndarray:
 
 
 def residual_maps(
-    normalised: np.ndarray, recon: np.ndarray, brain: np.ndarray, cfg: PostprocessConfig
+    normalised: np.ndarray, recon: np.ndarray, mask: np.ndarray, cfg: PostprocessConfig
 ) -> dict[str, np.ndarray]:
-    """Signed residual (input - reconstruction) of t1c and t2f inside the analysis mask.
+    """Signed residual (input - reconstruction) of t1c and t2f inside ``mask``
+    (the :func:`analysis_mask`, computed once per case by the caller).
 
     Signed, because tumour is *hyper*intense on FLAIR (edema) and post-contrast T1 (ET);
     dark residuals are mostly reconstruction blur and would only add false positives.
     """
-    mask = analysis_mask(brain, cfg.brain_erosion)
     maps: dict[str, np.ndarray] = {}
     for name in ("t1c", "t2f"):
         c = MODALITIES.index(name)

@@ -108,10 +108,10 @@ class Segmenter:
         with timer.stage("reconstruct"):
             recon = self.reconstruct(normalised, brain)
         with timer.stage("anomaly"):
-            maps = residual_maps(normalised, recon, brain, post)
+            mask = analysis_mask(brain, post.brain_erosion)
+            maps = residual_maps(normalised, recon, mask, post)
             score = case_score(maps, brain)
         with timer.stage("threshold"):
-            mask = analysis_mask(brain, post.brain_erosion)
             fixed = {"t1c": post.threshold_t1c, "t2f": post.threshold_t2f}
             binary = {}
             for name, residual in maps.items():

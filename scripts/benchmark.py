@@ -38,8 +38,16 @@ KIND_COHORT = {"glioma": "gli", "metastases": "met", "meningioma": "men"}
 SEED = 2000
 
 
-def run_predict(method: str, inp: Path, out: Path, device: str) -> dict:
-    """Run the CLI in a child; its own wall time and peak RSS (``os.wait4``)."""
+def current_commit() -> str:
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return out.stdout.strip() or "unknown"
+
+
+def run_cli_predict(method: str, inp: Path, out: Path, device: str) -> tuple[float, float, dict]:
+    """Run the CLI in a child: its wall seconds, its own peak RSS in GB (``os.wait4``) and the
+    run report. Exit 1 (some case failed) still returns; anything else aborts."""
     cmd = [
         sys.executable,
         "-m",
@@ -61,7 +69,12 @@ def run_predict(method: str, inp: Path, out: Path, device: str) -> dict:
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 1):
         raise SystemExit(f"predict {method} on {inp} exited {code}:\n{stderr}")
-    report = json.loads((out / "report.json").read_text())
+    return wall, usage.ru_maxrss / 2**20, json.loads((out / "report.json").read_text())
+
+
+def run_predict(method: str, inp: Path, out: Path, device: str) -> dict:
+    """One benchmark row's speed columns."""
+    wall, peak_gb, report = run_cli_predict(method, inp, out, device)
     n = len(report["cases"])
     return {
         "cases": n,
@@ -71,7 +84,7 @@ def run_predict(method: str, inp: Path, out: Path, device: str) -> dict:
         "pipeline_s_per_case": round(
             float(np.mean([sum(c["timings_s"].values()) for c in report["cases"]])), 2
         ),
-        "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
+        "peak_rss_gb": round(peak_gb, 2),
     }
 
 
@@ -173,9 +186,7 @@ def main() -> None:
         args.render.with_suffix(".md").write_text(markdown(json.loads(args.render.read_text())))
         return
     methods = args.methods.split(",")
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    commit = current_commit()
     rows: list[dict] = []
     weights_sha = ""
     with tempfile.TemporaryDirectory() as tmp_name:

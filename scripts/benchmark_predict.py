@@ -12,8 +12,6 @@ import argparse
 import json
 import os
 import platform
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmark import current_commit, run_cli_predict  # noqa: E402  (scripts/ sibling)
 
 from brats_goat.discover import discover_cases  # noqa: E402
 from brats_goat.write import like_reference, write_nifti_atomic  # noqa: E402
@@ -42,43 +42,20 @@ def io_floor(data: Path, scratch: Path) -> float:
     return float(np.mean(times))
 
 
-def run_predict(data: Path, out: Path, device: str) -> tuple[float, float, dict]:
-    """Whole CLI run in a child process: wall seconds, child's peak RSS in GB, report."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "brats_goat.cli",
-        "predict",
-        str(data),
-        str(out),
-        "--quiet",
-        "--device",
-        device,
-    ]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"predict failed ({proc.returncode}):\n{proc.stderr}")
-    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    return wall, peak_gb, json.loads((out / "report.json").read_text())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     args = parser.parse_args()
-    commit = (
-        subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
-        or "unknown"
-    )
+    commit = current_commit()
     with tempfile.TemporaryDirectory() as tmp:
         floor = io_floor(args.data, Path(tmp))
-        wall, peak_gb, report = run_predict(args.data, Path(tmp) / "pred", args.device)
+        wall, peak_gb, report = run_cli_predict(
+            "mvitae", args.data, Path(tmp) / "pred", args.device
+        )
+    if report["summary"]["failed"]:
+        raise SystemExit(f"predict failed on some cases: {report['summary']}")
     n = len(report["cases"])
     per_case = {c["case_id"]: round(sum(c["timings_s"].values()), 2) for c in report["cases"]}
     stages: dict[str, float] = {}

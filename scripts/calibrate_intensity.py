@@ -33,8 +33,8 @@ def main() -> None:
         case = generate_case(args.seed, i, healthy=True)
         stack = np.stack([case.images[m].astype(np.float32) for m in MODALITIES])
         normalised, brain = normalise_stack(stack, cfg.normalise)
-        maps = residual_maps(normalised, np.zeros_like(normalised), brain, post)
         mask = analysis_mask(brain, post.brain_erosion)
+        maps = residual_maps(normalised, np.zeros_like(normalised), mask, post)
         for name, values in maps.items():
             pooled[name].append(values[mask])
     for name, chunks in pooled.items():

@@ -119,7 +119,8 @@ def test_residual_maps_signed_and_masked() -> None:
     norm[t2f, 10:15, 10:15] = 4.0
     norm[t2f, 20:23, 20:23] = -4.0
     cfg = PostprocessConfig(median_size=0, brain_erosion=1)
-    maps = residual_maps(norm, np.zeros(shape, np.float32), brain, cfg)
+    mask = analysis_mask(brain, cfg.brain_erosion)
+    maps = residual_maps(norm, np.zeros(shape, np.float32), mask, cfg)
     assert maps["t2f"][12, 12, 2] == 4.0 and maps["t2f"][21, 21, 2] == -4.0
     assert maps["t2f"][3, 3, 2] == 0  # eroded edge
     assert case_score(maps, brain) > 3
