@@ -18,16 +18,23 @@ def analysis_mask(brain: np.ndarray, erosion: int) -> np.ndarray:
 
 
 def residual_maps(
-    normalised: np.ndarray, recon: np.ndarray, mask: np.ndarray, cfg: PostprocessConfig
+    normalised: np.ndarray,
+    recon: np.ndarray,
+    mask: np.ndarray,
+    cfg: PostprocessConfig,
+    present: tuple[str, ...] = MODALITIES,
 ) -> dict[str, np.ndarray]:
     """Signed residual (input - reconstruction) of t1c and t2f inside ``mask``
-    (the :func:`analysis_mask`, computed once per case by the caller).
+    (the :func:`analysis_mask`, computed once per case by the caller); a modality the
+    case does not have gets no map.
 
     Signed, because tumour is *hyper*intense on FLAIR (edema) and post-contrast T1 (ET);
     dark residuals are mostly reconstruction blur and would only add false positives.
     """
     maps: dict[str, np.ndarray] = {}
     for name in ("t1c", "t2f"):
+        if name not in present:
+            continue
         c = MODALITIES.index(name)
         res = normalised[c] - recon[c]
         if cfg.median_size > 1:
@@ -42,5 +49,5 @@ def case_score(maps: dict[str, np.ndarray], brain: np.ndarray) -> float:
     A high percentile (rather than the max) ignores a handful of noisy voxels but still
     reacts to a lesion of a few hundred voxels.
     """
-    combined = np.maximum(maps["t1c"], maps["t2f"])[brain]
+    combined = np.maximum.reduce(list(maps.values()))[brain]
     return float(np.percentile(combined, 99.9)) if combined.size else 0.0

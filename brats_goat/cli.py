@@ -6,6 +6,7 @@ Exit codes: 0 every case succeeded, 1 at least one case failed, 2 usage error.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
 import sys
 import time
@@ -14,10 +15,11 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import MODEL_PRESETS, InferenceConfig, PipelineConfig, TrainConfig
+from .config import MODEL_PRESETS, AugmentConfig, InferenceConfig, PipelineConfig, TrainConfig
 from .discover import discover_cases
 from .evaluate_cli import evaluate
 from .pipeline import METHODS, InputError, predict
+from .read import CaseError
 from .synth.cli import synth
 from .weights import WeightsError, register_in_manifest
 
@@ -99,13 +101,20 @@ def predict_cmd(
 
 
 @main.command("train")
-@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("data", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--output",
     "-o",
     type=click.Path(path_type=Path),
     required=True,
-    help="Checkpoint to write (e.g. weights/mvitae-small-v1.pt).",
+    help="Checkpoint to write (e.g. weights/mvitae-small-v2.pt).",
+)
+@click.option(
+    "--healthy",
+    "healthy_dirs",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Folder of known-healthy cases (e.g. from `synth --healthy`): every slice is used.",
 )
 @click.option(
     "--arch",
@@ -122,6 +131,35 @@ def predict_cmd(
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option(
+    "--modality-dropout",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Per-modality drop probability; > 0 makes a model that accepts missing sequences.",
+)
+@click.option(
+    "--noise-std",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Coarse input noise (z units) for a denoising objective; 0 = plain autoencoder.",
+)
+@click.option("--no-augment", is_flag=True, help="Train without flips/affine/intensity changes.")
+@click.option(
+    "--init",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Start from this checkpoint's weights (fine-tuning).",
+)
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT's .state.pt training state.")
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(0),
+    default=TrainConfig.checkpoint_every,
+    show_default=True,
+    help="Steps between resumable training states.",
+)
+@click.option(
     "--register/--no-register",
     default=False,
     help="Add the checkpoint to the manifest of its folder (and make it the default).",
@@ -130,48 +168,89 @@ def predict_cmd(
 def train_cmd(
     data: tuple[Path, ...],
     output: Path,
+    healthy_dirs: tuple[Path, ...],
     arch: str,
     epochs: int,
     batch_size: int,
     lr: float,
     seed: int,
     device: str,
+    modality_dropout: float,
+    noise_std: float,
+    no_augment: bool,
+    init: Path | None,
+    resume: bool,
+    checkpoint_every: int,
     register: bool,
     quiet: bool,
 ) -> None:
     """Train the MViT-AE on the healthy axial slices of DATA (case folders or folders of them).
 
     Slices within a margin of a reference label map (<ID>-seg/-ref/-roughmask) are excluded;
-    cases without one lose the slices around their FLAIR outlier clusters.
+    cases without one lose the slices around their FLAIR outlier clusters. Cases under
+    --healthy contribute every slice. Thresholds are calibrated on the held-out healthy
+    slices and stored in the checkpoint. Multi-GPU: `torchrun --nproc-per-node N -m
+    brats_goat.cli train ...`.
     """
     from .train import save_history, train
 
     cases = [case for folder in data for case in discover_cases(folder)]
-    if not cases:
-        raise click.UsageError("no cases found in DATA")
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    healthy = [case for folder in healthy_dirs for case in discover_cases(folder)]
+    if not cases and not healthy:
+        raise click.UsageError("no cases found in DATA or --healthy")
+    augment = AugmentConfig.none() if no_augment else AugmentConfig()
+    augment = dataclasses.replace(augment, modality_dropout=modality_dropout, noise_std=noise_std)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        augment=augment,
+        checkpoint_every=checkpoint_every,
+    )
+    model_cfg = dataclasses.replace(MODEL_PRESETS[arch], modality_mask=modality_dropout > 0)
     provenance = {
         "command": "brats-goat train " + shlex.join(sys.argv[2:]),
         "data": [str(p) for p in data],
+        "healthy_data": [str(p) for p in healthy_dirs],
         "seed": seed,
         "arch": arch,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    result = train(
-        cases, output, MODEL_PRESETS[arch], cfg, device=device, provenance=provenance, quiet=quiet
-    )
+    try:
+        result = train(
+            cases,
+            output,
+            model_cfg,
+            cfg,
+            healthy_cases=healthy,
+            device=device,
+            provenance=provenance,
+            quiet=quiet,
+            resume=resume,
+            init=init,
+        )
+    except (CaseError, FileNotFoundError, ValueError, WeightsError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    if result.info.get("processes", 1) > 1 and os.environ.get("RANK", "0") != "0":
+        return
     history_path = save_history(result, output.with_suffix(".train.json"))
     if register:
         keep = (
             "command",
             "data",
+            "healthy_data",
             "seed",
             "arch",
             "cases",
             "parameters",
             "device",
+            "processes",
+            "steps",
             "best_epoch",
             "best_val_loss",
+            "calibration",
+            "initialised_from",
             "wall_time_s",
             "started",
         )
@@ -182,7 +261,64 @@ def train_cmd(
             default=True,
         )
     click.echo(f"checkpoint: {output} sha256 {result.sha256}")
+    click.echo(f"thresholds: {result.info.get('calibration', {}).get('thresholds')}")
     click.echo(f"history: {history_path}")
+
+
+@main.command("calibrate")
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Checkpoint (or weights folder) to calibrate (default: the shipped weights).",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Where to write the re-calibrated checkpoint.",
+)
+@click.option(
+    "--percentile",
+    type=click.FloatRange(50, 100),
+    default=TrainConfig.calibration_percentile,
+    show_default=True,
+    help="Residual percentile on the healthy slices that becomes the threshold.",
+)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option(
+    "--register/--no-register",
+    default=False,
+    help="Add the new checkpoint to the manifest of its folder (and make it the default).",
+)
+def calibrate_cmd(
+    data: tuple[Path, ...],
+    weights: Path | None,
+    output: Path,
+    percentile: float,
+    device: str,
+    register: bool,
+) -> None:
+    """Re-derive the anomaly thresholds from a site's own healthy scans in DATA.
+
+    Uses the healthy slices of DATA (slices near a label map or FLAIR outliers are left
+    out, as in training) and no tumour label. Writes a new checkpoint with the thresholds.
+    """
+    from .calibrate import recalibrate_checkpoint
+
+    cases = [case for folder in data for case in discover_cases(folder)]
+    if not cases:
+        raise click.UsageError("no cases found in DATA")
+    try:
+        sha, info = recalibrate_checkpoint(weights, cases, output, percentile, device)
+    except (CaseError, WeightsError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    if register:
+        register_in_manifest(output, sha, {"calibration": info}, default=True)
+    click.echo(f"thresholds (z units): {info['thresholds']}")
+    click.echo(f"checkpoint: {output} sha256 {sha}")
 
 
 main.add_command(synth)

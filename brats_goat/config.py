@@ -37,6 +37,10 @@ class ModelConfig:
     seed_size: int = 8
     #: Channels of the transposed-convolution stages, from coarse to fine.
     decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+    #: Add a learned embedding of which modalities are present to every token, so one
+    #: model serves any subset of sequences (trained with modality dropout). Absent
+    #: modalities enter as zero images. Off in checkpoints made before it existed.
+    modality_mask: bool = False
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -65,9 +69,13 @@ class PostprocessConfig:
     """Anomaly map -> binary components ("late fusion" of the paper)."""
 
     #: Signed residual (input - reconstruction) threshold per channel, in z units.
-    #: Paper values; never fitted on the cases we report.
+    #: Defaults are the paper's; a trained checkpoint stores its own, calibrated on
+    #: held-out healthy slices (``brats_goat.calibrate``), never fitted on tumour labels.
     threshold_t1c: float = 1.2
     threshold_t2f: float = 1.5
+    #: Calibrated (t1c, t2f) thresholds per modality subset (e.g. ``'t1c+t2f'``), used
+    #: when a case lacks sequences; the fields above serve the full set.
+    thresholds_by_subset: dict[str, tuple[float, float]] = field(default_factory=dict)
     #: Also require the per-slice Otsu threshold of the residual (paper).
     use_otsu: bool = True
     #: Radius of the 2D opening then closing applied per slice.
@@ -99,13 +107,53 @@ class InferenceConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation (see ``brats_goat.augment`` for why each exists)."""
+
+    flip_p: float = 0.5
+    #: Probability that a batch gets the small affine / the intensity changes.
+    affine_p: float = 0.5
+    intensity_p: float = 0.8
+    rotate_deg: float = 8.0
+    zoom: float = 0.08
+    #: Translation as a fraction of the half field of view (affine_grid units).
+    translate: float = 0.04
+    gamma: tuple[float, float] = (0.8, 1.25)
+    scale: tuple[float, float] = (0.9, 1.1)
+    shift: tuple[float, float] = (-0.1, 0.1)
+    #: Per-modality drop probability on the samples chosen for dropout.
+    modality_dropout: float = 0.0
+    #: Fraction of samples that always keep all four modalities.
+    keep_all_fraction: float = 0.5
+    #: Coarse-noise denoising objective: std in z units (0 = off) and the noise grid size.
+    noise_std: float = 0.0
+    noise_resolution: int = 16
+
+    @classmethod
+    def none(cls) -> AugmentConfig:
+        """No augmentation at all (tests, ablations)."""
+        return cls(flip_p=0.0, affine_p=0.0, intensity_p=0.0)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """First trainer (MSE + 100 x (1 - SSIM), Adam, as in the paper)."""
+    """Trainer: MSE + 100 x (1 - SSIM) as in the paper; AdamW, warm-up then cosine decay."""
 
     epochs: int = 30
     batch_size: int = 16
     lr: float = 1e-4
     weight_decay: float = 1e-4
+    #: Linear warm-up over this fraction of all steps, then cosine decay to lr * min_lr_ratio.
+    warmup_fraction: float = 0.05
+    min_lr_ratio: float = 0.05
+    #: Write a resumable training state every this many optimiser steps (0 = per epoch only).
+    checkpoint_every: int = 200
+    #: bf16 autocast when training on a GPU.
+    amp: bool = True
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    #: Residual percentile on held-out healthy slices that becomes the threshold (the same
+    #: rule that set the intensity baseline's thresholds, so neither side is tuned more).
+    calibration_percentile: float = 99.9
     ssim_weight: float = 100.0
     ssim_window: int = 11
     ssim_sigma: float = 1.5
@@ -126,7 +174,9 @@ class PipelineConfig:
     """Everything `predict` needs besides the weights."""
 
     normalise: NormaliseConfig = field(default_factory=NormaliseConfig)
-    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    #: None = the post-processing stored in the checkpoint (its calibrated thresholds);
+    #: set it to override (experiments).
+    postprocess: PostprocessConfig | None = None
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     #: Thresholds of the training-free intensity baseline (``--method intensity``): z units
     #: of the image itself. From ``scripts/calibrate_intensity.py`` (99.9th percentile on
@@ -171,8 +221,10 @@ def _dataclass_for(ftype: Any) -> type | None:
         "InferenceConfig": InferenceConfig,
         "ModelConfig": ModelConfig,
         "TrainConfig": TrainConfig,
+        "AugmentConfig": AugmentConfig,
     }
     key = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", "")
+    key = key.removesuffix(" | None")
     return names.get(key)
 
 

@@ -68,16 +68,30 @@ def collect_healthy_slices(
     norm_cfg: NormaliseConfig,
     affine_atol: float = 1e-3,
     image_size: int = 240,
+    all_healthy: list[Case] | None = None,
 ) -> HealthySlices:
-    """Read cases, drop tumour slices, return the normalised healthy slices."""
+    """Read cases, drop tumour slices, return the normalised healthy slices.
+
+    ``all_healthy`` cases are known to be healthy (e.g. ``synth --healthy`` phantoms):
+    every slice with enough brain is used, and a label map next to one is an error.
+    """
     chunks: list[np.ndarray] = []
     origin: list[tuple[str, int]] = []
     source: dict[str, str] = {}
-    for case in cases:
+    known = {id(c) for c in all_healthy or []}
+    for case in [*cases, *(all_healthy or [])]:
         volumes = load_case(case, affine_atol)
         normalised, brain = normalise_stack(volumes.stack(MODALITIES), norm_cfg)
         tumour = reference_mask(case, volumes, affine_atol)
-        if tumour is not None:
+        if id(case) in known:
+            if tumour is not None and tumour.any():
+                raise CaseError(
+                    f"case {case.case_id} was given as healthy but its label map "
+                    f"{case.reference} is not empty"
+                )
+            tumour = None
+            source[case.case_id] = "healthy"
+        elif tumour is not None:
             assert case.reference is not None
             source[case.case_id] = case.reference.name
         else:

@@ -14,8 +14,10 @@ def gaussian_window(size: int, sigma: float, channels: int) -> torch.Tensor:
     return window.expand(channels, 1, size, size).contiguous()
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float) -> torch.Tensor:
-    """Mean SSIM over batch, channels and pixels (Wang et al. 2004 constants)."""
+def ssim_map(
+    x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float
+) -> torch.Tensor:
+    """Per-pixel SSIM, (B, C, X, Y) (Wang et al. 2004 constants)."""
     c = x.shape[1]
     pad = window.shape[-1] // 2
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
@@ -26,7 +28,12 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: flo
     sxy = F.conv2d(x * y, window, padding=pad, groups=c) - mu_x * mu_y
     num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
-    return (num / den).mean()
+    return num / den
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: float) -> torch.Tensor:
+    """Mean SSIM over batch, channels and pixels."""
+    return ssim_map(x, y, window, data_range).mean()
 
 
 class ReconstructionLoss(torch.nn.Module):
@@ -40,6 +47,16 @@ class ReconstructionLoss(torch.nn.Module):
         self.ssim_weight = ssim_weight
         self.data_range = data_range
 
-    def forward(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        mse = F.mse_loss(recon, target)
-        return mse + self.ssim_weight * (1 - ssim(recon, target, self.window, self.data_range))
+    def forward(
+        self, recon: torch.Tensor, target: torch.Tensor, present: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``present`` (B, C): only the modalities the model was shown count (dropout)."""
+        recon = recon.float()
+        if present is None:
+            mse = F.mse_loss(recon, target)
+            return mse + self.ssim_weight * (1 - ssim(recon, target, self.window, self.data_range))
+        w = present.to(recon.dtype)
+        n = w.sum().clamp_min(1)
+        mse = ((recon - target) ** 2).mean(dim=(2, 3)).mul(w).sum() / n
+        s = ssim_map(recon, target, self.window, self.data_range).mean(dim=(2, 3)).mul(w).sum() / n
+        return mse + self.ssim_weight * (1 - s)

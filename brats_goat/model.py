@@ -24,6 +24,12 @@ class MViTAE(nn.Module):
         )
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.n_tokens, cfg.width))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        # Zero-initialised: a model fine-tuned from a checkpoint without it starts out
+        # computing exactly what that checkpoint computed.
+        self.modality_embed: nn.Linear | None = None
+        if cfg.modality_mask:
+            self.modality_embed = nn.Linear(cfg.in_channels, cfg.width, bias=False)
+            nn.init.zeros_(self.modality_embed.weight)
         layer = nn.TransformerEncoderLayer(
             d_model=cfg.width,
             nhead=cfg.heads,
@@ -54,8 +60,13 @@ class MViTAE(nn.Module):
                 f"decoder reaches {self.decoded_size} px, less than image_size {cfg.image_size}"
             )
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """``present``: (B, C) 1/0 per modality; None means all present."""
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
+        if self.modality_embed is not None:
+            if present is None:
+                present = x.new_ones(x.shape[0], self.cfg.in_channels)
+            tokens = tokens + self.modality_embed(present.to(tokens.dtype))[:, None, :]
         tokens = self.norm(self.encoder(tokens))
         return self.to_code(tokens.flatten(1))
 
@@ -67,8 +78,8 @@ class MViTAE(nn.Module):
         size = self.cfg.image_size
         return out[:, :, margin : margin + size, margin : margin + size]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+    def forward(self, x: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(self.encode(x, present))
 
 
 def count_parameters(model: nn.Module) -> int:

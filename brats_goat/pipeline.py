@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from .anomaly import analysis_mask, case_score, residual_maps
+from .calibrate import subset_key
 from .config import MODALITIES, PipelineConfig, PostprocessConfig, to_dict
 from .discover import Case, discover_cases
 from .labels import fuse_labels, voxels_per_label
@@ -95,25 +96,39 @@ class Segmenter:
 
     @property
     def postprocess(self) -> PostprocessConfig:
-        return self.config.postprocess
+        return self.config.postprocess or PostprocessConfig()
 
-    def reconstruct(self, normalised: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    def reconstruct(
+        self, normalised: np.ndarray, brain: np.ndarray, present: tuple[str, ...] = MODALITIES
+    ) -> np.ndarray:
         raise NotImplementedError
+
+    def thresholds(self, present: tuple[str, ...]) -> dict[str, float]:
+        """(t1c, t2f) thresholds for the modalities this case has.
+
+        A checkpoint calibrated per modality subset supplies its own; otherwise the
+        full-set thresholds apply.
+        """
+        post = self.postprocess
+        by_subset = post.thresholds_by_subset.get(subset_key(present))
+        t1c, t2f = by_subset if by_subset else (post.threshold_t1c, post.threshold_t2f)
+        return {"t1c": float(t1c), "t2f": float(t2f)}
 
     def segment(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Segmentation:
         timer = timer or StageTimer()
         post = self.postprocess
+        present = volumes.present
         with timer.stage("normalise"):
             normalised, brain = normalise_stack(volumes.stack(MODALITIES), self.config.normalise)
         with timer.stage("reconstruct"):
-            recon = self.reconstruct(normalised, brain)
+            recon = self.reconstruct(normalised, brain, present)
         with timer.stage("anomaly"):
             mask = analysis_mask(brain, post.brain_erosion)
-            maps = residual_maps(normalised, recon, mask, post)
+            maps = residual_maps(normalised, recon, mask, post, present)
             score = case_score(maps, brain)
         with timer.stage("threshold"):
-            fixed = {"t1c": post.threshold_t1c, "t2f": post.threshold_t2f}
-            binary = {}
+            fixed = self.thresholds(present)
+            binary = {name: np.zeros(brain.shape, dtype=bool) for name in ("t1c", "t2f")}
             for name, residual in maps.items():
                 b = threshold_slices(residual, mask, fixed[name], post.use_otsu)
                 b = open_close(b, post.morphology_radius)
@@ -138,6 +153,19 @@ class MViTAESegmenter(Segmenter):
         self.device = pick_device(self.config.inference.device)
         self.model = model.to(self.device).eval()
 
+    @property
+    def postprocess(self) -> PostprocessConfig:
+        """The checkpoint's calibrated post-processing, unless the config overrides it.
+
+        Thresholds belong to the weights: they were derived from this model's residuals on
+        held-out healthy slices, together with the erosion and filter they were measured
+        with. ``PipelineConfig.postprocess`` set explicitly wins (experiments).
+        """
+        stored = self.meta.get("postprocess")
+        if self.config.postprocess is None:
+            return stored if stored is not None else PostprocessConfig()
+        return self.config.postprocess
+
     @classmethod
     def from_weights(
         cls, weights: str | Path | None = None, config: PipelineConfig | None = None
@@ -146,8 +174,13 @@ class MViTAESegmenter(Segmenter):
         model, meta = load_verified(weights)
         return cls(model, config, meta)
 
-    def reconstruct(self, normalised: np.ndarray, brain: np.ndarray) -> np.ndarray:
-        return reconstruct_volume(self.model, normalised, brain, self.config.inference, self.device)
+    def reconstruct(
+        self, normalised: np.ndarray, brain: np.ndarray, present: tuple[str, ...] = MODALITIES
+    ) -> np.ndarray:
+        keep = np.array([m in present for m in MODALITIES])
+        return reconstruct_volume(
+            self.model, normalised, brain, self.config.inference, self.device, present=keep
+        )
 
 
 class IntensitySegmenter(Segmenter):
@@ -163,7 +196,9 @@ class IntensitySegmenter(Segmenter):
     def postprocess(self) -> PostprocessConfig:
         return self.config.intensity
 
-    def reconstruct(self, normalised: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    def reconstruct(
+        self, normalised: np.ndarray, brain: np.ndarray, present: tuple[str, ...] = MODALITIES
+    ) -> np.ndarray:
         return np.zeros_like(normalised)
 
 
@@ -247,9 +282,9 @@ def predict_case(
     timer = StageTimer(bar)
     try:
         with timer.stage("read"):
-            volumes = load_case(case, segmenter.config.affine_atol)
+            volumes = load_case(case, segmenter.config.affine_atol, allow_missing=True)
         result.warnings += volumes.warnings
-        result.modalities = list(MODALITIES)
+        result.modalities = list(volumes.present)
         seg = segmenter.segment(volumes, timer)
         with timer.stage("write"):
             out_path = write_outputs(volumes, seg, output_dir, save_maps)

@@ -33,7 +33,11 @@ class CaseError(Exception):
 
 @dataclass
 class CaseVolumes:
-    """The four modalities of one case, float32, in canonical (LPS) array order."""
+    """The modalities of one case, float32, in canonical (LPS) array order.
+
+    Usually all four; a case may lack some as long as it has t2f or t1c (the residuals
+    the segmentation is made of). Absent modalities enter the model as zero images.
+    """
 
     case_id: str
     arrays: dict[str, np.ndarray]
@@ -43,9 +47,16 @@ class CaseVolumes:
     to_canonical: np.ndarray
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def present(self) -> tuple[str, ...]:
+        """The modalities this case has, in the model's channel order."""
+        return tuple(m for m in MODALITIES if m in self.arrays)
+
     def stack(self, modalities: tuple[str, ...] = MODALITIES) -> np.ndarray:
-        """(C, X, Y, Z) array in the model's channel order."""
-        return np.stack([self.arrays[m] for m in modalities])
+        """(C, X, Y, Z) array in the model's channel order; absent modalities are zeros."""
+        shape = next(iter(self.arrays.values())).shape
+        zeros = np.zeros(shape, dtype=np.float32)
+        return np.stack([self.arrays.get(m, zeros) for m in modalities])
 
     def to_stored(self, canonical: np.ndarray) -> np.ndarray:
         """Orient a canonical-order (X, Y, Z) array back to the input's storage order."""
@@ -89,20 +100,32 @@ def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image, atol: float) -> bool:
     return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=atol)
 
 
-def load_case(case: Case, affine_atol: float = 1e-3) -> CaseVolumes:
-    """Read and validate all modalities of ``case``; raise ``CaseError`` on any problem."""
+def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False) -> CaseVolumes:
+    """Read and validate the modalities of ``case``; raise ``CaseError`` on any problem.
+
+    ``allow_missing``: accept a case without some sequences if it has t2f or t1c
+    (inference); training data must be complete.
+    """
     if case.problems:
         raise CaseError(f"case {case.case_id}: " + "; ".join(case.problems))
-    if case.missing:
+    if case.missing and (not allow_missing or not {"t1c", "t2f"} & set(case.files)):
+        need = "t2f or t1c" if allow_missing else ", ".join(case.missing)
         raise CaseError(
             f"case {case.case_id}: missing modality {', '.join(case.missing)} in {case.folder} "
-            f"(expected files like {case.case_id}-t1n.nii.gz)"
+            f"(needs {need}; expected files like {case.case_id}-t2f.nii.gz)"
         )
     arrays: dict[str, np.ndarray] = {}
     warnings: list[str] = []
+    if case.missing:
+        warnings.append(
+            f"case {case.case_id}: no {', '.join(case.missing)}; segmented from "
+            f"{', '.join(m for m in MODALITIES if m in case.files)} only"
+        )
     reference: nib.Nifti1Image | None = None
     ref_modality = ""
     for modality in MODALITIES:
+        if modality not in case.files:
+            continue
         path = case.files[modality]
         image, data, warns = load_image(case.case_id, modality, path)
         warnings += warns

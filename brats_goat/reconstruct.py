@@ -50,12 +50,14 @@ def reconstruct_volume(
     cfg: InferenceConfig,
     device: torch.device,
     on_batch: Callable[[int], None] | None = None,
+    present: np.ndarray | None = None,
 ) -> np.ndarray:
     """Reconstruct a normalised (C, X, Y, Z) volume slice by slice, batched.
 
     Slices with almost no brain are not run (they would be reconstructed as background
     anyway) and stay 0. On GPU, bf16 autocast halves memory and time; on CPU the model runs
-    in float32 so the same input always gives the same output.
+    in float32 so the same input always gives the same output. ``present`` (C,) bool says
+    which modalities the volume really has (absent ones are zero images).
     """
     size = model.cfg.image_size
     fitted, dst, src = fit_plane(volume, size)
@@ -64,12 +66,15 @@ def reconstruct_volume(
     todo = [int(z) for z in np.flatnonzero(per_slice >= cfg.min_brain_voxels)]
     use_amp = cfg.amp and device.type == "cuda"
     model = model.to(device).eval()
+    mask = None
+    if present is not None and model.cfg.modality_mask:
+        mask = torch.as_tensor(np.asarray(present, dtype=np.float32), device=device)[None]
     for start in range(0, len(todo), cfg.batch_size):
         idx = todo[start : start + cfg.batch_size]
         batch = torch.from_numpy(np.ascontiguousarray(fitted[..., idx].transpose(3, 0, 1, 2)))
         batch = batch.to(device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = model(batch)
+            out = model(batch, None if mask is None else mask.expand(len(idx), -1))
         recon_fitted[..., idx] = out.float().cpu().numpy().transpose(1, 2, 3, 0)
         if on_batch is not None:
             on_batch(len(idx))

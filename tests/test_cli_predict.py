@@ -92,8 +92,10 @@ def test_cpu_output_is_deterministic(tmp_path: Path, case_writer, tiny_weights: 
 
 
 def _break_missing(folder: Path) -> str:
+    # Without t2f *and* t1c there is no residual to segment from.
     (folder / f"{folder.name}-t2f.nii.gz").unlink()
-    return "missing modality t2f"
+    (folder / f"{folder.name}-t1c.nii.gz").unlink()
+    return "missing modality t1c, t2f"
 
 
 def _break_grid(folder: Path) -> str:

@@ -49,6 +49,18 @@ def test_missing_modality(case_writer) -> None:
     assert "M-1" in msg and "missing modality t1c" in msg
 
 
+def test_missing_modalities_allowed_for_inference(case_writer) -> None:
+    (case,) = discover_cases(case_writer("M-2", skip=("t1n", "t2w")))
+    volumes = load_case(case, allow_missing=True)
+    assert volumes.present == ("t1c", "t2f")
+    stack = volumes.stack()
+    assert stack.shape[0] == 4 and not stack[1].any() and not stack[3].any()
+    assert any("segmented from t1c, t2f" in w for w in volumes.warnings)
+    (case,) = discover_cases(case_writer("M-3", skip=("t1c", "t2f")))
+    with pytest.raises(CaseError, match="needs t2f or t1c"):
+        load_case(case, allow_missing=True)
+
+
 def test_different_grids(case_writer) -> None:
     folder = case_writer("G-1")
     shifted = nib.load(folder / "G-1-t2w.nii.gz")

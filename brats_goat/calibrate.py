@@ -1,0 +1,107 @@
+"""Label-free thresholds: a high percentile of the residual on held-out *healthy* slices.
+
+No tumour label is involved: a voxel is called abnormal when its residual is larger than
+what the model leaves on healthy tissue ``percentile`` % of the time. A new site runs
+``brats-goat calibrate`` on its own healthy scans to re-derive them for its scanners.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .anomaly import analysis_mask, residual_maps
+from .config import MODALITIES, InferenceConfig, NormaliseConfig, PostprocessConfig, TrainConfig
+from .discover import Case
+from .healthy import collect_healthy_slices
+from .model import MViTAE
+from .reconstruct import pick_device, reconstruct_volume
+from .weights import load_verified, save_checkpoint
+
+#: Modality subsets thresholds are calibrated for (models trained with modality dropout).
+#: The full set always; FLAIR + t1c only, the commonest reduced protocol.
+SUBSETS: tuple[tuple[str, ...], ...] = (MODALITIES, ("t1c", "t2f"))
+
+
+def subset_key(present: tuple[str, ...]) -> str:
+    """Canonical name of a modality subset, e.g. ``'t1c+t2f'``."""
+    return "+".join(m for m in MODALITIES if m in present)
+
+
+def healthy_residuals(
+    model: MViTAE,
+    slices: np.ndarray,
+    post: PostprocessConfig,
+    inference: InferenceConfig,
+    device: torch.device,
+    present: tuple[str, ...] = MODALITIES,
+) -> dict[str, np.ndarray]:
+    """Residual values inside the analysis mask of (N, C, X, Y) normalised healthy slices.
+
+    The slices are stacked into a pseudo-volume and go through the very functions predict
+    uses (reconstruction, erosion, median filter), so the statistics match inference.
+    """
+    volume = np.ascontiguousarray(slices.astype(np.float32).transpose(1, 2, 3, 0))
+    keep = np.array([m in present for m in MODALITIES])
+    volume[~keep] = 0
+    brain = np.any(volume != 0, axis=0)
+    recon = reconstruct_volume(model, volume, brain, inference, device, present=keep)
+    mask = analysis_mask(brain, post.brain_erosion)
+    maps = residual_maps(volume, recon, mask, post)
+    return {name: residual[mask] for name, residual in maps.items() if name in present}
+
+
+def calibrate_thresholds(
+    model: MViTAE,
+    slices: np.ndarray,
+    post: PostprocessConfig,
+    percentile: float,
+    inference: InferenceConfig,
+    device: torch.device,
+) -> tuple[PostprocessConfig, dict[str, Any]]:
+    """Thresholds at ``percentile`` of the healthy residuals, for the full modality set and
+    (when the model accepts missing modalities) for the reduced subsets."""
+    subsets = SUBSETS if model.cfg.modality_mask else (MODALITIES,)
+    by_subset: dict[str, dict[str, float]] = {}
+    for present in subsets:
+        values = healthy_residuals(model, slices, post, inference, device, present)
+        by_subset[subset_key(present)] = {
+            name: round(float(np.percentile(v, percentile)), 4) for name, v in values.items()
+        }
+    full = by_subset[subset_key(MODALITIES)]
+    calibrated = dataclasses.replace(
+        post,
+        threshold_t1c=full["t1c"],
+        threshold_t2f=full["t2f"],
+        thresholds_by_subset={k: (v["t1c"], v["t2f"]) for k, v in by_subset.items()},
+    )
+    info = {"percentile": percentile, "n_slices": len(slices), "thresholds": by_subset}
+    return calibrated, info
+
+
+def recalibrate_checkpoint(
+    weights: str | Path | None,
+    cases: list[Case],
+    output: str | Path,
+    percentile: float,
+    device: str = "auto",
+) -> tuple[str, dict[str, Any]]:
+    """Load verified weights, calibrate on the healthy slices of ``cases``, save a copy."""
+    model, meta = load_verified(weights)
+    dev = pick_device(device)
+    model = model.to(dev)
+    slices = collect_healthy_slices(
+        cases, TrainConfig(), NormaliseConfig(), image_size=model.cfg.image_size
+    ).slices
+    post, info = calibrate_thresholds(
+        model, slices, meta["postprocess"], percentile, InferenceConfig(), dev
+    )
+    info["calibrated_on"] = sorted({c.case_id for c in cases})
+    info["source_weights"] = {"path": meta["path"], "sha256": meta["sha256"]}
+    model_info = {**meta["info"], "calibration": info}
+    sha = save_checkpoint(output, model, postprocess=post, info=model_info)
+    return sha, info
