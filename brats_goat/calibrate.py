@@ -89,13 +89,17 @@ def recalibrate_checkpoint(
     output: str | Path,
     percentile: float,
     device: str = "auto",
+    selection: TrainConfig | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Load verified weights, calibrate on the healthy slices of ``cases``, save a copy."""
+    """Load verified weights, calibrate on the healthy slices of ``cases``, save a copy.
+
+    ``selection`` says which slices count as healthy (margin around labels, minimum brain).
+    """
     model, meta = load_verified(weights)
     dev = pick_device(device)
     model = model.to(dev)
     slices = collect_healthy_slices(
-        cases, TrainConfig(), NormaliseConfig(), image_size=model.cfg.image_size
+        cases, selection or TrainConfig(), NormaliseConfig(), image_size=model.cfg.image_size
     ).slices
     post, info = calibrate_thresholds(
         model, slices, meta["postprocess"], percentile, InferenceConfig(), dev

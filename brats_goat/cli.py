@@ -153,6 +153,12 @@ def predict_cmd(
 )
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT's .state.pt training state.")
 @click.option(
+    "--stop-after",
+    type=click.IntRange(1),
+    default=None,
+    help="End this run after N steps with a resumable state (time-boxed jobs).",
+)
+@click.option(
     "--checkpoint-every",
     type=click.IntRange(0),
     default=TrainConfig.checkpoint_every,
@@ -180,6 +186,7 @@ def train_cmd(
     no_augment: bool,
     init: Path | None,
     resume: bool,
+    stop_after: int | None,
     checkpoint_every: int,
     register: bool,
     quiet: bool,
@@ -229,12 +236,19 @@ def train_cmd(
             quiet=quiet,
             resume=resume,
             init=init,
+            stop_after=stop_after,
         )
     except (CaseError, FileNotFoundError, ValueError, WeightsError) as exc:
         raise click.UsageError(str(exc)) from exc
     if result.info.get("processes", 1) > 1 and os.environ.get("RANK", "0") != "0":
         return
     history_path = save_history(result, output.with_suffix(".train.json"))
+    if not result.info.get("finished", True):
+        click.echo(
+            f"stopped at step {result.info['steps']} of {result.info['total_steps']}; "
+            "continue with the same command plus --resume"
+        )
+        return
     if register:
         keep = (
             "command",
@@ -287,6 +301,13 @@ def train_cmd(
     show_default=True,
     help="Residual percentile on the healthy slices that becomes the threshold.",
 )
+@click.option(
+    "--min-brain-voxels",
+    type=click.IntRange(1),
+    default=TrainConfig.min_brain_voxels,
+    show_default=True,
+    help="Slices with less brain than this are not used (top and bottom of the head).",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option(
     "--register/--no-register",
@@ -298,6 +319,7 @@ def calibrate_cmd(
     weights: Path | None,
     output: Path,
     percentile: float,
+    min_brain_voxels: int,
     device: str,
     register: bool,
 ) -> None:
@@ -312,7 +334,8 @@ def calibrate_cmd(
     if not cases:
         raise click.UsageError("no cases found in DATA")
     try:
-        sha, info = recalibrate_checkpoint(weights, cases, output, percentile, device)
+        selection = TrainConfig(min_brain_voxels=min_brain_voxels)
+        sha, info = recalibrate_checkpoint(weights, cases, output, percentile, device, selection)
     except (CaseError, WeightsError) as exc:
         raise click.UsageError(str(exc)) from exc
     if register:

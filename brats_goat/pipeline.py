@@ -351,7 +351,8 @@ def predict(
         weights=segmenter.meta.get("path"),
         weights_sha256=segmenter.meta.get("sha256"),
         device=str(segmenter.device),
-        config=to_dict(segmenter.config),
+        # The post-processing actually applied (for the MViT-AE: the checkpoint's).
+        config={**to_dict(segmenter.config), "postprocess": to_dict(segmenter.postprocess)},
     )
     for i, case in enumerate(cases, 1):
         if not quiet:

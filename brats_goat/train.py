@@ -154,11 +154,14 @@ def train_on_slices(
     resume: bool = False,
     init: Path | None = None,
     postprocess: PostprocessConfig | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Train from already collected slices; keeps the best-validation checkpoint.
 
     With ``resume``, continues from ``<out>.state.pt`` (written every
     ``checkpoint_every`` steps and after every epoch) at the step it recorded.
+    ``stop_after`` ends this run after that many steps with a resumable state (time-boxed
+    or preemptible jobs); the result then has ``info["finished"] = False``.
     """
     norm_cfg = norm_cfg or NormaliseConfig()
     post = postprocess or PostprocessConfig()
@@ -236,7 +239,8 @@ def train_on_slices(
         desc="train",
     )  # fmt: skip
     running, seen = 0.0, 0
-    while step < total_steps:
+    last_step = total_steps if stop_after is None else min(total_steps, step + stop_after)
+    while step < last_step:
         epoch, in_epoch = divmod(step, steps_per_epoch)
         order = epoch_order(len(train_data), train_cfg.seed, epoch)
         model.train()
@@ -282,9 +286,11 @@ def train_on_slices(
                 }
                 if ctx.main:
                     sha = save_checkpoint(out_path, model, postprocess=post, info=best_info)
-        if end_of_epoch or (train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0):
+        periodic = train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0
+        if end_of_epoch or periodic or step == last_step:
             snapshot()
     bar.close()
+    finished = step >= total_steps
     info: dict[str, Any] = {
         **(provenance or {}),
         "train_config": to_dict(train_cfg),
@@ -293,6 +299,8 @@ def train_on_slices(
         "device": str(dev),
         "processes": ctx.world,
         "steps": step,
+        "total_steps": total_steps,
+        "finished": finished,
         "n_train_slices": len(train_data),
         "n_val_slices": len(val_data),
         "tumour_source": healthy.source,
@@ -302,7 +310,7 @@ def train_on_slices(
     }
     if init is not None:
         info["initialised_from"] = str(init)
-    if ctx.main and out_path.is_file():
+    if finished and ctx.main and out_path.is_file():
         best_model, _ = load_checkpoint(out_path, expected_sha256=None)
         post, calibration = calibrate_thresholds(
             best_model,
@@ -332,6 +340,7 @@ def train(
     quiet: bool = False,
     resume: bool = False,
     init: Path | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Collect healthy slices from ``cases`` (tumour slices excluded) and from
     ``healthy_cases`` (every slice used, e.g. ``brats-goat synth --healthy``), then train."""
@@ -357,6 +366,7 @@ def train(
         quiet=quiet,
         resume=resume,
         init=init,
+        stop_after=stop_after,
     )
 
 

@@ -8,7 +8,8 @@ results/benchmark-<commit>.{json,md}.
 Data sets: phantoms from `brats-goat synth` of every tumour kind (seeds 2000+: never used to
 calibrate anything), healthy phantoms (false positives per case), and the real cases of
 ../shared/data/real (lesion-wise scores where a `-ref` label map exists; detection of the
-rough mask of BraTS-GLI-00001-000, which is a box, not a segmentation).
+rough mask of BraTS-GLI-00001-000, which is a box, not a segmentation), and the same real
+cases with only t1c and t2f (the missing-modality scenario).
 
     python scripts/benchmark.py [--per-kind 3] [--healthy 3] [--methods intensity,mvitae]
 """
@@ -126,6 +127,40 @@ def rough_mask_detection(out: Path, data: Path) -> dict:
     return {"rough_mask_detected": hits}
 
 
+def subset_copy(data: Path, out: Path, keep: tuple[str, ...] = ("t1c", "t2f")) -> Path:
+    """Symlinks to only ``keep`` modalities (and the reference) of every case in ``data``:
+    the missing-modality scenario on exactly the same images."""
+    for case in discover_cases(data):
+        folder = out / case.case_id
+        folder.mkdir(parents=True, exist_ok=True)
+        files = [case.files[m] for m in keep if m in case.files]
+        for path in [*files, *([case.reference] if case.reference else [])]:
+            (folder / path.name).symlink_to(path.resolve())
+    return out
+
+
+def phantom_summary(rows: list[dict]) -> list[dict]:
+    """Mean over the tumour kinds (equal case counts) per method: the phantom headline."""
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        kinds = [
+            r for r in rows if r["method"] == method and r["data"].startswith("phantom ")
+            and "lw_dice" in r
+        ]  # fmt: skip
+        if kinds:
+            out.append(
+                {
+                    "method": method,
+                    "kinds": len(kinds),
+                    "lw_dice": {
+                        reg: round(float(np.mean([r["lw_dice"][reg] for r in kinds])), 3)
+                        for reg in ("WT", "TC", "ET")
+                    },
+                }
+            )
+    return out
+
+
 def fmt(row: dict, key: str, sub: str | None = None) -> str:
     value = row.get(key)
     if sub is not None and isinstance(value, dict):
@@ -157,6 +192,18 @@ def markdown(result: dict) -> str:
             f"{fmt(row, 'lesion_detection')} | {fmt(row, 'case_detection')} | "
             f"{fmt(row, 'fp_components_per_case')} | {row['s_per_case']} | "
             f"{row['peak_rss_gb']} | {row['device']} |"
+        )
+    lines += [
+        "",
+        "Phantoms, mean over the tumour kinds:",
+        "",
+        "| method | LW-Dice WT | LW-Dice TC | LW-Dice ET |",
+        "|---|---|---|---|",
+    ]
+    for row in phantom_summary(result["rows"]):
+        lines.append(
+            f"| {row['method']} | {fmt(row, 'lw_dice', 'WT')} | {fmt(row, 'lw_dice', 'TC')} | "
+            f"{fmt(row, 'lw_dice', 'ET')} |"
         )
     for row in result["rows"]:
         if "rough_mask_detected" in row:
@@ -201,6 +248,8 @@ def main() -> None:
         sets.append(("phantom healthy", healthy, None))
         if args.real.is_dir():
             sets.append(("real", args.real, "gli"))
+            subset = subset_copy(args.real, tmp / "real-t1c-t2f")
+            sets.append(("real t1c+t2f only", subset, "gli"))
         for data_name, folder, cohort in sets:
             for method in methods:
                 out = tmp / "pred" / data_name.replace(" ", "-") / method
@@ -213,7 +262,7 @@ def main() -> None:
                     row.update(fp_per_case(out))
                 else:
                     row.update(lesionwise(out, folder, cohort))
-                if data_name == "real":
+                if data_name.startswith("real"):
                     row.update(rough_mask_detection(out, folder))
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)

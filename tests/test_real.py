@@ -72,3 +72,27 @@ def test_ras_case_stays_ras(real_run) -> None:
     pred = nib.load(out / "BraTS-MET-00110-000.nii.gz")
     assert nib.aff2axcodes(pred.affine) == ("R", "A", "S")
     np.testing.assert_array_equal(pred.affine, nib.load(src).affine)
+
+
+def test_flair_and_t1c_only_copies_are_segmented(tmp_path: Path) -> None:
+    """The missing-modality scenario: only t2f and t1c of every real case."""
+    data = require_real_data()
+    if not (WEIGHTS / "manifest.json").is_file():
+        pytest.skip("no shipped weights in weights/")
+    subset = tmp_path / "in"
+    for case in discover_cases(data):
+        folder = subset / case.case_id
+        folder.mkdir(parents=True)
+        for path in (case.files["t1c"], case.files["t2f"]):
+            (folder / path.name).symlink_to(path)
+    report = predict(subset, tmp_path / "out", weights=WEIGHTS, quiet=True)
+    assert report.ok, [c.error for c in report.cases]
+    for result in report.cases:
+        assert result.modalities == ["t1c", "t2f"]
+        assert any("segmented from t1c, t2f" in w for w in result.warnings)
+    for case in discover_cases(data):
+        if case.reference is None:
+            continue
+        ref = np.asarray(nib.load(case.reference).dataobj) > 0
+        wt = np.asarray(nib.load(tmp_path / "out" / f"{case.case_id}.nii.gz").dataobj) > 0
+        assert (wt & ref).any(), f"{case.case_id}: t1c+t2f-only prediction misses the tumour"

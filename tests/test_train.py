@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from brats_goat.config import MODEL_PRESETS, NormaliseConfig, TrainConfig
 from brats_goat.discover import discover_cases
 from brats_goat.healthy import collect_healthy_slices, healthy_indices, suspect_mask
 from brats_goat.losses import ReconstructionLoss, gaussian_window, ssim
-from brats_goat.train import split_indices, train
+from brats_goat.train import lr_factor, split_indices, train, train_on_slices
 from brats_goat.weights import load_checkpoint, sha256_file
 
 TINY = MODEL_PRESETS["tiny"]
@@ -76,3 +83,102 @@ def test_training_reduces_loss_and_saves_loadable_checkpoint(tmp_path: Path, cas
     with torch.no_grad():
         trained_loss = float(loss_fn(model(x), x))
     assert trained_loss < first
+
+
+def _tiny_slices(tmp_path: Path, case_writer, n: int = 3):
+    for i in range(n):
+        case_writer(f"TS-{i}", seed=i, lesion=False)
+    cases = discover_cases(tmp_path / "in")
+    return collect_healthy_slices(cases, FAST, NormaliseConfig(), image_size=48)
+
+
+def test_lr_schedule_warms_up_then_decays_by_cosine() -> None:
+    cfg = dataclasses.replace(FAST, warmup_fraction=0.1, min_lr_ratio=0.1)
+    factors = [lr_factor(s, 100, cfg) for s in range(100)]
+    assert factors[0] == 0.1 and factors[9] == 1.0  # 10 warm-up steps
+    assert all(a >= b for a, b in itertools.pairwise(factors[9:]))
+    assert abs(factors[-1] - 0.1) < 0.01
+
+
+def test_resume_continues_from_saved_step(tmp_path: Path, case_writer) -> None:
+    """A run stopped after 3 steps and resumed ends where the uninterrupted run ends."""
+    healthy = _tiny_slices(tmp_path, case_writer)
+    cfg = dataclasses.replace(FAST, epochs=2, checkpoint_every=0)
+    full = train_on_slices(healthy, tmp_path / "a" / "m.pt", TINY, cfg, device="cpu", quiet=True)
+    part = train_on_slices(
+        healthy, tmp_path / "b" / "m.pt", TINY, cfg, device="cpu", quiet=True, stop_after=3
+    )
+    assert part.info["steps"] == 3 and not part.info["finished"]
+    assert (tmp_path / "b" / "m.state.pt").is_file()
+    rest = train_on_slices(
+        healthy, tmp_path / "b" / "m.pt", TINY, cfg, device="cpu", quiet=True, resume=True
+    )
+    assert rest.info["finished"] and rest.info["steps"] == full.info["steps"]
+    assert [h["step"] for h in rest.history] == [h["step"] for h in full.history]
+    # Same batches, same augmentation, same optimiser state: the same losses.
+    for a, b in zip(full.history, rest.history, strict=True):
+        assert abs(a["val_loss"] - b["val_loss"]) < 1e-3 * a["val_loss"], (a, b)
+
+
+def test_resume_without_state_is_a_clear_error(tmp_path: Path, case_writer) -> None:
+    healthy = _tiny_slices(tmp_path, case_writer, n=2)
+    with pytest.raises(FileNotFoundError, match="no training state"):
+        train_on_slices(healthy, tmp_path / "m.pt", TINY, FAST, device="cpu", resume=True)
+
+
+_DDP_SCRIPT = """
+import json, sys
+from pathlib import Path
+from brats_goat.config import MODEL_PRESETS, NormaliseConfig, TrainConfig
+from brats_goat.discover import discover_cases
+from brats_goat.healthy import collect_healthy_slices
+from brats_goat.train import train_on_slices
+
+cfg = TrainConfig(epochs=2, batch_size=8, lr=3e-3, min_brain_voxels=200, healthy_margin=1)
+cases = discover_cases(sys.argv[1])
+healthy = collect_healthy_slices(cases, cfg, NormaliseConfig(), image_size=48)
+r = train_on_slices(healthy, sys.argv[2], MODEL_PRESETS["tiny"], cfg, device="cpu", quiet=True)
+if r.info["processes"] == 1 or __import__("os").environ["RANK"] == "0":
+    Path(sys.argv[3]).write_text(json.dumps({k: r.info[k] for k in ("steps", "processes")}))
+"""
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_makes_as_many_steps_as_one(tmp_path: Path, case_writer) -> None:
+    """torchrun with 2 CPU processes (gloo): each takes half of every batch, same steps."""
+    for i in range(3):
+        case_writer(f"DP-{i}", seed=i, lesion=False)
+    script = tmp_path / "ddp_train.py"
+    script.write_text(_DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
+    single = tmp_path / "single.json"
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "in"), str(tmp_path / "s.pt"), str(single)],
+        check=True,
+        env=env,
+        timeout=300,
+    )
+    double = tmp_path / "double.json"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(port),
+        str(script),
+        str(tmp_path / "in"),
+        str(tmp_path / "d.pt"),
+        str(double),
+    ]
+    subprocess.run(cmd, check=True, env=env, timeout=300)
+    one, two = json.loads(single.read_text()), json.loads(double.read_text())
+    assert one["processes"] == 1 and two["processes"] == 2
+    assert two["steps"] == one["steps"] > 0
+    assert (tmp_path / "d.pt").is_file()
