@@ -46,7 +46,9 @@ def current_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def run_cli_predict(method: str, inp: Path, out: Path, device: str) -> tuple[float, float, dict]:
+def run_cli_predict(
+    method: str, inp: Path, out: Path, device: str, weights: Path | None = None
+) -> tuple[float, float, dict]:
     """Run the CLI in a child: its wall seconds, its own peak RSS in GB (``os.wait4``) and the
     run report. Exit 1 (some case failed) still returns; anything else aborts."""
     cmd = [
@@ -61,6 +63,7 @@ def run_cli_predict(method: str, inp: Path, out: Path, device: str) -> tuple[flo
         method,
         "--device",
         device,
+        *(["--weights", str(weights)] if weights is not None and method == "mvitae" else []),
     ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -73,9 +76,11 @@ def run_cli_predict(method: str, inp: Path, out: Path, device: str) -> tuple[flo
     return wall, usage.ru_maxrss / 2**20, json.loads((out / "report.json").read_text())
 
 
-def run_predict(method: str, inp: Path, out: Path, device: str) -> dict:
+def run_predict(
+    method: str, inp: Path, out: Path, device: str, weights: Path | None = None
+) -> dict:
     """One benchmark row's speed columns."""
-    wall, peak_gb, report = run_cli_predict(method, inp, out, device)
+    wall, peak_gb, report = run_cli_predict(method, inp, out, device, weights)
     n = len(report["cases"])
     return {
         "cases": n,
@@ -225,6 +230,7 @@ def main() -> None:
     parser.add_argument("--methods", default="intensity,mvitae")
     parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--weights", type=Path, help="MViT-AE weights (default: shipped)")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--render", type=Path, help="only re-write the .md of a saved .json")
@@ -255,7 +261,7 @@ def main() -> None:
                 out = tmp / "pred" / data_name.replace(" ", "-") / method
                 print(f"{data_name}: {method} ...", file=sys.stderr, flush=True)
                 row = {"data": data_name, "method": method}
-                row.update(run_predict(method, folder, out, args.device))
+                row.update(run_predict(method, folder, out, args.device, args.weights))
                 if method == "mvitae":
                     weights_sha = json.loads((out / "report.json").read_text())["weights_sha256"]
                 if cohort is None:

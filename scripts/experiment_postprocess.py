@@ -102,6 +102,7 @@ VARIANTS = [
     Variant("AE, erosion 5", post={"brain_erosion": 5}),
     Variant("AE, no Otsu", post={"use_otsu": False}),
     Variant("AE, all components >= 50 vx", post={"keep_largest": False}),
+    Variant("intensity, all components >= 50 vx", intensity_maps, post={"keep_largest": False}),
     Variant("AE, t2f+t2w residual mean", ae_t2w_maps),
     Variant("AE residual where z > 0", ae_and_intensity_maps),
 ]
@@ -147,6 +148,7 @@ def main() -> None:
     parser.add_argument("--healthy", type=int, default=3)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--out", type=Path, default=ROOT / "results")
+    parser.add_argument("--only", help="|-separated variant names to run (default: all)")
     args = parser.parse_args()
     model, meta = load_checkpoint(args.weights, None)
     device = torch.device("cpu")
@@ -160,7 +162,8 @@ def main() -> None:
         synthesize(tmp / "h", args.healthy, seed=args.seed + 10, healthy=True, progress=False)
         healthy = prepare(tmp / "h", "healthy", model, device)
     rows = []
-    for v in VARIANTS:
+    chosen = [v for v in VARIANTS if not args.only or v.name in args.only.split("|")]
+    for v in chosen:
         start = time.time()
         post = dataclasses.replace(base, **v.post)
         thr = calibrate(healthy, v, post)
