@@ -31,6 +31,7 @@ from .qc import require_matplotlib, write_qc_png
 from .read import CaseError, CaseVolumes, load_case, load_reference_labels
 from .reconstruct import pick_device, reconstruct_volume
 from .report import CaseResult, RunReport
+from .shard import Shard, select_shard
 from .threshold import open_close, select_components, threshold_slices
 from .weights import load_verified
 from .write import like_reference, write_nifti_atomic
@@ -290,10 +291,13 @@ def predict(
     quiet: bool = False,
     segmenter: Segmenter | None = None,
     method: str = "mvitae",
+    shard: Shard | None = None,
 ) -> RunReport:
     """Segment every case under ``input_dir`` into ``output_dir``; returns the run report.
 
-    Raises ``InputError`` for problems with the run itself (no cases, bad output folder).
+    With ``shard`` only that part of the sorted cases is run (``brats_goat.shard``) and the
+    report is ``report-shard-K-of-N.json``. Raises ``InputError`` for problems with the run
+    itself (no cases, bad output folder).
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     check_folders(input_dir, output_dir)
@@ -308,6 +312,8 @@ def predict(
             f"no cases found in {input_dir}: expected case folders holding files like "
             "<ID>-t1n.nii.gz, <ID>-t1c.nii.gz, <ID>-t2w.nii.gz, <ID>-t2f.nii.gz"
         )
+    cases_total = len(cases)
+    cases = select_shard(cases, shard)
     segmenter = segmenter or make_segmenter(method, weights, config)
     report = RunReport(
         input=str(input_dir),
@@ -317,7 +323,9 @@ def predict(
         weights_sha256=segmenter.meta.get("sha256"),
         device=str(segmenter.device),
         config=to_dict(segmenter.config),
+        shard=shard.to_dict(cases_total) if shard else None,
     )
+    report.write(output_dir)  # a shard with no cases (N > cases) still leaves its report
     for i, case in enumerate(cases, 1):
         if not quiet:
             tqdm.write(f"[{i}/{len(cases)}] {case.case_id}", file=sys.stderr)
