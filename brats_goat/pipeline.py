@@ -240,7 +240,8 @@ def predict_case(
     bar = tqdm(
         total=len(STAGES) + int(qc_png),
         desc=case.case_id,
-        disable=quiet,
+        # No bars in logs (containers, CI): they would be pages of carriage-return frames.
+        disable=quiet or not sys.stderr.isatty(),
         leave=True,
         file=sys.stderr,
         bar_format="{desc}: {bar:20} {n_fmt}/{total_fmt} {postfix} [{elapsed}]",
