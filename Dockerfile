@@ -52,7 +52,7 @@ RUN python3 -m venv --system-site-packages /opt/brats-goat/venv \
     && mkdir -p /opt/brats-goat/weights /opt/brats-goat/bin \
     && cp /src/weights/manifest.json /src/weights/*.pt /opt/brats-goat/weights/ \
     && cp /src/docker/entrypoint.sh /opt/brats-goat/bin/entrypoint \
-    && chmod -R a+rX,go-w /opt/brats-goat \
+    && chmod -R a+rX,go-w /opt/brats-goat && chmod 755 /opt/brats-goat/bin/entrypoint \
     && /opt/brats-goat/venv/bin/brats-goat --version
 
 # ---- final: the base image + /opt/brats-goat; no pip cache, no wheels, no build tools ------
