@@ -55,4 +55,4 @@ benchmark: setup
 	$(BIN)/python scripts/benchmark_predict.py
 
 clean:
-	rm -rf $(VENV) $(EVAL_VENV) demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(EVAL_VENV) demo .pytest_cache .ruff_cache build docker/wheelhouse/*.whl
