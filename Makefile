@@ -8,7 +8,7 @@ BIN      = $(VENV)/bin
 EVAL_VENV ?= .venv-eval
 LINTED   = brats_goat tests scripts
 
-.PHONY: setup setup-eval demo test lint benchmark clean
+.PHONY: setup setup-eval demo test lint container-test benchmark clean
 
 setup: $(VENV)/.installed
 
@@ -32,13 +32,22 @@ demo: setup
 	$(BIN)/brats-goat predict demo/input demo/output --save-maps --qc-png
 
 ## test: lint, then the whole test suite (real-data tests run when ../shared/data/real exists;
-## the cross-check against the official brats-evaluation package runs in .venv-eval)
+## the cross-check against the official brats-evaluation package runs in .venv-eval), then
+## the container test
 test: setup setup-eval lint
 	BRATS_EVAL_PYTHON=$(CURDIR)/$(EVAL_VENV)/bin/python $(BIN)/python -m pytest
+	$(MAKE) container-test
 
 lint: setup
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/hadolint Dockerfile
+
+## container-test: build the image with a locally built base and wheels, run it as organisers
+## do on phantom cases (starts a Docker engine if none runs; needs root for that) -> log below
+CONTAINER_TEST_LOG ?= build/container-test.md
+container-test: setup
+	$(BIN)/python scripts/container_test.py --log $(CONTAINER_TEST_LOG)
 
 ## benchmark: quality and speed of every method on phantoms and real cases -> results/
 benchmark: setup
@@ -46,4 +55,4 @@ benchmark: setup
 	$(BIN)/python scripts/benchmark_predict.py
 
 clean:
-	rm -rf $(VENV) $(EVAL_VENV) demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(EVAL_VENV) demo .pytest_cache .ruff_cache build docker/wheelhouse/*.whl

@@ -18,10 +18,22 @@ from . import __version__
 from .config import MODEL_PRESETS, AugmentConfig, InferenceConfig, PipelineConfig, TrainConfig
 from .discover import discover_cases
 from .evaluate_cli import evaluate
+from .merge_reports_cli import merge_reports
 from .pipeline import METHODS, InputError, predict
 from .read import CaseError
+from .shard import Shard, parse_shard
 from .synth.cli import synth
 from .weights import WeightsError, register_in_manifest
+
+
+def _shard_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard | None:
+    """Parse ``--shard K/N`` into a ``Shard``; a bad value is a usage error (exit 2)."""
+    if value is None:
+        return None
+    try:
+        return parse_shard(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,6 +68,15 @@ def main() -> None:
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Slices per forward pass.")
 @click.option("--save-maps", is_flag=True, help="Also write float32 anomaly maps per case.")
 @click.option("--qc-png", is_flag=True, help="Also write OUTPUT/qc/<ID>.png (needs matplotlib).")
+@click.option(
+    "--shard",
+    metavar="K/N",
+    default=None,
+    callback=_shard_option,
+    help="Run only part K of N (1-based) of the sorted cases: the case at position i (from 0) "
+    "goes to part (i mod N)+1. The report becomes report-shard-K-of-N.json; join the parts "
+    "with merge-reports.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary table.")
 def predict_cmd(
     input_dir: Path,
@@ -66,6 +87,7 @@ def predict_cmd(
     batch_size: int | None,
     save_maps: bool,
     qc_png: bool,
+    shard: Shard | None,
     quiet: bool,
 ) -> None:
     """Segment every case in INPUT (a folder of case folders, or one case folder).
@@ -87,12 +109,13 @@ def predict_cmd(
             qc_png=qc_png,
             quiet=quiet,
             method=method,
+            shard=shard,
         )
     except (InputError, WeightsError, RuntimeError) as exc:
         raise click.UsageError(str(exc)) from exc
     if not quiet:
         click.echo(report.summary_table())
-        click.echo(f"report: {output_dir / 'report.json'}")
+        click.echo(f"report: {output_dir / report.file_name}")
     elif not report.ok:
         for case in report.cases:
             if case.error:
@@ -346,6 +369,7 @@ def calibrate_cmd(
 
 main.add_command(synth)
 main.add_command(evaluate)
+main.add_command(merge_reports)
 
 
 if __name__ == "__main__":  # pragma: no cover

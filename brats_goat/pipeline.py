@@ -32,6 +32,7 @@ from .qc import require_matplotlib, write_qc_png
 from .read import CaseError, CaseVolumes, load_case, load_reference_labels
 from .reconstruct import pick_device, reconstruct_volume
 from .report import CaseResult, RunReport
+from .shard import Shard, select_shard
 from .threshold import open_close, select_components, threshold_slices
 from .weights import load_verified
 from .write import like_reference, write_nifti_atomic
@@ -274,7 +275,8 @@ def predict_case(
     bar = tqdm(
         total=len(STAGES) + int(qc_png),
         desc=case.case_id,
-        disable=quiet,
+        # No bars in logs (containers, CI): they would be pages of carriage-return frames.
+        disable=quiet or not sys.stderr.isatty(),
         leave=True,
         file=sys.stderr,
         bar_format="{desc}: {bar:20} {n_fmt}/{total_fmt} {postfix} [{elapsed}]",
@@ -325,10 +327,13 @@ def predict(
     quiet: bool = False,
     segmenter: Segmenter | None = None,
     method: str = "mvitae",
+    shard: Shard | None = None,
 ) -> RunReport:
     """Segment every case under ``input_dir`` into ``output_dir``; returns the run report.
 
-    Raises ``InputError`` for problems with the run itself (no cases, bad output folder).
+    With ``shard`` only that part of the sorted cases is run (``brats_goat.shard``) and the
+    report is ``report-shard-K-of-N.json``. Raises ``InputError`` for problems with the run
+    itself (no cases, bad output folder).
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     check_folders(input_dir, output_dir)
@@ -343,6 +348,8 @@ def predict(
             f"no cases found in {input_dir}: expected case folders holding files like "
             "<ID>-t1n.nii.gz, <ID>-t1c.nii.gz, <ID>-t2w.nii.gz, <ID>-t2f.nii.gz"
         )
+    cases_total = len(cases)
+    cases = select_shard(cases, shard)
     segmenter = segmenter or make_segmenter(method, weights, config)
     report = RunReport(
         input=str(input_dir),
@@ -353,7 +360,9 @@ def predict(
         device=str(segmenter.device),
         # The post-processing actually applied (for the MViT-AE: the checkpoint's).
         config={**to_dict(segmenter.config), "postprocess": to_dict(segmenter.postprocess)},
+        shard=shard.to_dict(cases_total) if shard else None,
     )
+    report.write(output_dir)  # a shard with no cases (N > cases) still leaves its report
     for i, case in enumerate(cases, 1):
         if not quiet:
             tqdm.write(f"[{i}/{len(cases)}] {case.case_id}", file=sys.stderr)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .shard import Shard
 
 REPORT_NAME = "report.json"
 
@@ -42,6 +43,8 @@ class RunReport:
     host: str = field(default_factory=platform.node)
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     config: dict[str, Any] = field(default_factory=dict)
+    #: ``{"index": K, "count": N, "cases_total": T}`` when the run is shard K of N.
+    shard: dict[str, int] | None = None
     cases: list[CaseResult] = field(default_factory=list)
 
     @property
@@ -61,15 +64,22 @@ class RunReport:
         }
         return data
 
+    @property
+    def file_name(self) -> str:
+        """``report.json``, or ``report-shard-K-of-N.json`` so shards never overwrite it."""
+        if self.shard is None:
+            return REPORT_NAME
+        return Shard(self.shard["index"], self.shard["count"]).report_name
+
     def write(self, folder: str | Path) -> Path:
-        """Write ``report.json`` atomically (it is rewritten after every case)."""
+        """Write the report atomically (it is rewritten after every case)."""
         folder = Path(folder)
-        fd, tmp = tempfile.mkstemp(prefix=f".{REPORT_NAME}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.file_name}.", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "w") as fh:
             json.dump(self.to_dict(), fh, indent=2)
             fh.write("\n")
         os.chmod(tmp, 0o644)
-        path = folder / REPORT_NAME
+        path = folder / self.file_name
         os.replace(tmp, path)
         return path
 

@@ -1,0 +1,70 @@
+# brats-goat challenge container.
+#
+#   docker build -t brats-goat .
+#   docker run --gpus all --network none -v IN:/input:ro -v OUT:/output brats-goat
+#
+# See README "Running as a challenge container". Build arguments:
+#   BASE_IMAGE             a PyTorch image with python3 and torch installed (the default is
+#                          the official CUDA runtime image; the local test passes a Debian
+#                          image with the CPU torch wheel, see docker/local-base.sh)
+#   EXTRAS                 pip extras of brats-goat to install (e.g. "sam"); empty = none
+#   PIP_NO_INDEX           1 = install only from docker/wheelhouse/ (offline build); 0 = PyPI
+#                          too, with docker/wheelhouse/ searched first
+#   SAM_CHECKPOINT_URL     SAM checkpoint fetched at build time and verified against
+#   SAM_CHECKPOINT_SHA256  this sha256; an empty URL skips it (the local test does: it has no
+#                          route to dl.fbaipublicfiles.com)
+# Few instructions on purpose: each one is a full filesystem copy on the vfs storage driver
+# of the test machine.
+ARG BASE_IMAGE=pytorch/pytorch:2.7.1-cuda12.8-cudnn9-runtime
+
+# ---- build: everything under /opt/brats-goat, then copied alone into the final image -------
+FROM ${BASE_IMAGE} AS build
+ARG SAM_CHECKPOINT_URL=https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth
+ARG SAM_CHECKPOINT_SHA256=ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912
+# The SAM checkpoint of the production refinement, verified (before the sources are copied,
+# so that a code change does not download it again).
+WORKDIR /opt/brats-goat/sam
+RUN if [ -z "${SAM_CHECKPOINT_URL}" ]; then \
+        echo "SAM checkpoint skipped at build time (SAM_CHECKPOINT_URL was empty)" > SKIPPED; \
+    elif [ -z "${SAM_CHECKPOINT_SHA256}" ]; then \
+        echo "SAM_CHECKPOINT_URL is set but SAM_CHECKPOINT_SHA256 is empty:" \
+             "refusing an unverified checkpoint" >&2; \
+        exit 1; \
+    else \
+        python3 -c "import sys, urllib.request; urllib.request.urlretrieve(*sys.argv[1:])" \
+            "${SAM_CHECKPOINT_URL}" checkpoint.pth \
+        && echo "${SAM_CHECKPOINT_SHA256}  checkpoint.pth" > checkpoint.pth.sha256 \
+        && sha256sum --check --strict checkpoint.pth.sha256 \
+        && echo "${SAM_CHECKPOINT_URL}" > SOURCE; \
+    fi
+ARG EXTRAS=""
+ARG PIP_NO_INDEX=0
+# The build context is only what .dockerignore lets through: sources, weights, entrypoint,
+# wheelhouse.
+COPY . /src/
+# --system-site-packages: torch (and its CUDA libraries) stay those of the base image; the
+# venv holds only what brats-goat adds. pip itself is removed from it afterwards.
+RUN python3 -m venv --system-site-packages /opt/brats-goat/venv \
+    && PIP_FIND_LINKS=/src/docker/wheelhouse PIP_NO_CACHE_DIR=1 \
+       PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX="${PIP_NO_INDEX}" \
+       /opt/brats-goat/venv/bin/python -m pip install "/src${EXTRAS:+[${EXTRAS}]}" \
+    && /opt/brats-goat/venv/bin/python -m pip uninstall --yes --quiet pip \
+    && mkdir -p /opt/brats-goat/weights /opt/brats-goat/bin \
+    && cp /src/weights/manifest.json /src/weights/*.pt /opt/brats-goat/weights/ \
+    && cp /src/docker/entrypoint.sh /opt/brats-goat/bin/entrypoint \
+    && chmod -R a+rX,go-w /opt/brats-goat && chmod 755 /opt/brats-goat/bin/entrypoint \
+    && /opt/brats-goat/venv/bin/brats-goat --version
+
+# ---- final: the base image + /opt/brats-goat; no pip cache, no wheels, no build tools ------
+FROM ${BASE_IMAGE}
+COPY --from=build /opt/brats-goat /opt/brats-goat
+# No fixed user is needed: organisers pass --user of the host user, and without it the
+# container runs as uid 10001. Nothing needs a home directory or a writable image path.
+ENV PATH=/opt/brats-goat/venv/bin:${PATH} \
+    BRATS_GOAT_WEIGHTS=/opt/brats-goat/weights \
+    BRATS_GOAT_SAM_CHECKPOINT=/opt/brats-goat/sam/checkpoint.pth \
+    HOME=/tmp \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+USER 10001:10001
+ENTRYPOINT ["/opt/brats-goat/bin/entrypoint"]
