@@ -41,7 +41,7 @@ def test_mlcube_infer_maps_paths_and_reports_a_broken_case(
     tmp_path: Path, case_writer, tiny_weights: Path
 ) -> None:
     case_writer("GOOD-1")
-    case_writer("BAD-2", skip=("t2f",))
+    case_writer("BAD-2", skip=("t2f", "t1c"))  # neither residual channel: cannot be segmented
     out = tmp_path / "out"
     out.mkdir()
     result = entrypoint(
@@ -55,7 +55,7 @@ def test_mlcube_infer_maps_paths_and_reports_a_broken_case(
     log = result.stdout + result.stderr
     assert result.returncode == 1, log
     assert "ignoring MLCube argument --parameters_file" in log
-    assert "FAILED BAD-2" in log and "missing modality t2f" in log
+    assert "FAILED BAD-2" in log and "missing modality t1c, t2f" in log
     assert "some cases FAILED" in log
     assert sorted(p.name for p in out.iterdir()) == ["GOOD-1.nii.gz", "report.json"]
     report = json.loads((out / "report.json").read_text())
