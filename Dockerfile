@@ -51,7 +51,7 @@ RUN python3 -m venv --system-site-packages /opt/brats-goat/venv \
     && /opt/brats-goat/venv/bin/python -m pip uninstall --yes --quiet pip \
     && mkdir -p /opt/brats-goat/weights /opt/brats-goat/bin \
     && cp /src/weights/manifest.json /src/weights/*.pt /opt/brats-goat/weights/ \
-    && cp /src/docker/entrypoint.sh /opt/brats-goat/bin/entrypoint \
+    && cp /src/entrypoint.sh /opt/brats-goat/bin/entrypoint \
     && chmod -R a+rX,go-w /opt/brats-goat && chmod 755 /opt/brats-goat/bin/entrypoint \
     && /opt/brats-goat/venv/bin/brats-goat --version
 

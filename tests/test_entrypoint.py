@@ -1,4 +1,4 @@
-"""The container's entry point (docker/entrypoint.sh) run directly, without Docker.
+"""The container's entry point (entrypoint.sh at the repository root) run directly, without Docker.
 
 Its argument mapping, messages and exit codes, on tiny cases with the tiny checkpoint; the
 real image is exercised by ``make container-test``.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ENTRYPOINT = Path(__file__).resolve().parents[1] / "docker" / "entrypoint.sh"
+ENTRYPOINT = Path(__file__).resolve().parents[1] / "entrypoint.sh"
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
