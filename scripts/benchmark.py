@@ -13,8 +13,10 @@ rough mask of BraTS-GLI-00001-000, which is a box, not a segmentation).
     python scripts/benchmark.py [--per-kind 3] [--healthy 3]
                                 [--methods intensity,mvitae,mvitae+litemedsam]
 
-A method is `METHOD[+REFINE]`: `mvitae+litemedsam` is `predict --method mvitae --refine
-litemedsam`; a plain `mvitae` runs with `--refine none`, whatever the shipped default.
+A method is `METHOD[+REFINE[:SLICES]]`: `mvitae+litemedsam` is `predict --method mvitae
+--refine litemedsam`, `mvitae+litemedsam:0` the same with `--refine-max-slices 0` (every
+candidate slice); a plain `mvitae` runs with `--refine none`, whatever the shipped default.
+`--sets real,phantom-glioma` limits the data sets.
 """
 
 from __future__ import annotations
@@ -49,10 +51,12 @@ def current_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def split_method(spec: str) -> tuple[str, str]:
-    """``mvitae+litemedsam`` -> ("mvitae", "litemedsam"); ``mvitae`` -> ("mvitae", "none")."""
+def split_method(spec: str) -> tuple[str, str, str | None]:
+    """``mvitae+litemedsam:0`` -> ("mvitae", "litemedsam", "0"); ``mvitae`` -> ("mvitae",
+    "none", None)."""
     method, _, refine = spec.partition("+")
-    return method, refine or "none"
+    refine, _, slices = refine.partition(":")
+    return method, refine or "none", slices or None
 
 
 def run_cli_predict(
@@ -61,7 +65,7 @@ def run_cli_predict(
     """Run the CLI in a child: its wall seconds, its own peak RSS in GB (``os.wait4``) and the
     run report (``usage_out`` gets its CPU seconds: wall time alone misleads on a shared
     machine). Exit 1 (some case failed) still returns; anything else aborts."""
-    method, refine = split_method(spec)
+    method, refine, slices = split_method(spec)
     cmd = [
         sys.executable,
         "-m",
@@ -76,6 +80,7 @@ def run_cli_predict(
         device,
         "--refine",
         refine,
+        *(["--refine-max-slices", slices] if slices else []),
     ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -220,6 +225,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--render", type=Path, help="only re-write the .md of a saved .json")
+    parser.add_argument("--sets", help="comma-separated data sets (default: all), e.g. real")
     args = parser.parse_args()
     if args.render:
         args.render.with_suffix(".md").write_text(markdown(json.loads(args.render.read_text())))
@@ -240,6 +246,9 @@ def main() -> None:
         sets.append(("phantom healthy", healthy, None))
         if args.real.is_dir():
             sets.append(("real", args.real, "gli"))
+        if args.sets:
+            wanted = set(args.sets.split(","))
+            sets = [s for s in sets if s[0].replace(" ", "-") in wanted]
         for data_name, folder, cohort in sets:
             for method in methods:
                 out = tmp / "pred" / data_name.replace(" ", "-") / method
