@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev,plots]"
+	$(BIN)/python -m pip install --quiet --no-deps $$($(BIN)/python scripts/extra_pins.py sam)
 	touch $@
 
 setup-eval: $(EVAL_VENV)/.installed

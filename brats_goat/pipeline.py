@@ -1,6 +1,6 @@
 """End-to-end inference.
 
-read -> normalise -> reconstruct -> anomaly -> threshold -> labels -> write.
+read -> normalise -> reconstruct -> anomaly -> threshold -> refine -> labels -> write.
 
 ``Segmenter`` is the library API (usable from a notebook on in-memory volumes);
 ``predict`` runs it over a folder of cases with per-case isolation and a run report.
@@ -31,7 +31,9 @@ from .normalise import normalise_stack
 from .qc import require_matplotlib, write_qc_png
 from .read import CaseError, CaseVolumes, load_case, load_reference_labels
 from .reconstruct import pick_device, reconstruct_volume
+from .refine import refine_masks
 from .report import CaseResult, RunReport
+from .sam_backends import make_backend
 from .shard import Shard, select_shard
 from .threshold import open_close, select_components, threshold_slices
 from .weights import load_verified
@@ -43,6 +45,7 @@ STAGES: tuple[str, ...] = (
     "reconstruct",
     "anomaly",
     "threshold",
+    "refine",
     "labels",
     "write",
 )
@@ -59,6 +62,19 @@ class Segmentation:
     labels: np.ndarray
     maps: dict[str, np.ndarray]
     score: float
+    #: What refinement did (backend, accepted/rejected SAM masks per channel), if it ran.
+    refine: dict[str, Any] | None = None
+
+
+@dataclass
+class Candidates:
+    """A case after ``threshold``: the binary component per channel and what it came from."""
+
+    normalised: np.ndarray  # (C, X, Y, Z) z-scored modalities, MODALITIES order
+    brain: np.ndarray
+    maps: dict[str, np.ndarray]
+    score: float
+    binary: dict[str, np.ndarray]
 
 
 class StageTimer:
@@ -94,6 +110,8 @@ class Segmenter:
         self.config = config or PipelineConfig()
         self.meta = meta or {}
         self.device = torch.device("cpu")
+        #: SAM-family model of the refine stage (None: ``--refine none``).
+        self.refiner = make_backend(self.config.refine, pick_device(self.config.inference.device))
 
     @property
     def postprocess(self) -> PostprocessConfig:
@@ -115,7 +133,8 @@ class Segmenter:
         t1c, t2f = by_subset if by_subset else (post.threshold_t1c, post.threshold_t2f)
         return {"t1c": float(t1c), "t2f": float(t2f)}
 
-    def segment(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Segmentation:
+    def candidates(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Candidates:
+        """Every stage up to and including ``threshold`` (what refinement starts from)."""
         timer = timer or StageTimer()
         post = self.postprocess
         present = volumes.present
@@ -134,9 +153,22 @@ class Segmenter:
                 b = threshold_slices(residual, mask, fixed[name], post.use_otsu)
                 b = open_close(b, post.morphology_radius)
                 binary[name] = select_components(b, post.min_component_voxels, post.keep_largest)
+        return Candidates(normalised, brain, maps, score, binary)
+
+    def segment(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Segmentation:
+        timer = timer or StageTimer()
+        post = self.postprocess
+        cand = self.candidates(volumes, timer)
+        binary, refined = cand.binary, None
+        with timer.stage("refine"):
+            if self.refiner is not None:
+                binary, stats = refine_masks(
+                    binary, cand.normalised, cand.brain, self.refiner, self.config.refine, post
+                )
+                refined = stats.to_dict()
         with timer.stage("labels"):
             labels = fuse_labels(binary["t2f"], binary["t1c"], post.et_within_wt_dilation)
-        return Segmentation(labels=labels, maps=maps, score=score)
+        return Segmentation(labels=labels, maps=cand.maps, score=cand.score, refine=refined)
 
 
 class MViTAESegmenter(Segmenter):
@@ -294,6 +326,7 @@ def predict_case(
         result.output = str(out_path)
         result.anomaly_score = round(seg.score, 4)
         result.voxels_per_label = voxels_per_label(seg.labels)
+        result.refine = seg.refine
         if not seg.labels.any():
             result.warnings.append("no anomaly found: the label map is all zero")
         if qc_png:
@@ -358,6 +391,7 @@ def predict(
         weights=segmenter.meta.get("path"),
         weights_sha256=segmenter.meta.get("sha256"),
         device=str(segmenter.device),
+        refine=segmenter.refiner.name if segmenter.refiner is not None else "none",
         # The post-processing actually applied (for the MViT-AE: the checkpoint's).
         config={**to_dict(segmenter.config), "postprocess": to_dict(segmenter.postprocess)},
         shard=shard.to_dict(cases_total) if shard else None,

@@ -29,6 +29,8 @@ class CaseResult:
     anomaly_score: float | None = None
     voxels_per_label: dict[str, int] = field(default_factory=dict)
     modalities: list[str] = field(default_factory=list)
+    #: Refinement per channel: SAM masks accepted / rejected (by score, by agreement).
+    refine: dict[str, Any] | None = None
 
 
 @dataclass
@@ -39,6 +41,8 @@ class RunReport:
     weights: str | None = None
     weights_sha256: str | None = None
     device: str = "cpu"
+    #: Refinement backend that ran ("none", "litemedsam", "sam-vit_b", ...).
+    refine: str = "none"
     version: str = __version__
     host: str = field(default_factory=platform.node)
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))

@@ -11,7 +11,13 @@ calibrate anything), healthy phantoms (false positives per case), and the real c
 rough mask of BraTS-GLI-00001-000, which is a box, not a segmentation), and the same real
 cases with only t1c and t2f (the missing-modality scenario).
 
-    python scripts/benchmark.py [--per-kind 3] [--healthy 3] [--methods intensity,mvitae]
+    python scripts/benchmark.py [--per-kind 3] [--healthy 3]
+                                [--methods intensity,mvitae,mvitae+litemedsam]
+
+A method is `METHOD[+REFINE[:SLICES]]`: `mvitae+litemedsam` is `predict --method mvitae
+--refine litemedsam`, `mvitae+litemedsam:0` the same with `--refine-max-slices 0` (every
+candidate slice); a plain `mvitae` runs with `--refine none`, whatever the shipped default.
+`--sets real,phantom-glioma` limits the data sets.
 """
 
 from __future__ import annotations
@@ -46,11 +52,26 @@ def current_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
+def split_method(spec: str) -> tuple[str, str, str | None]:
+    """``mvitae+litemedsam:0`` -> ("mvitae", "litemedsam", "0"); ``mvitae`` -> ("mvitae",
+    "none", None)."""
+    method, _, refine = spec.partition("+")
+    refine, _, slices = refine.partition(":")
+    return method, refine or "none", slices or None
+
+
 def run_cli_predict(
-    method: str, inp: Path, out: Path, device: str, weights: Path | None = None
+    spec: str,
+    inp: Path,
+    out: Path,
+    device: str,
+    usage_out: dict | None = None,
+    weights: Path | None = None,
 ) -> tuple[float, float, dict]:
     """Run the CLI in a child: its wall seconds, its own peak RSS in GB (``os.wait4``) and the
-    run report. Exit 1 (some case failed) still returns; anything else aborts."""
+    run report (``usage_out`` gets its CPU seconds: wall time alone misleads on a shared
+    machine). Exit 1 (some case failed) still returns; anything else aborts."""
+    method, refine, slices = split_method(spec)
     cmd = [
         sys.executable,
         "-m",
@@ -63,12 +84,17 @@ def run_cli_predict(
         method,
         "--device",
         device,
+        "--refine",
+        refine,
+        *(["--refine-max-slices", slices] if slices else []),
         *(["--weights", str(weights)] if weights is not None and method == "mvitae" else []),
     ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
+    if usage_out is not None:
+        usage_out["cpu_s"] = usage.ru_utime + usage.ru_stime
     stderr = proc.stderr.read().decode() if proc.stderr else ""
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 1):
@@ -80,9 +106,22 @@ def run_predict(
     method: str, inp: Path, out: Path, device: str, weights: Path | None = None
 ) -> dict:
     """One benchmark row's speed columns."""
-    wall, peak_gb, report = run_cli_predict(method, inp, out, device, weights)
+    usage: dict = {}
+    wall, peak_gb, report = run_cli_predict(method, inp, out, device, usage, weights)
     n = len(report["cases"])
+    refine = [c["refine"] for c in report["cases"] if c.get("refine")]
+    channels = [ch for r in refine for ch in r["channels"].values()]
     return {
+        "refine": report.get("refine", "none"),
+        "sam_accepted": sum(ch["accepted"] for ch in channels) if refine else None,
+        "sam_prompts": sum(ch["prompts"] for ch in channels) if refine else None,
+        "cpu_s_per_case": round(usage["cpu_s"] / n, 2),
+        "refine_s_per_case": round(
+            float(np.mean([c["timings_s"].get("refine", 0.0) for c in report["cases"]])), 2
+        ),
+        "sam_slices_per_case": round(sum(ch["slices"] for ch in channels) / n, 2)
+        if refine
+        else None,
         "cases": n,
         "failed": report["summary"]["failed"],
         "device": report["device"],
@@ -175,10 +214,18 @@ def fmt(row: dict, key: str, sub: str | None = None) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def accepted(row: dict) -> str:
+    """``accepted/prompts`` of the refinement in a row, ``-`` when it did not run."""
+    if row.get("sam_prompts") is None:
+        return "-"
+    return f"{row['sam_accepted']}/{row['sam_prompts']}"
+
+
 def markdown(result: dict) -> str:
     head = (
         "| data | method | cases (scored) | LW-Dice WT | LW-Dice TC | LW-Dice ET | lesion det. | "
-        "case det. | FP comp./healthy case | s/case | peak RSS GB | device |"
+        "case det. | FP comp./healthy case | SAM masks accepted | s/case | CPU s/case | "
+        "peak RSS GB | device |"
     )
     lines = [
         f"# Benchmark, commit {result['commit']}",
@@ -187,7 +234,7 @@ def markdown(result: dict) -> str:
         f"phantom seed {result['seed']}.",
         "",
         head,
-        "|" + "---|" * 12,
+        "|" + "---|" * 14,
     ]
     for row in result["rows"]:
         lines.append(
@@ -195,8 +242,8 @@ def markdown(result: dict) -> str:
             f"{fmt(row, 'lw_dice', 'WT')} | "
             f"{fmt(row, 'lw_dice', 'TC')} | {fmt(row, 'lw_dice', 'ET')} | "
             f"{fmt(row, 'lesion_detection')} | {fmt(row, 'case_detection')} | "
-            f"{fmt(row, 'fp_components_per_case')} | {row['s_per_case']} | "
-            f"{row['peak_rss_gb']} | {row['device']} |"
+            f"{fmt(row, 'fp_components_per_case')} | {accepted(row)} | {row['s_per_case']} | "
+            f"{row.get('cpu_s_per_case', '-')} | {row['peak_rss_gb']} | {row['device']} |"
         )
     lines += [
         "",
@@ -227,13 +274,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-kind", type=int, default=3, help="tumour phantoms per kind")
     parser.add_argument("--healthy", type=int, default=3, help="healthy phantoms")
-    parser.add_argument("--methods", default="intensity,mvitae")
+    parser.add_argument("--methods", default="intensity,mvitae,mvitae+litemedsam")
     parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--weights", type=Path, help="MViT-AE weights (default: shipped)")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--render", type=Path, help="only re-write the .md of a saved .json")
+    parser.add_argument("--sets", help="comma-separated data sets (default: all), e.g. real")
     args = parser.parse_args()
     if args.render:
         args.render.with_suffix(".md").write_text(markdown(json.loads(args.render.read_text())))
@@ -256,13 +304,16 @@ def main() -> None:
             sets.append(("real", args.real, "gli"))
             subset = subset_copy(args.real, tmp / "real-t1c-t2f")
             sets.append(("real t1c+t2f only", subset, "gli"))
+        if args.sets:
+            wanted = set(args.sets.split(","))
+            sets = [s for s in sets if s[0].replace(" ", "-") in wanted]
         for data_name, folder, cohort in sets:
             for method in methods:
                 out = tmp / "pred" / data_name.replace(" ", "-") / method
                 print(f"{data_name}: {method} ...", file=sys.stderr, flush=True)
                 row = {"data": data_name, "method": method}
                 row.update(run_predict(method, folder, out, args.device, args.weights))
-                if method == "mvitae":
+                if method.startswith("mvitae"):
                     weights_sha = json.loads((out / "report.json").read_text())["weights_sha256"]
                 if cohort is None:
                     row.update(fp_per_case(out))

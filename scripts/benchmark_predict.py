@@ -4,6 +4,7 @@ Next to it, the floor that no pipeline can beat: reading the four inputs of a ca
 writing one label map. Results go to results/predict-speed-<commit>.{json,md}.
 
     python scripts/benchmark_predict.py [--data ../shared/data/real] [--device cpu]
+                                        [--method mvitae|mvitae+litemedsam|...]
 """
 
 from __future__ import annotations
@@ -46,13 +47,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--method", default="mvitae", help="METHOD[+REFINE], as in benchmark.py")
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     args = parser.parse_args()
     commit = current_commit()
     with tempfile.TemporaryDirectory() as tmp:
         floor = io_floor(args.data, Path(tmp))
+        usage: dict = {}
         wall, peak_gb, report = run_cli_predict(
-            "mvitae", args.data, Path(tmp) / "pred", args.device
+            args.method, args.data, Path(tmp) / "pred", args.device, usage
         )
     if report["summary"]["failed"]:
         raise SystemExit(f"predict failed on some cases: {report['summary']}")
@@ -64,6 +67,7 @@ def main() -> None:
             stages[k] = round(stages.get(k, 0.0) + v / n, 2)
     result = {
         "commit": commit,
+        "method": args.method,
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
         "cpus": os.cpu_count(),
         "device": report["device"],
@@ -71,6 +75,7 @@ def main() -> None:
         "cases": n,
         "wall_s_total": round(wall, 2),
         "s_per_case_including_startup": round(wall / n, 2),
+        "cpu_s_per_case": round(usage["cpu_s"] / n, 2),
         "s_per_case_pipeline": per_case,
         "mean_stage_s": stages,
         "io_floor_s_per_case": round(floor, 2),
@@ -78,15 +83,19 @@ def main() -> None:
         "targets": {"s_per_case": 30, "peak_rss_gb": 3},
     }
     args.results.mkdir(exist_ok=True)
-    stem = args.results / f"predict-speed-{commit}"
+    suffix = "" if args.method == "mvitae" else "-" + args.method.replace("+", "-")
+    stem = args.results / f"predict-speed-{commit}{suffix}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     md = [
-        f"# predict speed, commit {commit}, {result['device']}, {result['cpus']} CPUs",
+        f"# predict speed ({args.method}), commit {commit}, {result['device']}, "
+        f"{result['cpus']} CPUs",
         "",
         "| measure | value | target |",
         "|---|---|---|",
         f"| seconds per case (whole run / cases, incl. start-up) | "
         f"{result['s_per_case_including_startup']} | <= 30 |",
+        f"| CPU seconds per case (user + system, the child process) | "
+        f"{result['cpu_s_per_case']} | |",
         f"| peak RSS (GB) | {result['peak_rss_gb']} | <= 3 |",
         f"| I/O floor: read 4 inputs + write 1 output (s/case) | {floor:.2f} | |",
         "",

@@ -100,6 +100,14 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def no_default_refinement(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests of everything but refinement run without it (``--refine auto`` would encode
+    slices with LiteMedSAM, ~4 s each); refinement tests choose a backend explicitly and
+    tests/test_sam_backends.py checks what ``auto`` resolves to."""
+    monkeypatch.setenv("BRATS_GOAT_REFINE", "none")
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     """sha256 of every file under ``root`` (to prove inputs are never modified)."""
     return {

@@ -59,9 +59,11 @@ def test_predict_end_to_end(tmp_path: Path, case_writer, tiny_weights: Path) -> 
         "reconstruct",
         "anomaly",
         "threshold",
+        "refine",
         "labels",
         "write",
     }
+    assert report["refine"] == "none" and case["refine"] is None
     assert isinstance(case["anomaly_score"], float)
     assert set(case["voxels_per_label"]) == {"1", "2", "3"}
     assert not list(out.glob("*.tmp*")) and not list(out.glob(".*tmp*"))
