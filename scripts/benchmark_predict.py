@@ -43,6 +43,13 @@ def io_floor(data: Path, scratch: Path) -> float:
     return float(np.mean(times))
 
 
+def target_s(spec: str) -> int:
+    """Seconds per case allowed on this CPU: 30 without refinement, 60 with a SAM-family
+    refinement (the budget its issue set for LiteMedSAM)."""
+    _, _, refine = spec.partition("+")
+    return 60 if refine and not refine.startswith("none") else 30
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "real")
@@ -80,7 +87,7 @@ def main() -> None:
         "mean_stage_s": stages,
         "io_floor_s_per_case": round(floor, 2),
         "peak_rss_gb": round(peak_gb, 2),
-        "targets": {"s_per_case": 30, "peak_rss_gb": 3},
+        "targets": {"s_per_case": target_s(args.method), "peak_rss_gb": 3},
     }
     args.results.mkdir(exist_ok=True)
     suffix = "" if args.method == "mvitae" else "-" + args.method.replace("+", "-")
@@ -93,7 +100,7 @@ def main() -> None:
         "| measure | value | target |",
         "|---|---|---|",
         f"| seconds per case (whole run / cases, incl. start-up) | "
-        f"{result['s_per_case_including_startup']} | <= 30 |",
+        f"{result['s_per_case_including_startup']} | <= {target_s(args.method)} |",
         f"| CPU seconds per case (user + system, the child process) | "
         f"{result['cpu_s_per_case']} | |",
         f"| peak RSS (GB) | {result['peak_rss_gb']} | <= 3 |",

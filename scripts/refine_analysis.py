@@ -197,7 +197,11 @@ def main() -> None:
         return
     torch.manual_seed(0)
     base = PipelineConfig()
-    config = dataclasses.replace(base, inference=dataclasses.replace(base.inference, device="cpu"))
+    config = dataclasses.replace(
+        base,
+        inference=dataclasses.replace(base.inference, device="cpu"),
+        refine=RefineConfig(backend="none"),  # the script prompts the model itself
+    )
     segmenter = make_segmenter("mvitae", None, config)
     backend = litemedsam_backend(torch.device("cpu"))
     rows: list[dict] = []
