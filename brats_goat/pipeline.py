@@ -35,7 +35,7 @@ from .refine import refine_masks
 from .report import CaseResult, RunReport
 from .sam_backends import make_backend
 from .shard import Shard, select_shard
-from .threshold import open_close, select_components, threshold_slices
+from .threshold import binarise
 from .weights import load_verified
 from .write import like_reference, write_nifti_atomic
 
@@ -150,9 +150,7 @@ class Segmenter:
             fixed = self.thresholds(present)
             binary = {name: np.zeros(brain.shape, dtype=bool) for name in ("t1c", "t2f")}
             for name, residual in maps.items():
-                b = threshold_slices(residual, mask, fixed[name], post.use_otsu)
-                b = open_close(b, post.morphology_radius)
-                binary[name] = select_components(b, post.min_component_voxels, post.keep_largest)
+                binary[name] = binarise(residual, mask, fixed[name], post)
         return Candidates(normalised, brain, maps, score, binary)
 
     def segment(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Segmentation:

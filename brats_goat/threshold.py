@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .config import PostprocessConfig
+
 
 def otsu_threshold(values: np.ndarray, bins: int = 128) -> float:
     """Otsu's threshold of a 1-D sample (maximises the between-class variance)."""
@@ -71,3 +73,13 @@ def select_components(mask: np.ndarray, min_voxels: int, keep_largest: bool) -> 
         keep = np.zeros_like(keep)
         keep[largest] = True
     return keep[labels]
+
+
+def binarise(
+    residual: np.ndarray, mask: np.ndarray, threshold: float, post: PostprocessConfig
+) -> np.ndarray:
+    """One residual map -> lesion mask: the whole chain of this module, in the pipeline's
+    order (per-slice threshold, opening then closing, the component rule)."""
+    b = threshold_slices(residual, mask, threshold, post.use_otsu)
+    b = open_close(b, post.morphology_radius)
+    return select_components(b, post.min_component_voxels, post.keep_largest)

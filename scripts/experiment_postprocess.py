@@ -32,11 +32,14 @@ from brats_goat.normalise import normalise_stack
 from brats_goat.read import load_case, load_reference_labels
 from brats_goat.reconstruct import reconstruct_volume
 from brats_goat.synth import synthesize
-from brats_goat.threshold import open_close, select_components, threshold_slices
+from brats_goat.threshold import binarise
 from brats_goat.weights import load_checkpoint
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The benchmark's kinds and cohorts, so development and reported phantoms stay alike.
+from benchmark import KIND_COHORT  # scripts/ sibling
+
 ROOT = Path(__file__).resolve().parents[1]
-KIND_COHORT = {"glioma": "gli", "metastases": "met", "meningioma": "men"}
 SEED = 3000
 PERCENTILE = 99.9
 
@@ -122,11 +125,7 @@ def prepare(folder: Path, kind: str, model: torch.nn.Module, device: torch.devic
 def segment(p: Prepared, v: Variant, post: PostprocessConfig, thr: dict[str, float]):
     mask = analysis_mask(p.brain, post.brain_erosion)
     maps = v.maps(p, mask, post)
-    binary = {}
-    for name, residual in maps.items():
-        b = threshold_slices(residual, mask, thr[name], post.use_otsu)
-        b = open_close(b, post.morphology_radius)
-        binary[name] = select_components(b, post.min_component_voxels, post.keep_largest)
+    binary = {name: binarise(residual, mask, thr[name], post) for name, residual in maps.items()}
     return fuse_labels(binary["t2f"], binary["t1c"], post.et_within_wt_dilation)
 
 
