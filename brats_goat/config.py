@@ -41,14 +41,28 @@ class ModelConfig:
     #: model serves any subset of sequences (trained with modality dropout). Absent
     #: modalities enter as zero images. Off in checkpoints made before it existed.
     modality_mask: bool = False
+    #: ``flat`` (paper): all tokens flattened into one ``bottleneck_dim`` code, decoded from
+    #: a ``seed_size`` grid. ``tokens``: every patch token keeps its own ``token_dim`` code
+    #: and the decoder starts from the token grid, so the code stays spatially aligned and
+    #: the reconstruction sharper; meant to be trained as a denoiser (``noise_std``) so
+    #: that it learns to replace anomalies rather than copy them.
+    bottleneck: str = "flat"
+    token_dim: int = 8
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
             raise ValueError("image_size must be a multiple of patch_size")
         if self.width % self.heads:
             raise ValueError("width must be divisible by heads")
-        if self.bottleneck_dim % (self.seed_size**2):
+        if self.bottleneck not in ("flat", "tokens"):
+            raise ValueError(f"bottleneck must be 'flat' or 'tokens', not {self.bottleneck!r}")
+        if self.bottleneck == "flat" and self.bottleneck_dim % (self.seed_size**2):
             raise ValueError("bottleneck_dim must be divisible by seed_size**2")
+        if self.bottleneck == "tokens" and self.image_size % 2 ** len(self.decoder_channels):
+            raise ValueError(
+                "with a token bottleneck, image_size must be divisible by "
+                "2 ** len(decoder_channels)"
+            )
 
     @property
     def n_tokens(self) -> int:
@@ -297,6 +311,17 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(),
     "small": ModelConfig(
         width=256, depth=4, heads=8, mlp_dim=512, decoder_channels=(128, 64, 32, 16, 16)
+    ),
+    # Same encoder as ``small``; an 8-d code per 24-px token (800 numbers per slice instead
+    # of 512, but each tied to its place) and a 4-stage decoder from a 15x15 grid.
+    "small-tokens": ModelConfig(
+        width=256,
+        depth=4,
+        heads=8,
+        mlp_dim=512,
+        bottleneck="tokens",
+        token_dim=8,
+        decoder_channels=(128, 64, 32, 16),
     ),
     "tiny": ModelConfig(
         image_size=48,

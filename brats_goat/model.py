@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .config import ModelConfig
 
 
 class MViTAE(nn.Module):
-    """ViT encoder -> flattened bottleneck -> transposed-convolution decoder."""
+    """ViT encoder -> bottleneck (flattened, or per token) -> transposed-convolution decoder."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -41,10 +42,16 @@ class MViTAE(nn.Module):
         )
         self.encoder = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.width)
-        self.to_code = nn.Linear(cfg.n_tokens * cfg.width, cfg.bottleneck_dim)
-        seed_channels = cfg.bottleneck_dim // cfg.seed_size**2
+        self.tokens = cfg.bottleneck == "tokens"
+        if self.tokens:
+            self.to_code = nn.Linear(cfg.width, cfg.token_dim)
+            self.seed_size = cfg.image_size // 2 ** len(cfg.decoder_channels)
+            c_in = cfg.token_dim
+        else:
+            self.to_code = nn.Linear(cfg.n_tokens * cfg.width, cfg.bottleneck_dim)
+            self.seed_size = cfg.seed_size
+            c_in = cfg.bottleneck_dim // cfg.seed_size**2
         stages: list[nn.Module] = []
-        c_in = seed_channels
         for c_out in cfg.decoder_channels:
             stages += [
                 nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1),
@@ -54,7 +61,7 @@ class MViTAE(nn.Module):
             c_in = c_out
         stages.append(nn.Conv2d(c_in, cfg.in_channels, kernel_size=3, padding=1))
         self.decoder = nn.Sequential(*stages)
-        self.decoded_size = cfg.seed_size * 2 ** len(cfg.decoder_channels)
+        self.decoded_size = self.seed_size * 2 ** len(cfg.decoder_channels)
         if self.decoded_size < cfg.image_size:
             raise ValueError(
                 f"decoder reaches {self.decoded_size} px, less than image_size {cfg.image_size}"
@@ -68,11 +75,21 @@ class MViTAE(nn.Module):
                 present = x.new_ones(x.shape[0], self.cfg.in_channels)
             tokens = tokens + self.modality_embed(present.to(tokens.dtype))[:, None, :]
         tokens = self.norm(self.encoder(tokens))
+        if self.tokens:
+            return self.to_code(tokens)  # (B, n_tokens, token_dim)
         return self.to_code(tokens.flatten(1))
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
-        s = self.cfg.seed_size
-        out = self.decoder(code.view(code.shape[0], -1, s, s))
+        s = self.seed_size
+        if self.tokens:
+            g = self.cfg.image_size // self.cfg.patch_size
+            grid = code.transpose(1, 2).reshape(code.shape[0], -1, g, g)
+            # The token grid (10x10 for 240/24) rarely divides into a power-of-two decoder;
+            # a bilinear resize to the seed grid keeps every code at its place.
+            seed = F.interpolate(grid, size=(s, s), mode="bilinear", align_corners=False)
+        else:
+            seed = code.view(code.shape[0], -1, s, s)
+        out = self.decoder(seed)
         # The decoder overshoots (8 * 2**5 = 256 px); crop the centre back to the image.
         margin = (self.decoded_size - self.cfg.image_size) // 2
         size = self.cfg.image_size

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from brats_goat.anomaly import analysis_mask, residual_maps
 from brats_goat.config import MODALITIES, InferenceConfig, NormaliseConfig, PostprocessConfig
@@ -32,7 +33,7 @@ from brats_goat.normalise import normalise_stack
 from brats_goat.read import load_case, load_reference_labels
 from brats_goat.reconstruct import reconstruct_volume
 from brats_goat.synth import synthesize
-from brats_goat.threshold import binarise
+from brats_goat.threshold import binarise, components
 from brats_goat.weights import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -89,11 +90,41 @@ def ae_and_intensity_maps(
     return maps
 
 
+def _gated(maps: dict[str, np.ndarray], p: Prepared) -> dict[str, np.ndarray]:
+    """min(z, residual): a voxel counts only as far as it is both brighter than healthy
+    tissue on average (z) and brighter than the model's healthy reconstruction. Bright
+    healthy structures (reconstructed well) and reconstruction blur (not bright) each fail
+    one of the two tests, so the healthy tail of the combined map is shorter than either."""
+    for name in maps:
+        z = p.normalised[MODALITIES.index(name)]
+        maps[name] = np.minimum(maps[name], np.where(maps[name] != 0, z, np.float32(0)))
+    return maps
+
+
+def ae_gated_maps(p: Prepared, mask: np.ndarray, post: PostprocessConfig) -> dict[str, np.ndarray]:
+    return _gated(residual_maps(p.normalised, p.recon, mask, post), p)
+
+
+def ae_t2w_gated_maps(
+    p: Prepared, mask: np.ndarray, post: PostprocessConfig
+) -> dict[str, np.ndarray]:
+    maps = ae_t2w_maps(p, mask, post)
+    wt = _gated({"t2f": maps["t2f"]}, p)["t2f"]
+    z2 = p.normalised[MODALITIES.index("t2w")]
+    maps["t2f"] = np.minimum(wt, np.where(wt != 0, z2, np.float32(0)))
+    maps["t1c"] = _gated({"t1c": maps["t1c"]}, p)["t1c"]
+    return maps
+
+
 @dataclass
 class Variant:
     name: str
     maps: MapFn = ae_maps
     post: dict = field(default_factory=dict)
+    #: Keep the largest component plus every other one whose peak exceeds the highest
+    #: component peak seen on the healthy development phantoms (label-free: by
+    #: construction no healthy calibration component would survive).
+    hysteresis: bool = False
 
 
 VARIANTS = [
@@ -108,6 +139,18 @@ VARIANTS = [
     Variant("intensity, all components >= 50 vx", intensity_maps, post={"keep_largest": False}),
     Variant("AE, t2f+t2w residual mean", ae_t2w_maps),
     Variant("AE residual where z > 0", ae_and_intensity_maps),
+    Variant("AE min(z, residual)", ae_gated_maps),
+    Variant("AE min(z, residual), all components", ae_gated_maps, post={"keep_largest": False}),
+    Variant("AE min(z, residual), t2f+t2w", ae_t2w_gated_maps),
+    Variant(
+        "AE min(z, residual), t2f+t2w, all components",
+        ae_t2w_gated_maps,
+        post={"keep_largest": False},
+    ),
+    Variant("AE, t2f+t2w, all components", ae_t2w_maps, post={"keep_largest": False}),
+    Variant("intensity, largest + components above healthy peak", intensity_maps, hysteresis=True),
+    Variant("AE, largest + components above healthy peak", hysteresis=True),
+    Variant("AE min(z, residual), largest + above healthy peak", ae_gated_maps, hysteresis=True),
 ]
 
 
@@ -122,10 +165,39 @@ def prepare(folder: Path, kind: str, model: torch.nn.Module, device: torch.devic
     return out
 
 
+def peaks(residual: np.ndarray, mask: np.ndarray, thr: float, post: PostprocessConfig):
+    """Components (all sizes >= min) of the thresholded map and each one's peak value."""
+    b = binarise(residual, mask, thr, dataclasses.replace(post, keep_largest=False))
+    labels, sizes = components(b)
+    n = len(sizes) - 1
+    if n == 0:
+        return labels, sizes, np.zeros(1)
+    pk = np.asarray(ndimage.maximum(residual, labels, index=np.arange(n + 1)))
+    return labels, sizes, pk
+
+
+def hysteresis_select(
+    residual: np.ndarray, mask: np.ndarray, thr: float, high: float, post: PostprocessConfig
+) -> np.ndarray:
+    labels, sizes, pk = peaks(residual, mask, thr, post)
+    sizes[0] = 0
+    keep = pk > high
+    keep[0] = False
+    if sizes.max() > 0:
+        keep[int(np.argmax(sizes))] = True
+    return keep[labels]
+
+
 def segment(p: Prepared, v: Variant, post: PostprocessConfig, thr: dict[str, float]):
     mask = analysis_mask(p.brain, post.brain_erosion)
     maps = v.maps(p, mask, post)
-    binary = {name: binarise(residual, mask, thr[name], post) for name, residual in maps.items()}
+    if v.hysteresis:
+        binary = {
+            name: hysteresis_select(res, mask, thr[name], thr[name + "_high"], post)
+            for name, res in maps.items()
+        }
+    else:
+        binary = {name: binarise(res, mask, thr[name], post) for name, res in maps.items()}
     return fuse_labels(binary["t2f"], binary["t1c"], post.et_within_wt_dilation)
 
 
@@ -135,9 +207,18 @@ def calibrate(healthy: list[Prepared], v: Variant, post: PostprocessConfig) -> d
         mask = analysis_mask(p.brain, post.brain_erosion)
         for name, residual in v.maps(p, mask, post).items():
             values[name].append(residual[mask])
-    return {
+    thr = {
         k: round(float(np.percentile(np.concatenate(v), PERCENTILE)), 3) for k, v in values.items()
     }
+    if v.hysteresis:
+        for name in list(thr):
+            high = thr[name]
+            for p in healthy:
+                mask = analysis_mask(p.brain, post.brain_erosion)
+                residual = v.maps(p, mask, post)[name]
+                high = max(high, float(peaks(residual, mask, thr[name], post)[2].max()))
+            thr[name + "_high"] = round(high, 3)
+    return thr
 
 
 def main() -> None:

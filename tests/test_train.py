@@ -62,7 +62,14 @@ def test_split_is_deterministic_and_disjoint() -> None:
     assert len(set(a_train) | set(a_val)) == 50
 
 
-def test_training_reduces_loss_and_saves_loadable_checkpoint(tmp_path: Path, case_writer) -> None:
+@pytest.mark.parametrize(
+    "model_cfg",
+    [TINY, dataclasses.replace(TINY, bottleneck="tokens", token_dim=4)],
+    ids=["flat", "tokens"],
+)
+def test_training_reduces_loss_and_saves_loadable_checkpoint(
+    tmp_path: Path, case_writer, model_cfg
+) -> None:
     for i in range(3):
         case_writer(f"TR-{i}", seed=i)
     cases = discover_cases(tmp_path / "in")
@@ -71,12 +78,12 @@ def test_training_reduces_loss_and_saves_loadable_checkpoint(tmp_path: Path, cas
     lesion_slices = {(c, z) for c, z in healthy.origin if 5 <= z <= 14}
     assert not lesion_slices, "slices near the seg label must be excluded"
     out = tmp_path / "w" / "tiny.pt"
-    result = train(cases, out, TINY, FAST, device="cpu", quiet=True)
+    result = train(cases, out, model_cfg, FAST, device="cpu", quiet=True)
     first, last = result.history[0]["train_loss"], result.history[-1]["train_loss"]
     assert last < first * 0.9, result.history
     assert result.sha256 == sha256_file(out)
     model, meta = load_checkpoint(out, result.sha256)
-    assert meta["model_config"] == TINY
+    assert meta["model_config"] == model_cfg
     assert meta["info"]["best_epoch"] >= 1
     x = torch.from_numpy(healthy.slices[:2].astype(np.float32))
     loss_fn = ReconstructionLoss(4, 11, 1.5, 100.0, 10.0)
