@@ -20,6 +20,7 @@ from .discover import Case
 from .healthy import collect_healthy_slices
 from .model import MViTAE
 from .reconstruct import pick_device, reconstruct_volume
+from .threshold import healthy_peak
 from .weights import load_verified, save_checkpoint
 
 #: Modality subsets thresholds are calibrated for (models trained with modality dropout).
@@ -32,15 +33,15 @@ def subset_key(present: tuple[str, ...]) -> str:
     return "+".join(m for m in MODALITIES if m in present)
 
 
-def healthy_residuals(
+def healthy_maps(
     model: MViTAE,
     slices: np.ndarray,
     post: PostprocessConfig,
     inference: InferenceConfig,
     device: torch.device,
     present: tuple[str, ...] = MODALITIES,
-) -> dict[str, np.ndarray]:
-    """Residual values inside the analysis mask of (N, C, X, Y) normalised healthy slices.
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Residual maps and analysis mask of (N, C, X, Y) normalised healthy slices.
 
     The slices are stacked into a pseudo-volume and go through the very functions predict
     uses (reconstruction, erosion, median filter), so the statistics match inference.
@@ -52,7 +53,20 @@ def healthy_residuals(
     recon = reconstruct_volume(model, volume, brain, inference, device, present=keep)
     mask = analysis_mask(brain, post.brain_erosion)
     maps = residual_maps(volume, recon, mask, post)
-    return {name: residual[mask] for name, residual in maps.items() if name in present}
+    return {name: m for name, m in maps.items() if name in present}, mask
+
+
+def healthy_residuals(
+    model: MViTAE,
+    slices: np.ndarray,
+    post: PostprocessConfig,
+    inference: InferenceConfig,
+    device: torch.device,
+    present: tuple[str, ...] = MODALITIES,
+) -> dict[str, np.ndarray]:
+    """Residual values inside the analysis mask of healthy slices (see :func:`healthy_maps`)."""
+    maps, mask = healthy_maps(model, slices, post, inference, device, present)
+    return {name: residual[mask] for name, residual in maps.items()}
 
 
 def calibrate_thresholds(
@@ -64,13 +78,20 @@ def calibrate_thresholds(
     device: torch.device,
 ) -> tuple[PostprocessConfig, dict[str, Any]]:
     """Thresholds at ``percentile`` of the healthy residuals, for the full modality set and
-    (when the model accepts missing modalities) for the reduced subsets."""
+    (when the model accepts missing modalities) for the reduced subsets; and for each, the
+    peak values of the component rule (the highest component peak left on these slices)."""
     subsets = SUBSETS if model.cfg.modality_mask else (MODALITIES,)
     by_subset: dict[str, dict[str, float]] = {}
+    peaks: dict[str, dict[str, float]] = {}
     for present in subsets:
-        values = healthy_residuals(model, slices, post, inference, device, present)
-        by_subset[subset_key(present)] = {
-            name: round(float(np.percentile(v, percentile)), 4) for name, v in values.items()
+        maps, mask = healthy_maps(model, slices, post, inference, device, present)
+        key = subset_key(present)
+        by_subset[key] = {
+            name: round(float(np.percentile(m[mask], percentile)), 4) for name, m in maps.items()
+        }
+        peaks[key] = {
+            name: round(healthy_peak(m, mask, by_subset[key][name], post), 4)
+            for name, m in maps.items()
         }
     full = by_subset[subset_key(MODALITIES)]
     calibrated = dataclasses.replace(
@@ -78,8 +99,14 @@ def calibrate_thresholds(
         threshold_t1c=full["t1c"],
         threshold_t2f=full["t2f"],
         thresholds_by_subset={k: (v["t1c"], v["t2f"]) for k, v in by_subset.items()},
+        peak_thresholds_by_subset={k: (v["t1c"], v["t2f"]) for k, v in peaks.items()},
     )
-    info = {"percentile": percentile, "n_slices": len(slices), "thresholds": by_subset}
+    info = {
+        "percentile": percentile,
+        "n_slices": len(slices),
+        "thresholds": by_subset,
+        "peak_thresholds": peaks,
+    }
     return calibrated, info
 
 

@@ -101,6 +101,12 @@ class PostprocessConfig:
     min_component_voxels: int = 50
     #: Keep only the largest 3D connected component per channel (paper).
     keep_largest: bool = True
+    #: Per modality subset (``'t1c+t1n+t2f+t2w'``, ``'t1c+t2f'``): (t1c, t2f) peak values.
+    #: Where a case's subset has an entry, the largest component is kept *plus* every other
+    #: component whose highest anomaly value exceeds the peak value, so several metastases
+    #: can be found. Set label-free by calibration: the highest component peak on healthy
+    #: data, so no healthy calibration component would survive. No entry = largest only.
+    peak_thresholds_by_subset: dict[str, tuple[float, float]] = field(default_factory=dict)
     #: Median filter size applied to the residual maps (0 = off).
     median_size: int = 3
     #: An ET component is kept only where it touches the FLAIR component (tumour core
@@ -255,9 +261,19 @@ class PipelineConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     #: Thresholds of the training-free intensity baseline (``--method intensity``): z units
     #: of the image itself. From ``scripts/calibrate_intensity.py`` (99.9th percentile on
-    #: healthy phantoms): label-free, never fitted on the cases we score.
+    #: healthy phantoms, and the highest component peak left there for the component rule):
+    #: label-free, never fitted on the cases we score. The map does not depend on which
+    #: other sequences a case has, so every subset shares the same values. The t1c peak is
+    #: the z clip (5.0): on t1c the baseline keeps the largest component only.
     intensity: PostprocessConfig = field(
-        default_factory=lambda: PostprocessConfig(threshold_t1c=3.45, threshold_t2f=1.70)
+        default_factory=lambda: PostprocessConfig(
+            threshold_t1c=3.45,
+            threshold_t2f=1.70,
+            peak_thresholds_by_subset={
+                "t1c+t1n+t2f+t2w": (5.0, 2.56),
+                "t1c+t2f": (5.0, 2.56),
+            },
+        )
     )
     #: Tolerance when comparing the affines of the four modalities (mm / direction units).
     affine_atol: float = 1e-3

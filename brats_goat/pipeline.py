@@ -133,6 +133,14 @@ class Segmenter:
         t1c, t2f = by_subset if by_subset else (post.threshold_t1c, post.threshold_t2f)
         return {"t1c": float(t1c), "t2f": float(t2f)}
 
+    def peak_thresholds(self, present: tuple[str, ...]) -> dict[str, float | None]:
+        """Peak values of the 'largest + more abnormal than healthy' component rule for
+        this modality subset, or None (largest only) where it was not calibrated."""
+        peaks = self.postprocess.peak_thresholds_by_subset.get(subset_key(present))
+        if not peaks:
+            return {"t1c": None, "t2f": None}
+        return {"t1c": float(peaks[0]), "t2f": float(peaks[1])}
+
     def candidates(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Candidates:
         """Every stage up to and including ``threshold`` (what refinement starts from)."""
         timer = timer or StageTimer()
@@ -147,10 +155,10 @@ class Segmenter:
             maps = residual_maps(normalised, recon, mask, post, present)
             score = case_score(maps, brain)
         with timer.stage("threshold"):
-            fixed = self.thresholds(present)
+            fixed, peaks = self.thresholds(present), self.peak_thresholds(present)
             binary = {name: np.zeros(brain.shape, dtype=bool) for name in ("t1c", "t2f")}
             for name, residual in maps.items():
-                binary[name] = binarise(residual, mask, fixed[name], post)
+                binary[name] = binarise(residual, mask, fixed[name], post, peaks[name])
         return Candidates(normalised, brain, maps, score, binary)
 
     def segment(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Segmentation:

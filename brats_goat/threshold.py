@@ -75,11 +75,59 @@ def select_components(mask: np.ndarray, min_voxels: int, keep_largest: bool) -> 
     return keep[labels]
 
 
-def binarise(
+def component_peaks(
+    mask: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Components of ``mask`` with their sizes and the highest value of ``values`` in each
+    (index 0 = background, peak 0)."""
+    labels, sizes = components(mask)
+    peaks = np.zeros(len(sizes), dtype=np.float64)
+    if len(sizes) > 1:
+        peaks[1:] = ndimage.maximum(values, labels, index=np.arange(1, len(sizes)))
+    return labels, sizes, peaks
+
+
+def select_with_peaks(
+    mask: np.ndarray, values: np.ndarray, min_voxels: int, peak: float
+) -> np.ndarray:
+    """The largest component (>= ``min_voxels``) plus every other one whose peak value
+    exceeds ``peak``: one reliable lesion always, further ones only when they are more
+    abnormal than anything seen on healthy data."""
+    labels, sizes, peaks = component_peaks(mask, values)
+    sizes[0] = 0
+    keep = (sizes >= max(min_voxels, 1)) & (peaks > peak)
+    if (sizes >= max(min_voxels, 1)).any():
+        keep[int(np.argmax(sizes))] = True
+    keep[0] = False
+    return keep[labels]
+
+
+def healthy_peak(
     residual: np.ndarray, mask: np.ndarray, threshold: float, post: PostprocessConfig
+) -> float:
+    """Highest component peak after threshold and morphology on a healthy map (the
+    calibration of :func:`select_with_peaks`); ``threshold`` if nothing survives."""
+    b = open_close(
+        threshold_slices(residual, mask, threshold, post.use_otsu), post.morphology_radius
+    )
+    _, sizes, peaks = component_peaks(b, residual)
+    big = sizes >= max(post.min_component_voxels, 1)
+    big[0] = False
+    return float(max(threshold, peaks[big].max())) if big.any() else float(threshold)
+
+
+def binarise(
+    residual: np.ndarray,
+    mask: np.ndarray,
+    threshold: float,
+    post: PostprocessConfig,
+    peak: float | None = None,
 ) -> np.ndarray:
     """One residual map -> lesion mask: the whole chain of this module, in the pipeline's
-    order (per-slice threshold, opening then closing, the component rule)."""
+    order (per-slice threshold, opening then closing, the component rule: the largest
+    only, or with ``peak`` the largest plus every component whose peak exceeds it)."""
     b = threshold_slices(residual, mask, threshold, post.use_otsu)
     b = open_close(b, post.morphology_radius)
+    if peak is not None and post.keep_largest:
+        return select_with_peaks(b, residual, post.min_component_voxels, peak)
     return select_components(b, post.min_component_voxels, post.keep_largest)

@@ -3,7 +3,9 @@
 The baseline flags voxels whose z-scored FLAIR (t1c) is unusually high. "Unusually" is set
 without any tumour label and without the cases we report on: the 99.9th percentile of the
 median-filtered z-maps inside the eroded brain of healthy phantoms (seeds 1000+, never used
-by a benchmark), through the same code path as `predict --method intensity`.
+by a benchmark), through the same code path as `predict --method intensity`. The peak values
+of the component rule are then the highest component peak left on those phantoms at those
+thresholds (`brats_goat.threshold.healthy_peak`), so no healthy component would survive.
 
     python scripts/calibrate_intensity.py [--cases 8] [--seed 1000] [--percentile 99.9]
 """
@@ -18,6 +20,7 @@ from brats_goat.anomaly import analysis_mask, residual_maps
 from brats_goat.config import MODALITIES, PipelineConfig
 from brats_goat.normalise import normalise_stack
 from brats_goat.synth import generate_case
+from brats_goat.threshold import healthy_peak
 
 
 def main() -> None:
@@ -29,18 +32,21 @@ def main() -> None:
     cfg = PipelineConfig()
     post = cfg.intensity
     pooled: dict[str, list[np.ndarray]] = {"t1c": [], "t2f": []}
+    cases = []
     for i in range(args.cases):
         case = generate_case(args.seed, i, healthy=True)
         stack = np.stack([case.images[m].astype(np.float32) for m in MODALITIES])
         normalised, brain = normalise_stack(stack, cfg.normalise)
         mask = analysis_mask(brain, post.brain_erosion)
         maps = residual_maps(normalised, np.zeros_like(normalised), mask, post)
+        cases.append((maps, mask))
         for name, values in maps.items():
             pooled[name].append(values[mask])
     for name, chunks in pooled.items():
         value = float(np.percentile(np.concatenate(chunks), args.percentile))
+        peak = max(healthy_peak(maps[name], mask, round(value, 2), post) for maps, mask in cases)
         print(
-            f"threshold_{name} = {value:.2f}  # {args.percentile}th percentile, "
+            f"threshold_{name} = {value:.2f}, peak {peak:.2f}  # {args.percentile}th percentile, "
             f"{args.cases} healthy phantoms, seed {args.seed}"
         )
 

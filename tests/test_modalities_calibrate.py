@@ -91,6 +91,11 @@ def test_thresholds_are_the_healthy_residual_percentile(tmp_path: Path, case_wri
     assert low.threshold_t2f == round(float(np.percentile(values["t2f"], 90.0)), 4)
     assert high.threshold_t2f > low.threshold_t2f and high.threshold_t1c > low.threshold_t1c
     assert set(low.thresholds_by_subset) == {"t1c+t1n+t2f+t2w", "t1c+t2f"}
+    assert set(low.peak_thresholds_by_subset) == set(low.thresholds_by_subset)
+    for key, (t1c, t2f) in low.thresholds_by_subset.items():
+        peak_t1c, peak_t2f = low.peak_thresholds_by_subset[key]
+        assert peak_t1c >= t1c and peak_t2f >= t2f  # a peak is never below its threshold
+    assert low.peak_thresholds_by_subset["t1c+t1n+t2f+t2w"][1] <= float(values["t2f"].max())
     assert info_low["n_slices"] == len(slices)
 
 

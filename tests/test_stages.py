@@ -20,7 +20,14 @@ from brats_goat.labels import fuse_labels, voxels_per_label
 from brats_goat.model import MViTAE, count_parameters
 from brats_goat.normalise import normalise_stack, zscore
 from brats_goat.reconstruct import fit_plane, pick_device, reconstruct_volume
-from brats_goat.threshold import open_close, otsu_threshold, select_components, threshold_slices
+from brats_goat.threshold import (
+    healthy_peak,
+    open_close,
+    otsu_threshold,
+    select_components,
+    select_with_peaks,
+    threshold_slices,
+)
 
 
 def ball(shape, centre, radius) -> np.ndarray:
@@ -86,6 +93,34 @@ def test_select_components_largest_and_min_size() -> None:
     both = select_components(mask, min_voxels=10, keep_largest=False)
     assert both[22, 22, 22] and not both[0, 29, 0]
     assert not select_components(mask, min_voxels=10_000, keep_largest=True).any()
+
+
+def test_peak_rule_keeps_largest_and_only_components_above_the_healthy_peak() -> None:
+    shape = (40, 40, 40)
+    big, hot, faint = (
+        ball(shape, (10, 10, 10), 6),
+        ball(shape, (30, 30, 30), 3),
+        ball(shape, (10, 30, 30), 3),
+    )
+    values = np.where(big, 2.0, 0.0) + np.where(hot, 5.0, 0.0) + np.where(faint, 2.5, 0.0)
+    mask = big | hot | faint
+    kept = select_with_peaks(mask, values, min_voxels=10, peak=3.0)
+    assert kept[10, 10, 10], "the largest is kept whatever its peak"
+    assert kept[30, 30, 30], "a small component hotter than the healthy peak is kept"
+    assert not kept[10, 30, 30], "a small component within the healthy range is dropped"
+    assert not select_with_peaks(mask, values, min_voxels=10_000, peak=0.0).any()
+
+
+def test_healthy_peak_is_the_highest_surviving_component_value() -> None:
+    shape = (40, 40, 8)
+    residual = np.zeros(shape, np.float32)
+    residual[5:15, 5:15, 2:6] = 2.0
+    residual[8, 8, 3] = 2.6  # inside that component
+    residual[30, 30, 4] = 9.0  # a lone voxel: removed by the opening, not a component
+    mask = np.ones(shape, bool)
+    post = dataclasses.replace(PostprocessConfig(), use_otsu=False, min_component_voxels=20)
+    assert healthy_peak(residual, mask, 1.5, post) == pytest.approx(2.6)
+    assert healthy_peak(np.zeros(shape, np.float32), mask, 1.5, post) == 1.5
 
 
 def test_label_fusion_rim_core_edema() -> None:
