@@ -56,19 +56,6 @@ def healthy_maps(
     return {name: m for name, m in maps.items() if name in present}, mask
 
 
-def healthy_residuals(
-    model: MViTAE,
-    slices: np.ndarray,
-    post: PostprocessConfig,
-    inference: InferenceConfig,
-    device: torch.device,
-    present: tuple[str, ...] = MODALITIES,
-) -> dict[str, np.ndarray]:
-    """Residual values inside the analysis mask of healthy slices (see :func:`healthy_maps`)."""
-    maps, mask = healthy_maps(model, slices, post, inference, device, present)
-    return {name: residual[mask] for name, residual in maps.items()}
-
-
 def calibrate_thresholds(
     model: MViTAE,
     slices: np.ndarray,

@@ -419,6 +419,7 @@ def calibrate_cmd(
     if register:
         register_in_manifest(output, sha, {"calibration": info}, default=True)
     click.echo(f"thresholds (z units): {info['thresholds']}")
+    click.echo(f"component peak values (z units): {info['peak_thresholds']}")
     click.echo(f"checkpoint: {output} sha256 {sha}")
 
 

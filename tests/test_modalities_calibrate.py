@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from brats_goat.augment import augment_batch, modality_dropout
-from brats_goat.calibrate import calibrate_thresholds, healthy_residuals
+from brats_goat.calibrate import calibrate_thresholds, healthy_maps
 from brats_goat.cli import main
 from brats_goat.config import (
     MODALITIES,
@@ -87,7 +87,8 @@ def test_thresholds_are_the_healthy_residual_percentile(tmp_path: Path, case_wri
     post, inf, dev = PostprocessConfig(), InferenceConfig(), torch.device("cpu")
     low, info_low = calibrate_thresholds(model, slices, post, 90.0, inf, dev)
     high, _ = calibrate_thresholds(model, slices, post, 99.9, inf, dev)
-    values = healthy_residuals(model, slices, post, inf, dev)
+    maps, mask = healthy_maps(model, slices, post, inf, dev)
+    values = {name: m[mask] for name, m in maps.items()}
     assert low.threshold_t2f == round(float(np.percentile(values["t2f"], 90.0)), 4)
     assert high.threshold_t2f > low.threshold_t2f and high.threshold_t1c > low.threshold_t1c
     assert set(low.thresholds_by_subset) == {"t1c+t1n+t2f+t2w", "t1c+t2f"}
