@@ -16,6 +16,7 @@ import click
 
 from . import __version__
 from .config import (
+    COMPONENT_RULES,
     MODEL_PRESETS,
     REFINE_BACKENDS,
     SAM_MODELS,
@@ -108,6 +109,16 @@ def main() -> None:
     help=f"Slices refined per channel and case, spread over the lesion (0 = all) "
     f"[default: {RefineConfig.max_slices} on CPU, all on GPU].",
 )
+@click.option(
+    "--components",
+    "component_rule",
+    type=click.Choice(COMPONENT_RULES),
+    default=PipelineConfig.component_rule,
+    show_default=True,
+    help="Components kept per channel: the largest (paper), or also every one more abnormal "
+    "than the weights' healthy calibration data ever was (finds several metastases; adds "
+    "false positives where healthy tissue differs from the calibration data).",
+)
 @click.option("--save-maps", is_flag=True, help="Also write float32 anomaly maps per case.")
 @click.option("--qc-png", is_flag=True, help="Also write OUTPUT/qc/<ID>.png (needs matplotlib).")
 @click.option(
@@ -131,6 +142,7 @@ def predict_cmd(
     sam_model: str,
     sam_checkpoint: Path | None,
     refine_max_slices: int | None,
+    component_rule: str,
     save_maps: bool,
     qc_png: bool,
     shard: Shard | None,
@@ -153,7 +165,7 @@ def predict_cmd(
         refine_cfg = dataclasses.replace(
             refine_cfg, max_slices=refine_max_slices, max_slices_gpu=refine_max_slices
         )
-    config = PipelineConfig(inference=inference, refine=refine_cfg)
+    config = PipelineConfig(inference=inference, refine=refine_cfg, component_rule=component_rule)
     try:
         report = predict(
             input_dir,

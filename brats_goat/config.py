@@ -101,11 +101,11 @@ class PostprocessConfig:
     min_component_voxels: int = 50
     #: Keep only the largest 3D connected component per channel (paper).
     keep_largest: bool = True
-    #: Per modality subset (``'t1c+t1n+t2f+t2w'``, ``'t1c+t2f'``): (t1c, t2f) peak values.
-    #: Where a case's subset has an entry, the largest component is kept *plus* every other
-    #: component whose highest anomaly value exceeds the peak value, so several metastases
-    #: can be found. Set label-free by calibration: the highest component peak on healthy
-    #: data, so no healthy calibration component would survive. No entry = largest only.
+    #: Per modality subset (``'t1c+t1n+t2f+t2w'``, ``'t1c+t2f'``): (t1c, t2f) peak values of
+    #: the opt-in component rule ``PipelineConfig.component_rule = 'largest+peaks'``: the
+    #: largest component *plus* every other whose highest anomaly value exceeds the peak
+    #: value, so several metastases can be found. Set label-free by calibration: the highest
+    #: component peak on healthy data, so no healthy calibration component would survive.
     peak_thresholds_by_subset: dict[str, tuple[float, float]] = field(default_factory=dict)
     #: Median filter size applied to the residual maps (0 = off).
     median_size: int = 3
@@ -194,6 +194,8 @@ class TrainConfig:
 #: else "litemedsam" where its package is installed, else "none".
 REFINE_BACKENDS: tuple[str, ...] = ("auto", "none", "litemedsam", "sam")
 SAM_MODELS: tuple[str, ...] = ("vit_b", "vit_l", "vit_h")
+#: ``PipelineConfig.component_rule`` choices (``--components``).
+COMPONENT_RULES: tuple[str, ...] = ("largest", "largest+peaks")
 
 
 @dataclass(frozen=True)
@@ -275,9 +277,21 @@ class PipelineConfig:
             },
         )
     )
+    #: Which 3D components each channel keeps. ``largest`` (paper, default): one. With
+    #: ``largest+peaks`` also every component more abnormal than healthy calibration data
+    #: ever was (``PostprocessConfig.peak_thresholds_by_subset``; where the weights carry
+    #: none, the largest only). Opt-in: on phantoms it found every metastasis (WT 0.27 ->
+    #: 0.96), on the real cases it added false positives (WT 0.78 -> 0.29,
+    #: results/benchmark-1961151.md); a site whose healthy calibration scans are its own
+    #: may do better.
+    component_rule: str = "largest"
     #: Tolerance when comparing the affines of the four modalities (mm / direction units).
     affine_atol: float = 1e-3
     refine: RefineConfig = field(default_factory=RefineConfig)
+
+    def __post_init__(self) -> None:
+        if self.component_rule not in COMPONENT_RULES:
+            raise ValueError(f"component_rule must be one of {', '.join(COMPONENT_RULES)}")
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ read -> normalise -> reconstruct -> anomaly -> threshold -> refine -> labels -> 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 import traceback
@@ -135,9 +136,10 @@ class Segmenter:
 
     def peak_thresholds(self, present: tuple[str, ...]) -> dict[str, float | None]:
         """Peak values of the 'largest + more abnormal than healthy' component rule for
-        this modality subset, or None (largest only) where it was not calibrated."""
+        this modality subset, or None (largest only) where the rule is off or the values
+        were not calibrated."""
         peaks = self.postprocess.peak_thresholds_by_subset.get(subset_key(present))
-        if not peaks:
+        if self.config.component_rule != "largest+peaks" or not peaks:
             return {"t1c": None, "t2f": None}
         return {"t1c": float(peaks[0]), "t2f": float(peaks[1])}
 
@@ -168,8 +170,11 @@ class Segmenter:
         binary, refined = cand.binary, None
         with timer.stage("refine"):
             if self.refiner is not None:
+                # Refinement re-applies the component rule; keep what the peak rule kept.
+                several = any(v is not None for v in self.peak_thresholds(volumes.present).values())
+                rule = dataclasses.replace(post, keep_largest=post.keep_largest and not several)
                 binary, stats = refine_masks(
-                    binary, cand.normalised, cand.brain, self.refiner, self.config.refine, post
+                    binary, cand.normalised, cand.brain, self.refiner, self.config.refine, rule
                 )
                 refined = stats.to_dict()
         with timer.stage("labels"):

@@ -209,8 +209,7 @@ def refine_masks(
     post: PostprocessConfig,
 ) -> tuple[dict[str, np.ndarray], RefineStats]:
     """Refine each configured channel on its own image, then re-apply the component rule
-    (minimum size; the largest kept unless the peak rule chose several) so the output
-    obeys the same rules as unrefined masks."""
+    (minimum size, largest kept) so the output obeys the same rules as unrefined masks."""
     stats = RefineStats(backend=backend.name)
     out = dict(binary)
     for name in cfg.channels:
@@ -218,8 +217,6 @@ def refine_masks(
             continue
         image = window(normalised[MODALITIES.index(name)], brain, cfg.window_percentiles)
         refined, stats.channels[name] = refine_channel(binary[name], image, brain, backend, cfg)
-        # Components kept by the peak rule stay; otherwise the largest only, as before.
-        keep_largest = post.keep_largest and not post.peak_thresholds_by_subset
-        out[name] = select_components(refined, post.min_component_voxels, keep_largest)
+        out[name] = select_components(refined, post.min_component_voxels, post.keep_largest)
         stats.channels[name].voxels_after = int(out[name].sum())
     return out, stats

@@ -17,6 +17,7 @@ cases with only t1c and t2f (the missing-modality scenario).
 A method is `METHOD[+REFINE[:SLICES]]`: `mvitae+litemedsam` is `predict --method mvitae
 --refine litemedsam`, `mvitae+litemedsam:0` the same with `--refine-max-slices 0` (every
 candidate slice); a plain `mvitae` runs with `--refine none`, whatever the shipped default.
+A `/peaks` suffix (`intensity/peaks`) adds `--components largest+peaks`.
 `--sets real,phantom-glioma` limits the data sets.
 """
 
@@ -71,6 +72,8 @@ def run_cli_predict(
     """Run the CLI in a child: its wall seconds, its own peak RSS in GB (``os.wait4``) and the
     run report (``usage_out`` gets its CPU seconds: wall time alone misleads on a shared
     machine). Exit 1 (some case failed) still returns; anything else aborts."""
+    # "<spec>/peaks": the opt-in component rule (--components largest+peaks).
+    spec, _, rule = spec.partition("/")
     method, refine, slices = split_method(spec)
     cmd = [
         sys.executable,
@@ -87,6 +90,7 @@ def run_cli_predict(
         "--refine",
         refine,
         *(["--refine-max-slices", slices] if slices else []),
+        *(["--components", "largest+peaks"] if rule == "peaks" else []),
         *(["--weights", str(weights)] if weights is not None and method == "mvitae" else []),
     ]
     start = time.perf_counter()

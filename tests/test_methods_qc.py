@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from click.testing import CliRunner
+from scipy import ndimage
 
 from brats_goat.cli import main
 from brats_goat.qc import qc_slices
@@ -69,3 +70,32 @@ def test_all_commands_listed() -> None:
     result = run(["--help"])
     for command in ("predict", "train", "synth", "evaluate"):
         assert command in result.output
+
+
+def test_component_rule_largest_plus_peaks_keeps_a_second_lesion(
+    tmp_path: Path, case_writer
+) -> None:
+    """Two bright FLAIR lesions: the paper's rule keeps one; ``--components largest+peaks``
+    keeps both, because the second is brighter than any healthy-calibration component."""
+    folder = case_writer("TWO-1")
+    flair_path = folder / "TWO-1-t2f.nii.gz"
+    img = nib.load(flair_path)
+    data = np.asarray(img.dataobj).astype(np.int16)
+    grid = np.indices(data.shape)
+    centre = (np.array(data.shape) - 1) / 2 + np.array([-8, 8, 0])
+    second = ((grid - centre[:, None, None, None]) ** 2).sum(0) <= 4**2
+    data[second] = 950
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), flair_path)
+
+    def wt_components(rule: str) -> tuple[int, dict]:
+        out = tmp_path / rule
+        args = ["predict", folder, out, "--method", "intensity", "--components", rule, "-q"]
+        assert run(args).exit_code == 0
+        wt = np.asarray(nib.load(out / "TWO-1.nii.gz").dataobj) > 0
+        report = json.loads((out / "report.json").read_text())
+        return int(ndimage.label(wt, structure=np.ones((3, 3, 3)))[1]), report
+
+    n_largest, _ = wt_components("largest")
+    n_peaks, report = wt_components("largest+peaks")
+    assert (n_largest, n_peaks) == (1, 2)
+    assert report["config"]["component_rule"] == "largest+peaks"
