@@ -340,6 +340,12 @@ def predict_case(
         result.refine = seg.refine
         if not seg.labels.any():
             result.warnings.append("no anomaly found: the label map is all zero")
+        peaks = segmenter.peak_thresholds(volumes.present)
+        if segmenter.config.component_rule != "largest" and all(v is None for v in peaks.values()):
+            result.warnings.append(
+                f"--components {segmenter.config.component_rule}: these weights carry no "
+                f"peak values for {'+'.join(volumes.present)}; kept the largest component only"
+            )
         if qc_png:
             with timer.stage("qc"):
                 try:

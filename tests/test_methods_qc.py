@@ -99,3 +99,15 @@ def test_component_rule_largest_plus_peaks_keeps_a_second_lesion(
     n_peaks, report = wt_components("largest+peaks")
     assert (n_largest, n_peaks) == (1, 2)
     assert report["config"]["component_rule"] == "largest+peaks"
+
+
+def test_peak_rule_without_calibrated_peaks_warns(
+    tmp_path: Path, case_writer, tiny_weights
+) -> None:
+    """Weights without peak values cannot apply the rule: the report says so per case."""
+    folder = case_writer("NOPEAK-1")
+    out = tmp_path / "out"
+    args = ["predict", folder, out, "--weights", tiny_weights, "--components", "largest+peaks"]
+    assert run([*args, "-q", "--refine", "none"]).exit_code == 0
+    case = json.loads((out / "report.json").read_text())["cases"][0]
+    assert any("no peak values" in w for w in case["warnings"]), case["warnings"]
