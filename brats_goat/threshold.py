@@ -75,6 +75,15 @@ def select_components(mask: np.ndarray, min_voxels: int, keep_largest: bool) -> 
     return keep[labels]
 
 
+def candidate_mask(
+    residual: np.ndarray, mask: np.ndarray, threshold: float, post: PostprocessConfig
+) -> np.ndarray:
+    """Per-slice threshold then opening and closing: the voxels the component rule chooses
+    from (the same for segmentation and for the calibration of the peak rule)."""
+    b = threshold_slices(residual, mask, threshold, post.use_otsu)
+    return open_close(b, post.morphology_radius)
+
+
 def component_peaks(
     mask: np.ndarray, values: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,10 +104,10 @@ def select_with_peaks(
     abnormal than anything seen on healthy data."""
     labels, sizes, peaks = component_peaks(mask, values)
     sizes[0] = 0
-    keep = (sizes >= max(min_voxels, 1)) & (peaks > peak)
-    if (sizes >= max(min_voxels, 1)).any():
+    big = sizes >= max(min_voxels, 1)
+    keep = big & (peaks > peak)
+    if big.any():
         keep[int(np.argmax(sizes))] = True
-    keep[0] = False
     return keep[labels]
 
 
@@ -107,10 +116,7 @@ def healthy_peak(
 ) -> float:
     """Highest component peak after threshold and morphology on a healthy map (the
     calibration of :func:`select_with_peaks`); ``threshold`` if nothing survives."""
-    b = open_close(
-        threshold_slices(residual, mask, threshold, post.use_otsu), post.morphology_radius
-    )
-    _, sizes, peaks = component_peaks(b, residual)
+    _, sizes, peaks = component_peaks(candidate_mask(residual, mask, threshold, post), residual)
     big = sizes >= max(post.min_component_voxels, 1)
     big[0] = False
     return float(max(threshold, peaks[big].max())) if big.any() else float(threshold)
@@ -126,8 +132,7 @@ def binarise(
     """One residual map -> lesion mask: the whole chain of this module, in the pipeline's
     order (per-slice threshold, opening then closing, the component rule: the largest
     only, or with ``peak`` the largest plus every component whose peak exceeds it)."""
-    b = threshold_slices(residual, mask, threshold, post.use_otsu)
-    b = open_close(b, post.morphology_radius)
+    b = candidate_mask(residual, mask, threshold, post)
     if peak is not None and post.keep_largest:
         return select_with_peaks(b, residual, post.min_component_voxels, peak)
     return select_components(b, post.min_component_voxels, post.keep_largest)
