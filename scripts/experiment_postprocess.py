@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from brats_goat.anomaly import analysis_mask, residual_maps
 from brats_goat.config import MODALITIES, InferenceConfig, NormaliseConfig, PostprocessConfig
@@ -33,7 +32,7 @@ from brats_goat.normalise import normalise_stack
 from brats_goat.read import load_case, load_reference_labels
 from brats_goat.reconstruct import reconstruct_volume
 from brats_goat.synth import synthesize
-from brats_goat.threshold import binarise, components
+from brats_goat.threshold import binarise, healthy_peak
 from brats_goat.weights import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -165,58 +164,28 @@ def prepare(folder: Path, kind: str, model: torch.nn.Module, device: torch.devic
     return out
 
 
-def peaks(residual: np.ndarray, mask: np.ndarray, thr: float, post: PostprocessConfig):
-    """Components (all sizes >= min) of the thresholded map and each one's peak value."""
-    b = binarise(residual, mask, thr, dataclasses.replace(post, keep_largest=False))
-    labels, sizes = components(b)
-    n = len(sizes) - 1
-    if n == 0:
-        return labels, sizes, np.zeros(1)
-    pk = np.asarray(ndimage.maximum(residual, labels, index=np.arange(n + 1)))
-    return labels, sizes, pk
-
-
-def hysteresis_select(
-    residual: np.ndarray, mask: np.ndarray, thr: float, high: float, post: PostprocessConfig
-) -> np.ndarray:
-    labels, sizes, pk = peaks(residual, mask, thr, post)
-    sizes[0] = 0
-    keep = pk > high
-    keep[0] = False
-    if sizes.max() > 0:
-        keep[int(np.argmax(sizes))] = True
-    return keep[labels]
-
-
 def segment(p: Prepared, v: Variant, post: PostprocessConfig, thr: dict[str, float]):
     mask = analysis_mask(p.brain, post.brain_erosion)
     maps = v.maps(p, mask, post)
-    if v.hysteresis:
-        binary = {
-            name: hysteresis_select(res, mask, thr[name], thr[name + "_high"], post)
-            for name, res in maps.items()
-        }
-    else:
-        binary = {name: binarise(res, mask, thr[name], post) for name, res in maps.items()}
+    binary = {
+        name: binarise(res, mask, thr[name], post, thr.get(name + "_high"))
+        for name, res in maps.items()
+    }
     return fuse_labels(binary["t2f"], binary["t1c"], post.et_within_wt_dilation)
 
 
 def calibrate(healthy: list[Prepared], v: Variant, post: PostprocessConfig) -> dict[str, float]:
-    values: dict[str, list[np.ndarray]] = {"t1c": [], "t2f": []}
+    cases = []
     for p in healthy:
         mask = analysis_mask(p.brain, post.brain_erosion)
-        for name, residual in v.maps(p, mask, post).items():
-            values[name].append(residual[mask])
-    thr = {
-        k: round(float(np.percentile(np.concatenate(v), PERCENTILE)), 3) for k, v in values.items()
-    }
+        cases.append((v.maps(p, mask, post), mask))
+    thr: dict[str, float] = {}
+    for name in ("t1c", "t2f"):
+        pooled = np.concatenate([maps[name][mask] for maps, mask in cases])
+        thr[name] = round(float(np.percentile(pooled, PERCENTILE)), 3)
     if v.hysteresis:
-        for name in list(thr):
-            high = thr[name]
-            for p in healthy:
-                mask = analysis_mask(p.brain, post.brain_erosion)
-                residual = v.maps(p, mask, post)[name]
-                high = max(high, float(peaks(residual, mask, thr[name], post)[2].max()))
+        for name in ("t1c", "t2f"):
+            high = max(healthy_peak(maps[name], mask, thr[name], post) for maps, mask in cases)
             thr[name + "_high"] = round(high, 3)
     return thr
 
