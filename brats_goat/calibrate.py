@@ -19,7 +19,8 @@ from .config import MODALITIES, InferenceConfig, NormaliseConfig, PostprocessCon
 from .discover import Case
 from .healthy import collect_healthy_slices
 from .model import MViTAE
-from .reconstruct import pick_device, reconstruct_volume
+from .reconstruct import pick_device
+from .restore import restore_volume
 from .threshold import healthy_peak
 from .weights import load_verified, save_checkpoint
 
@@ -44,13 +45,14 @@ def healthy_maps(
     """Residual maps and analysis mask of (N, C, X, Y) normalised healthy slices.
 
     The slices are stacked into a pseudo-volume and go through the very functions predict
-    uses (reconstruction, erosion, median filter), so the statistics match inference.
+    uses (reconstruction and restoration, erosion, median filter), so the statistics match
+    inference.
     """
     volume = np.ascontiguousarray(slices.astype(np.float32).transpose(1, 2, 3, 0))
     keep = np.array([m in present for m in MODALITIES])
     volume[~keep] = 0
     brain = np.any(volume != 0, axis=0)
-    recon = reconstruct_volume(model, volume, brain, inference, device, present=keep)
+    recon = restore_volume(model, volume, brain, post, inference, device, present=keep)
     mask = analysis_mask(brain, post.brain_erosion)
     maps = residual_maps(volume, recon, mask, post)
     return {name: m for name, m in maps.items() if name in present}, mask
@@ -104,20 +106,24 @@ def recalibrate_checkpoint(
     percentile: float,
     device: str = "auto",
     selection: TrainConfig | None = None,
+    restore: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Load verified weights, calibrate on the healthy slices of ``cases``, save a copy.
 
     ``selection`` says which slices count as healthy (margin around labels, minimum brain).
+    ``restore`` overrides the checkpoint's restoration fields (``restore_iterations``,
+    ``restore_maps``...): the new thresholds are calibrated for them and stored with them.
     """
     model, meta = load_verified(weights)
+    post = dataclasses.replace(meta["postprocess"], **(restore or {}))
     dev = pick_device(device)
     model = model.to(dev)
     slices = collect_healthy_slices(
         cases, selection or TrainConfig(), NormaliseConfig(), image_size=model.cfg.image_size
     ).slices
-    post, info = calibrate_thresholds(
-        model, slices, meta["postprocess"], percentile, InferenceConfig(), dev
-    )
+    post, info = calibrate_thresholds(model, slices, post, percentile, InferenceConfig(), dev)
+    info["restore_iterations"] = post.restore_iterations
+    info["restore_maps"] = list(post.restore_maps)
     info["calibrated_on"] = sorted({c.case_id for c in cases})
     info["source_weights"] = {"path": meta["path"], "sha256": meta["sha256"]}
     model_info = {**meta["info"], "calibration": info}

@@ -398,6 +398,21 @@ def train_cmd(
     show_default=True,
     help="Slices with less brain than this are not used (top and bottom of the head).",
 )
+@click.option(
+    "--restore-iterations",
+    type=click.IntRange(0, 10),
+    default=None,
+    help="Restoration passes (reconstruct again with unexplained voxels replaced by the "
+    "model's estimate) the thresholds are calibrated for and stored with; default: the "
+    "checkpoint's own setting.",
+)
+@click.option(
+    "--restore-maps",
+    type=click.Choice(["t1c,t2f", "t2f", "t1c"]),
+    default=None,
+    help="Which residual maps use the restored estimate (the others the plain "
+    "reconstruction); default: the checkpoint's own setting.",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option(
     "--register/--no-register",
@@ -410,6 +425,8 @@ def calibrate_cmd(
     output: Path,
     percentile: float,
     min_brain_voxels: int,
+    restore_iterations: int | None,
+    restore_maps: str | None,
     device: str,
     register: bool,
 ) -> None:
@@ -425,11 +442,20 @@ def calibrate_cmd(
         raise click.UsageError("no cases found in DATA")
     try:
         selection = TrainConfig(min_brain_voxels=min_brain_voxels)
-        sha, info = recalibrate_checkpoint(weights, cases, output, percentile, device, selection)
+        restore = {} if restore_iterations is None else {"restore_iterations": restore_iterations}
+        if restore_maps is not None:
+            restore["restore_maps"] = tuple(restore_maps.split(","))
+        sha, info = recalibrate_checkpoint(
+            weights, cases, output, percentile, device, selection, restore
+        )
     except (CaseError, WeightsError) as exc:
         raise click.UsageError(str(exc)) from exc
     if register:
         register_in_manifest(output, sha, {"calibration": info}, default=True)
+    click.echo(
+        f"restoration passes: {info['restore_iterations']} "
+        f"(maps: {', '.join(info['restore_maps'])})"
+    )
     click.echo(f"thresholds (z units): {info['thresholds']}")
     click.echo(f"component peak values (z units): {info['peak_thresholds']}")
     click.echo(f"checkpoint: {output} sha256 {sha}")

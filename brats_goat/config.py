@@ -107,11 +107,29 @@ class PostprocessConfig:
     #: value, so several metastases can be found. Set label-free by calibration: the highest
     #: component peak on healthy data, so no healthy calibration component would survive.
     peak_thresholds_by_subset: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: Restoration passes before the residual (``brats_goat.restore``): reconstruct again
+    #: with the voxels the model could not explain replaced by its own estimate, so it
+    #: cannot copy a tumour. 0 = the plain reconstruction (paper). Part of the calibrated
+    #: post-processing because the thresholds depend on it.
+    restore_iterations: int = 0
+    #: A voxel is suspect when any channel's |input - reconstruction| exceeds this (z).
+    restore_z: float = 1.0
+    #: In-plane dilation of the suspect voxels (the copied halo of a lesion).
+    restore_dilation: int = 2
+    #: Residual maps taken against the restored estimate; the others use the plain
+    #: reconstruction (restoration can help one sequence and hurt another).
+    restore_maps: tuple[str, ...] = ("t1c", "t2f")
     #: Median filter size applied to the residual maps (0 = off).
     median_size: int = 3
     #: An ET component is kept only where it touches the FLAIR component (tumour core
     #: sits inside the whole tumour); 0 disables the check.
     et_within_wt_dilation: int = 3
+
+    def __post_init__(self) -> None:
+        if unknown := set(self.restore_maps) - {"t1c", "t2f"}:
+            raise ValueError(f"restore_maps may name t1c and t2f only, not {sorted(unknown)}")
+        if self.restore_iterations < 0:
+            raise ValueError("restore_iterations must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,10 @@ from .model import MViTAE
 from .normalise import normalise_stack
 from .qc import require_matplotlib, write_qc_png
 from .read import CaseError, CaseVolumes, load_case, load_reference_labels
-from .reconstruct import pick_device, reconstruct_volume
+from .reconstruct import pick_device
 from .refine import refine_masks
 from .report import CaseResult, RunReport
+from .restore import restore_volume
 from .sam_backends import make_backend
 from .shard import Shard, select_shard
 from .threshold import binarise
@@ -222,8 +223,14 @@ class MViTAESegmenter(Segmenter):
         self, normalised: np.ndarray, brain: np.ndarray, present: tuple[str, ...] = MODALITIES
     ) -> np.ndarray:
         keep = np.array([m in present for m in MODALITIES])
-        return reconstruct_volume(
-            self.model, normalised, brain, self.config.inference, self.device, present=keep
+        return restore_volume(
+            self.model,
+            normalised,
+            brain,
+            self.postprocess,
+            self.config.inference,
+            self.device,
+            present=keep,
         )
 
 

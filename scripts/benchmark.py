@@ -234,8 +234,13 @@ def markdown(result: dict) -> str:
     lines = [
         f"# Benchmark, commit {result['commit']}",
         "",
-        f"Machine: {result['machine']}; weights {result['weights_sha256'][:12]}; "
-        f"phantom seed {result['seed']}.",
+        f"Machine: {result['machine']}; weights {result['weights_sha256'][:12]}"
+        + (
+            f" (restoration passes: {result['restore_iterations']})"
+            if result.get("restore_iterations") is not None
+            else ""
+        )
+        + f"; phantom seed {result['seed']}.",
         "",
         head,
         "|" + "---|" * 14,
@@ -293,7 +298,7 @@ def main() -> None:
     methods = args.methods.split(",")
     commit = current_commit()
     rows: list[dict] = []
-    weights_sha = ""
+    weights_sha, restore_passes = "", None
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         sets: list[tuple[str, Path, str | None]] = []
@@ -318,7 +323,10 @@ def main() -> None:
                 row = {"data": data_name, "method": method}
                 row.update(run_predict(method, folder, out, args.device, args.weights))
                 if method.startswith("mvitae"):
-                    weights_sha = json.loads((out / "report.json").read_text())["weights_sha256"]
+                    report = json.loads((out / "report.json").read_text())
+                    weights_sha = report["weights_sha256"]
+                    post = report["config"]["postprocess"]
+                    restore_passes = post.get("restore_iterations", 0)
                 if cohort is None:
                     row.update(fp_per_case(out))
                 else:
@@ -331,6 +339,7 @@ def main() -> None:
         "commit": commit,
         "machine": f"{platform.node()}, {os.cpu_count()} CPUs, {platform.machine()}",
         "weights_sha256": weights_sha or "-",
+        "restore_iterations": restore_passes,
         "seed": args.seed,
         "rows": rows,
     }

@@ -30,7 +30,7 @@ from brats_goat.labels import fuse_labels
 from brats_goat.metrics import score_case
 from brats_goat.normalise import normalise_stack
 from brats_goat.read import load_case, load_reference_labels
-from brats_goat.reconstruct import reconstruct_volume
+from brats_goat.restore import restore_volume
 from brats_goat.synth import synthesize
 from brats_goat.threshold import binarise, healthy_peak
 from brats_goat.weights import load_checkpoint
@@ -52,6 +52,8 @@ class Prepared:
     brain: np.ndarray
     recon: np.ndarray
     ref: np.ndarray | None
+    #: Estimate after k restoration passes (``--restore K``), k = 1..K.
+    restored: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 MapFn = Callable[[Prepared, np.ndarray, PostprocessConfig], dict[str, np.ndarray]]
@@ -59,6 +61,26 @@ MapFn = Callable[[Prepared, np.ndarray, PostprocessConfig], dict[str, np.ndarray
 
 def ae_maps(p: Prepared, mask: np.ndarray, post: PostprocessConfig) -> dict[str, np.ndarray]:
     return residual_maps(p.normalised, p.recon, mask, post)
+
+
+def restored_maps(k: int) -> MapFn:
+    """Residual against the estimate after ``k`` restoration passes (brats_goat.restore)."""
+
+    def maps(p: Prepared, mask: np.ndarray, post: PostprocessConfig) -> dict[str, np.ndarray]:
+        return residual_maps(p.normalised, p.restored[k], mask, post)
+
+    return maps
+
+
+def restored_flair_maps(k: int) -> MapFn:
+    """FLAIR residual against the restored estimate, t1c against the plain reconstruction."""
+
+    def maps(p: Prepared, mask: np.ndarray, post: PostprocessConfig) -> dict[str, np.ndarray]:
+        out = residual_maps(p.normalised, p.recon, mask, post)
+        out["t2f"] = residual_maps(p.normalised, p.restored[k], mask, post)["t2f"]
+        return out
+
+    return maps
 
 
 def intensity_maps(p: Prepared, mask: np.ndarray, post: PostprocessConfig) -> dict[str, np.ndarray]:
@@ -150,17 +172,46 @@ VARIANTS = [
     Variant("intensity, largest + components above healthy peak", intensity_maps, hysteresis=True),
     Variant("AE, largest + components above healthy peak", hysteresis=True),
     Variant("AE min(z, residual), largest + above healthy peak", ae_gated_maps, hysteresis=True),
+    Variant("AE restored x1", restored_maps(1)),
+    Variant("AE restored x2", restored_maps(2)),
+    Variant("AE restored x3", restored_maps(3)),
+    Variant("AE restored x3, largest + above healthy peak", restored_maps(3), hysteresis=True),
+    Variant("AE restored x2, FLAIR only", restored_flair_maps(2)),
+    Variant(
+        "AE restored x2, FLAIR only, largest + above healthy peak",
+        restored_flair_maps(2),
+        hysteresis=True,
+    ),
 ]
 
 
-def prepare(folder: Path, kind: str, model: torch.nn.Module, device: torch.device) -> list:
+def prepare(
+    folder: Path,
+    kind: str,
+    model: torch.nn.Module,
+    device: torch.device,
+    restore: PostprocessConfig,
+) -> list:
+    """Normalise, reconstruct and (``restore.restore_iterations`` > 0) restore each case."""
     out = []
     for case in discover_cases(folder):
         volumes = load_case(case)
         normalised, brain = normalise_stack(volumes.stack(MODALITIES), NormaliseConfig())
-        recon = reconstruct_volume(model, normalised, brain, InferenceConfig(), device)
+        passes: dict[int, np.ndarray] = {}
+        restore_volume(
+            model,
+            normalised,
+            brain,
+            restore,
+            InferenceConfig(),
+            device,
+            on_pass=passes.__setitem__,
+        )
+        # Restoration stops early when nothing is suspect: later passes equal the last.
+        for k in range(1, restore.restore_iterations + 1):
+            passes.setdefault(k, passes[k - 1])
         ref = load_reference_labels(case, volumes, 1e-3)
-        out.append(Prepared(case.case_id, kind, normalised, brain, recon, ref))
+        out.append(Prepared(case.case_id, kind, normalised, brain, passes.pop(0), ref, passes))
     return out
 
 
@@ -198,18 +249,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     parser.add_argument("--only", help="|-separated variant names to run (default: all)")
+    parser.add_argument(
+        "--restore", type=int, default=0, help="restoration passes to precompute (restored xK)"
+    )
     args = parser.parse_args()
     model, meta = load_checkpoint(args.weights, None)
     device = torch.device("cpu")
     base = meta["postprocess"]
+    restore = dataclasses.replace(base, restore_iterations=args.restore)
     tumour: list[Prepared] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for i, kind in enumerate(KIND_COHORT):
             synthesize(tmp / kind, args.per_kind, seed=args.seed + i, kind=kind, progress=False)
-            tumour += prepare(tmp / kind, kind, model, device)
+            tumour += prepare(tmp / kind, kind, model, device, restore)
         synthesize(tmp / "h", args.healthy, seed=args.seed + 10, healthy=True, progress=False)
-        healthy = prepare(tmp / "h", "healthy", model, device)
+        healthy = prepare(tmp / "h", "healthy", model, device, restore)
     rows = []
     chosen = [v for v in VARIANTS if not args.only or v.name in args.only.split("|")]
     for v in chosen:
