@@ -302,15 +302,16 @@ def main() -> None:
         f"{args.healthy} healthy development phantoms, per variant.",
         "",
         "| variant | thr t1c | thr t2f | WT glioma | WT mets | WT menin. | mean WT | "
-        "ET glioma | TC glioma | healthy flagged |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "ET glioma | ET menin. | TC glioma | healthy flagged |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         d = r["lw_dice"]
         lines.append(
             f"| {r['variant']} | {r['thresholds']['t1c']} | {r['thresholds']['t2f']} | "
             f"{d['glioma']['WT']} | {d['metastases']['WT']} | {d['meningioma']['WT']} | "
-            f"{r['mean_wt']} | {d['glioma']['ET']} | {d['glioma']['TC']} | "
+            f"{r['mean_wt']} | {d['glioma']['ET']} | {d['meningioma']['ET']} | "
+            f"{d['glioma']['TC']} | "
             f"{r['healthy_flagged']} |"
         )
     text = "\n".join(lines) + "\n"
