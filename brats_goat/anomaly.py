@@ -8,13 +8,19 @@ from scipy import ndimage
 from .config import MODALITIES, PostprocessConfig
 
 
+def inplane_cross() -> np.ndarray:
+    """3x3x3 structuring element that reaches the 4 in-plane neighbours only: the model
+    works slice by slice, so masks grow or shrink within a slice, never across slices."""
+    struct = np.zeros((3, 3, 3), dtype=bool)
+    struct[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+    return struct
+
+
 def analysis_mask(brain: np.ndarray, erosion: int) -> np.ndarray:
     """Brain mask eroded in-plane: the skull-strip edge is where reconstructions err most."""
     if erosion <= 0:
         return brain
-    struct = np.zeros((3, 3, 3), dtype=bool)
-    struct[:, :, 1] = ndimage.generate_binary_structure(2, 1)
-    return ndimage.binary_erosion(brain, structure=struct, iterations=erosion)
+    return ndimage.binary_erosion(brain, structure=inplane_cross(), iterations=erosion)
 
 
 def residual_maps(

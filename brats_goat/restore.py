@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .anomaly import inplane_cross
 from .config import MODALITIES, InferenceConfig, PostprocessConfig
 from .model import MViTAE
 from .reconstruct import reconstruct_volume
@@ -31,9 +32,8 @@ def suspect_voxels(
     voxels that already stand out."""
     suspect = (np.abs(normalised - recon) > z).any(axis=0) & brain
     if dilation > 0 and suspect.any():
-        disk = np.zeros((3, 3, 3), dtype=bool)
-        disk[:, :, 1] = ndimage.generate_binary_structure(2, 1)
-        suspect = ndimage.binary_dilation(suspect, structure=disk, iterations=dilation) & brain
+        grown = ndimage.binary_dilation(suspect, structure=inplane_cross(), iterations=dilation)
+        suspect = grown & brain
     return suspect
 
 
