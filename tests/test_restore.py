@@ -3,7 +3,6 @@ estimate, so a model that copies part of a lesion copies less of it each pass.""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -117,8 +116,6 @@ def test_calibrate_restore_iterations_is_stored_and_used_by_predict(
     assert meta["postprocess"].restore_iterations == 2
     assert meta["postprocess"].restore_maps == ("t2f",)
     assert meta["info"]["calibration"]["restore_iterations"] == 2
-    plain = dataclasses.replace(meta["postprocess"], restore_iterations=0)
-    assert plain != meta["postprocess"]
     case_writer("T-1", seed=5)
     (tmp_path / "t").mkdir()
     (tmp_path / "in" / "T-1").rename(tmp_path / "t" / "T-1")
