@@ -15,21 +15,22 @@ The second argument is the AE's FLAIR threshold on the development healthy phant
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from brats_goat.anomaly import analysis_mask, residual_maps
-from brats_goat.config import MODALITIES, InferenceConfig, NormaliseConfig, PipelineConfig
-from brats_goat.discover import discover_cases
-from brats_goat.normalise import normalise_stack
-from brats_goat.read import load_case, load_reference_labels
-from brats_goat.reconstruct import reconstruct_volume
+from brats_goat.anomaly import analysis_mask
+from brats_goat.config import MODALITIES, PipelineConfig
 from brats_goat.synth import synthesize
 from brats_goat.threshold import binarise
 from brats_goat.weights import load_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The development-phantom harness: same case preparation and residual maps.
+from experiment_postprocess import ae_maps, intensity_maps, prepare  # scripts/ sibling
 
 
 def main() -> None:
@@ -42,30 +43,29 @@ def main() -> None:
     model, meta = load_checkpoint(args.weights, None)
     intensity = PipelineConfig().intensity
     methods = {
-        "intensity": (intensity, intensity.threshold_t2f),
-        "mvitae": (meta["postprocess"], args.threshold_t2f),
+        "intensity": (intensity_maps, intensity, intensity.threshold_t2f),
+        "mvitae": (ae_maps, meta["postprocess"], args.threshold_t2f),
     }
+    plain = dataclasses.replace(meta["postprocess"], restore_iterations=0)
     c = MODALITIES.index("t2f")
     with tempfile.TemporaryDirectory() as tmp:
         synthesize(Path(tmp), args.cases, seed=args.seed, kind="glioma", progress=False)
-        for case in discover_cases(Path(tmp)):
-            volumes = load_case(case)
-            wt = load_reference_labels(case, volumes, 1e-3) > 0
-            x, brain = normalise_stack(volumes.stack(MODALITIES), NormaliseConfig())
-            recon = reconstruct_volume(model, x, brain, InferenceConfig(), torch.device("cpu"))
-            for name, (post, thr) in methods.items():
-                estimate = recon if name == "mvitae" else np.zeros_like(x)
-                mask = analysis_mask(brain, post.brain_erosion)
-                res = residual_maps(x, estimate, mask, post)["t2f"]
-                b = binarise(res, mask, thr, post)
-                tp, fn, fp = (b & wt).sum(), (~b & wt).sum(), (b & ~wt).sum()
-                print(
-                    f"{case.case_id} {name}: threshold {thr:.2f}, WT {wt.sum()} vx, "
-                    f"predicted {b.sum()}, Dice {2 * tp / (2 * tp + fn + fp):.3f}, FN {fn}, "
-                    f"FP {fp}; in WT: z {x[c][wt].mean():.2f}, estimate "
-                    f"{estimate[c][wt].mean():.2f}, residual {res[wt].mean():.2f}",
-                    flush=True,
-                )
+        cases = prepare(Path(tmp), "glioma", model, torch.device("cpu"), plain)
+    for p in cases:
+        wt, x = p.ref > 0, p.normalised
+        for name, (maps, post, thr) in methods.items():
+            estimate = float(p.recon[c][wt].mean()) if name == "mvitae" else 0.0
+            mask = analysis_mask(p.brain, post.brain_erosion)
+            res = maps(p, mask, post)["t2f"]
+            b = binarise(res, mask, thr, post)
+            tp, fn, fp = (b & wt).sum(), (~b & wt).sum(), (b & ~wt).sum()
+            print(
+                f"{p.case_id} {name}: threshold {thr:.2f}, WT {wt.sum()} vx, "
+                f"predicted {b.sum()}, Dice {2 * tp / (2 * tp + fn + fp):.3f}, FN {fn}, "
+                f"FP {fp}; in WT: z {x[c][wt].mean():.2f}, estimate {estimate:.2f}, "
+                f"residual {res[wt].mean():.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
