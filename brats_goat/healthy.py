@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from .config import MODALITIES, NormaliseConfig, TrainConfig
 from .discover import Case
-from .normalise import normalise_stack
+from .normalise import bright_clusters, normalise_stack
 from .read import CaseError, CaseVolumes, load_case, load_reference_labels
 
 
@@ -37,14 +37,8 @@ def reference_mask(case: Case, volumes: CaseVolumes, atol: float) -> np.ndarray 
 def suspect_mask(flair_z: np.ndarray, brain: np.ndarray, cfg: TrainConfig) -> np.ndarray:
     """Unlabelled cases: 3D clusters of bright FLAIR voxels away from the brain edge."""
     inner = ndimage.binary_erosion(brain, iterations=3)
-    bright = (flair_z > cfg.unlabelled_flair_z) & inner
-    labels, n = ndimage.label(bright, structure=np.ones((3, 3, 3), dtype=bool))
-    if n == 0:
-        return bright
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    min_size = cfg.unlabelled_max_fraction * int(brain.sum())
-    return (sizes >= min_size)[labels]
+    min_voxels = cfg.unlabelled_max_fraction * int(brain.sum())
+    return bright_clusters(flair_z, inner, cfg.unlabelled_flair_z, min_voxels)
 
 
 def healthy_indices(brain: np.ndarray, tumour: np.ndarray | None, cfg: TrainConfig) -> list[int]:

@@ -28,7 +28,7 @@ from .config import MODALITIES, PipelineConfig, PostprocessConfig, to_dict
 from .discover import Case, discover_cases
 from .labels import fuse_labels, voxels_per_label
 from .model import MViTAE
-from .normalise import normalise_stack
+from .normalise import normalise_case
 from .qc import require_matplotlib, write_qc_png
 from .read import CaseError, CaseVolumes, load_case, load_reference_labels
 from .reconstruct import pick_device
@@ -66,6 +66,8 @@ class Segmentation:
     score: float
     #: What refinement did (backend, accepted/rejected SAM masks per channel), if it ran.
     refine: dict[str, Any] | None = None
+    #: Share of the brain left out of the normalisation statistics (a large lesion).
+    normalise_left_out: float = 0.0
 
 
 @dataclass
@@ -77,6 +79,8 @@ class Candidates:
     maps: dict[str, np.ndarray]
     score: float
     binary: dict[str, np.ndarray]
+    #: Share of the brain left out of the normalisation statistics (a large lesion).
+    normalise_left_out: float = 0.0
 
 
 class StageTimer:
@@ -150,7 +154,9 @@ class Segmenter:
         post = self.postprocess
         present = volumes.present
         with timer.stage("normalise"):
-            normalised, brain = normalise_stack(volumes.stack(MODALITIES), self.config.normalise)
+            normalised, brain, left_out = normalise_case(
+                volumes.stack(MODALITIES), self.config.normalise
+            )
         with timer.stage("reconstruct"):
             recon = self.reconstruct(normalised, brain, present)
         with timer.stage("anomaly"):
@@ -162,7 +168,8 @@ class Segmenter:
             binary = {name: np.zeros(brain.shape, dtype=bool) for name in ("t1c", "t2f")}
             for name, residual in maps.items():
                 binary[name] = binarise(residual, mask, fixed[name], post, peaks[name])
-        return Candidates(normalised, brain, maps, score, binary)
+        left = round(float(left_out.sum() / max(int(brain.sum()), 1)), 4)
+        return Candidates(normalised, brain, maps, score, binary, left)
 
     def segment(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Segmentation:
         timer = timer or StageTimer()
@@ -180,7 +187,13 @@ class Segmenter:
                 refined = stats.to_dict()
         with timer.stage("labels"):
             labels = fuse_labels(binary["t2f"], binary["t1c"], post.et_within_wt_dilation)
-        return Segmentation(labels=labels, maps=cand.maps, score=cand.score, refine=refined)
+        return Segmentation(
+            labels=labels,
+            maps=cand.maps,
+            score=cand.score,
+            refine=refined,
+            normalise_left_out=cand.normalise_left_out,
+        )
 
 
 class MViTAESegmenter(Segmenter):
@@ -345,6 +358,7 @@ def predict_case(
         result.anomaly_score = round(seg.score, 4)
         result.voxels_per_label = voxels_per_label(seg.labels)
         result.refine = seg.refine
+        result.normalise_left_out = seg.normalise_left_out
         if not seg.labels.any():
             result.warnings.append("no anomaly found: the label map is all zero")
         peaks = segmenter.peak_thresholds(volumes.present)

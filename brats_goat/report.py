@@ -31,6 +31,9 @@ class CaseResult:
     modalities: list[str] = field(default_factory=list)
     #: Refinement per channel: SAM masks accepted / rejected (by score, by agreement).
     refine: dict[str, Any] | None = None
+    #: Share of the brain left out of the normalisation statistics: the bright lesion
+    #: (``NormaliseConfig.exclude_z``); 0 on a scan with nothing large and bright.
+    normalise_left_out: float | None = None
 
 
 @dataclass
