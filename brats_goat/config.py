@@ -322,8 +322,8 @@ class PipelineConfig:
     #: ``largest+peaks`` also every component more abnormal than healthy calibration data
     #: ever was (``PostprocessConfig.peak_thresholds_by_subset``; where the weights carry
     #: none, the largest only). Opt-in: on phantoms it found every metastasis (WT 0.27 ->
-    #: 0.96), on the real cases it added false positives (WT 0.78 -> 0.29,
-    #: results/benchmark-1961151-peaks-v3.md); a site whose healthy calibration scans are its own
+    #: 0.96), on the real cases it added false positives (WT 0.88 -> 0.18,
+    #: results/benchmark-5f4c151-norm.md); a site whose healthy calibration scans are its own
     #: may do better.
     component_rule: str = "largest"
     #: Tolerance when comparing the affines of the four modalities (mm / direction units).

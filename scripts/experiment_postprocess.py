@@ -191,12 +191,15 @@ def prepare(
     model: torch.nn.Module,
     device: torch.device,
     restore: PostprocessConfig,
+    normalise: NormaliseConfig | None = None,
 ) -> list:
     """Normalise, reconstruct and (``restore.restore_iterations`` > 0) restore each case."""
     out = []
     for case in discover_cases(folder):
         volumes = load_case(case)
-        normalised, brain = normalise_stack(volumes.stack(MODALITIES), NormaliseConfig())
+        normalised, brain = normalise_stack(
+            volumes.stack(MODALITIES), normalise or NormaliseConfig()
+        )
         passes: dict[int, np.ndarray] = {}
         restore_volume(
             model,
