@@ -21,7 +21,7 @@ from .healthy import collect_healthy_slices
 from .model import MViTAE
 from .reconstruct import pick_device
 from .restore import restore_volume
-from .threshold import healthy_peak
+from .threshold import binarise, healthy_peak, largest_component_voxels
 from .weights import load_verified, save_checkpoint
 
 #: Modality subsets thresholds are calibrated for (models trained with modality dropout).
@@ -68,10 +68,12 @@ def calibrate_thresholds(
 ) -> tuple[PostprocessConfig, dict[str, Any]]:
     """Thresholds at ``percentile`` of the healthy residuals, for the full modality set and
     (when the model accepts missing modalities) for the reduced subsets; and for each, the
-    peak values of the component rule (the highest component peak left on these slices)."""
+    peak values of the component rule (the highest component peak left on these slices)
+    and the ET minimum (the largest t1c component left on them)."""
     subsets = SUBSETS if model.cfg.modality_mask else (MODALITIES,)
     by_subset: dict[str, dict[str, float]] = {}
     peaks: dict[str, dict[str, float]] = {}
+    et_min: dict[str, int] = {}
     for present in subsets:
         maps, mask = healthy_maps(model, slices, post, inference, device, present)
         key = subset_key(present)
@@ -82,6 +84,9 @@ def calibrate_thresholds(
             name: round(healthy_peak(m, mask, by_subset[key][name], post), 4)
             for name, m in maps.items()
         }
+        et_min[key] = largest_component_voxels(
+            binarise(maps["t1c"], mask, by_subset[key]["t1c"], post)
+        )
     full = by_subset[subset_key(MODALITIES)]
     calibrated = dataclasses.replace(
         post,
@@ -89,12 +94,14 @@ def calibrate_thresholds(
         threshold_t2f=full["t2f"],
         thresholds_by_subset={k: (v["t1c"], v["t2f"]) for k, v in by_subset.items()},
         peak_thresholds_by_subset={k: (v["t1c"], v["t2f"]) for k, v in peaks.items()},
+        et_min_voxels_by_subset=et_min,
     )
     info = {
         "percentile": percentile,
         "n_slices": len(slices),
         "thresholds": by_subset,
         "peak_thresholds": peaks,
+        "et_min_voxels": et_min,
     }
     return calibrated, info
 

@@ -458,6 +458,7 @@ def calibrate_cmd(
     )
     click.echo(f"thresholds (z units): {info['thresholds']}")
     click.echo(f"component peak values (z units): {info['peak_thresholds']}")
+    click.echo(f"ET minimum (voxels): {info['et_min_voxels']}")
     click.echo(f"checkpoint: {output} sha256 {sha}")
 
 

@@ -130,6 +130,12 @@ class PostprocessConfig:
     #: value, so several metastases can be found. Set label-free by calibration: the highest
     #: component peak on healthy data, so no healthy calibration component would survive.
     peak_thresholds_by_subset: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: Per modality subset: the t1c (ET) channel keeps a component only if it has *more*
+    #: voxels than this, the largest t1c component left on the healthy calibration data
+    #: (so none of those would survive). Without it a small bright healthy structure
+    #: becomes ET in every tumour that does not enhance. Empty (checkpoints calibrated
+    #: before it existed) = no minimum.
+    et_min_voxels_by_subset: dict[str, int] = field(default_factory=dict)
     #: Restoration passes before the residual (``brats_goat.restore``): reconstruct again
     #: with the voxels the model could not explain replaced by its own estimate, so it
     #: cannot copy a tumour. 0 = the plain reconstruction (paper). Part of the calibrated
@@ -304,7 +310,8 @@ class PipelineConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     #: Thresholds of the training-free intensity baseline (``--method intensity``): z units
     #: of the image itself. From ``scripts/calibrate_intensity.py`` (99.9th percentile on
-    #: healthy phantoms, and the highest component peak left there for the component rule):
+    #: healthy phantoms, the highest component peak left there for the component rule, and
+    #: the largest t1c component left there as the ET minimum):
     #: label-free, never fitted on the cases we score. The map does not depend on which
     #: other sequences a case has, so every subset shares the same values. The t1c peak is
     #: the z clip (5.0): on t1c the baseline keeps the largest component only.
@@ -316,6 +323,7 @@ class PipelineConfig:
                 "t1c+t1n+t2f+t2w": (5.0, 2.56),
                 "t1c+t2f": (5.0, 2.56),
             },
+            et_min_voxels_by_subset={"t1c+t1n+t2f+t2w": 469, "t1c+t2f": 469},
         )
     )
     #: Which 3D components each channel keeps. ``largest`` (paper, default): one. With

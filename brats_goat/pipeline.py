@@ -37,7 +37,7 @@ from .report import CaseResult, RunReport
 from .restore import restore_volume
 from .sam_backends import make_backend
 from .shard import Shard, select_shard
-from .threshold import binarise
+from .threshold import binarise, drop_up_to
 from .weights import load_verified
 from .write import like_reference, write_nifti_atomic
 
@@ -148,6 +148,10 @@ class Segmenter:
             return {"t1c": None, "t2f": None}
         return {"t1c": float(peaks[0]), "t2f": float(peaks[1])}
 
+    def et_min_voxels(self, present: tuple[str, ...]) -> int:
+        """Calibrated ET minimum for this modality subset (0 = none stored)."""
+        return int(self.postprocess.et_min_voxels_by_subset.get(subset_key(present), 0))
+
     def candidates(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Candidates:
         """Every stage up to and including ``threshold`` (what refinement starts from)."""
         timer = timer or StageTimer()
@@ -168,6 +172,7 @@ class Segmenter:
             binary = {name: np.zeros(brain.shape, dtype=bool) for name in ("t1c", "t2f")}
             for name, residual in maps.items():
                 binary[name] = binarise(residual, mask, fixed[name], post, peaks[name])
+            binary["t1c"] = drop_up_to(binary["t1c"], self.et_min_voxels(present))
         left = round(float(left_out.sum() / max(int(brain.sum()), 1)), 4)
         return Candidates(normalised, brain, maps, score, binary, left)
 

@@ -75,6 +75,21 @@ def select_components(mask: np.ndarray, min_voxels: int, keep_largest: bool) -> 
     return keep[labels]
 
 
+def largest_component_voxels(mask: np.ndarray) -> int:
+    """Voxels of the largest 3D component of ``mask`` (0 when empty): what the ET minimum
+    is calibrated from."""
+    _, sizes = components(mask)
+    return int(sizes[1:].max()) if len(sizes) > 1 else 0
+
+
+def drop_up_to(mask: np.ndarray, max_voxels: int) -> np.ndarray:
+    """Remove every component of at most ``max_voxels`` voxels (the calibrated ET minimum:
+    nothing as small as a healthy calibration component survives)."""
+    if max_voxels <= 0:
+        return mask
+    return select_components(mask, max_voxels + 1, keep_largest=False)
+
+
 def candidate_mask(
     residual: np.ndarray, mask: np.ndarray, threshold: float, post: PostprocessConfig
 ) -> np.ndarray:

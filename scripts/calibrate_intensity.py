@@ -5,7 +5,8 @@ without any tumour label and without the cases we report on: the 99.9th percenti
 median-filtered z-maps inside the eroded brain of healthy phantoms (seeds 1000+, never used
 by a benchmark), through the same code path as `predict --method intensity`. The peak values
 of the component rule are then the highest component peak left on those phantoms at those
-thresholds (`brats_goat.threshold.healthy_peak`), so no healthy component would survive.
+thresholds (`brats_goat.threshold.healthy_peak`), so no healthy component would survive;
+the ET minimum is the largest t1c component the pipeline's threshold chain keeps there.
 
     python scripts/calibrate_intensity.py [--cases 8] [--seed 1000] [--percentile 99.9]
 """
@@ -20,7 +21,7 @@ from brats_goat.anomaly import analysis_mask, residual_maps
 from brats_goat.config import MODALITIES, PipelineConfig
 from brats_goat.normalise import normalise_stack
 from brats_goat.synth import generate_case
-from brats_goat.threshold import healthy_peak
+from brats_goat.threshold import binarise, healthy_peak, largest_component_voxels
 
 
 def main() -> None:
@@ -49,6 +50,12 @@ def main() -> None:
             f"threshold_{name} = {value:.2f}, peak {peak:.2f}  # {args.percentile}th percentile, "
             f"{args.cases} healthy phantoms, seed {args.seed}"
         )
+    # The stored t1c threshold, so the minimum matches what predict applies.
+    et_min = max(
+        largest_component_voxels(binarise(maps["t1c"], mask, post.threshold_t1c, post))
+        for maps, mask in cases
+    )
+    print(f"et_min_voxels = {et_min}  # largest t1c component kept at {post.threshold_t1c}")
 
 
 if __name__ == "__main__":

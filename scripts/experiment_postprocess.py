@@ -146,6 +146,9 @@ class Variant:
     #: component peak seen on the healthy development phantoms (label-free: by
     #: construction no healthy calibration component would survive).
     hysteresis: bool = False
+    #: Drop the t1c component (ET) unless it is larger than every t1c component left on the
+    #: healthy development phantoms (label-free: no healthy calibration component would pass).
+    et_size_gate: bool = False
 
 
 VARIANTS = [
@@ -181,6 +184,14 @@ VARIANTS = [
         "AE restored x2, FLAIR only, largest + above healthy peak",
         restored_flair_maps(2),
         hysteresis=True,
+    ),
+    Variant(
+        "intensity, ET larger than any healthy t1c component", intensity_maps, et_size_gate=True
+    ),
+    Variant(
+        "AE restored x2, FLAIR only, ET larger than any healthy t1c component",
+        restored_flair_maps(2),
+        et_size_gate=True,
     ),
 ]
 
@@ -225,6 +236,8 @@ def segment(p: Prepared, v: Variant, post: PostprocessConfig, thr: dict[str, flo
         name: binarise(res, mask, thr[name], post, thr.get(name + "_high"))
         for name, res in maps.items()
     }
+    if "t1c_min_size" in thr and binary["t1c"].sum() <= thr["t1c_min_size"]:
+        binary["t1c"][:] = False
     return fuse_labels(binary["t2f"], binary["t1c"], post.et_within_wt_dilation)
 
 
@@ -241,6 +254,10 @@ def calibrate(healthy: list[Prepared], v: Variant, post: PostprocessConfig) -> d
         for name in ("t1c", "t2f"):
             high = max(healthy_peak(maps[name], mask, thr[name], post) for maps, mask in cases)
             thr[name + "_high"] = round(high, 3)
+    if v.et_size_gate:
+        # The largest t1c component binarise keeps on each healthy phantom (0 if none).
+        kept = [int(binarise(m["t1c"], mask, thr["t1c"], post).sum()) for m, mask in cases]
+        thr["t1c_min_size"] = max(kept)
     return thr
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,7 +12,11 @@ from click.testing import CliRunner
 from scipy import ndimage
 
 from brats_goat.cli import main
+from brats_goat.config import PipelineConfig
+from brats_goat.discover import discover_cases
+from brats_goat.pipeline import make_segmenter
 from brats_goat.qc import qc_slices
+from brats_goat.read import load_case
 from tests.conftest import synthetic_volumes
 
 
@@ -32,6 +37,24 @@ def test_intensity_baseline_finds_bright_lesion(tmp_path: Path, case_writer) -> 
     assert (pred[lesion] == 3).mean() > 0.5, "bright t1c lesion should be mostly ET"
     report = json.loads((out / "report.json").read_text())
     assert report["method"] == "intensity" and report["weights"] is None
+
+
+def test_et_minimum_removes_an_enhancing_component_no_larger_than_it(case_writer) -> None:
+    """The calibrated ET minimum drops a t1c component of at most that many voxels and
+    leaves the whole tumour alone; 0 (checkpoints calibrated before it) drops nothing."""
+    (case,) = discover_cases(case_writer("ET-1"))
+    volumes = load_case(case)
+
+    def segment(et_min: int) -> np.ndarray:
+        base = PipelineConfig().intensity
+        gated = {key: et_min for key in base.thresholds_by_subset or ["t1c+t1n+t2f+t2w"]}
+        post = dataclasses.replace(base, et_min_voxels_by_subset=gated)
+        seg = make_segmenter("intensity", None, PipelineConfig(intensity=post))
+        return seg.segment(volumes).labels
+
+    free, gated = segment(0), segment(10**6)
+    assert (free == 3).sum() > 100 and not (gated == 3).any()
+    np.testing.assert_array_equal(free > 0, gated > 0)
 
 
 def test_intensity_baseline_quiet_on_healthy(tmp_path: Path, case_writer) -> None:

@@ -26,6 +26,7 @@ from brats_goat.config import (
 from brats_goat.discover import discover_cases
 from brats_goat.healthy import collect_healthy_slices
 from brats_goat.model import MViTAE
+from brats_goat.threshold import binarise, largest_component_voxels
 from brats_goat.train import init_from
 from brats_goat.weights import load_checkpoint, register_in_manifest, save_checkpoint
 
@@ -97,6 +98,11 @@ def test_thresholds_are_the_healthy_residual_percentile(tmp_path: Path, case_wri
         peak_t1c, peak_t2f = low.peak_thresholds_by_subset[key]
         assert peak_t1c >= t1c and peak_t2f >= t2f  # a peak is never below its threshold
     assert low.peak_thresholds_by_subset["t1c+t1n+t2f+t2w"][1] <= float(values["t2f"].max())
+    # The ET minimum: the largest t1c component the threshold chain leaves on these slices.
+    assert set(low.et_min_voxels_by_subset) == set(low.thresholds_by_subset)
+    kept = binarise(maps["t1c"], mask, low.threshold_t1c, post)
+    assert low.et_min_voxels_by_subset["t1c+t1n+t2f+t2w"] == largest_component_voxels(kept)
+    assert info_low["et_min_voxels"] == low.et_min_voxels_by_subset
     assert info_low["n_slices"] == len(slices)
 
 

@@ -21,7 +21,9 @@ from brats_goat.model import MViTAE, count_parameters
 from brats_goat.normalise import normalise_stack, zscore
 from brats_goat.reconstruct import fit_plane, pick_device, reconstruct_volume
 from brats_goat.threshold import (
+    drop_up_to,
     healthy_peak,
+    largest_component_voxels,
     open_close,
     otsu_threshold,
     select_components,
@@ -93,6 +95,18 @@ def test_select_components_largest_and_min_size() -> None:
     both = select_components(mask, min_voxels=10, keep_largest=False)
     assert both[22, 22, 22] and not both[0, 29, 0]
     assert not select_components(mask, min_voxels=10_000, keep_largest=True).any()
+
+
+def test_et_minimum_drops_components_up_to_the_healthy_size() -> None:
+    mask = np.zeros((30, 30, 10), bool)
+    mask[2:5, 2:5, 2:5] = True  # 27 voxels
+    mask[10:20, 10:20, 2:6] = True  # 400 voxels
+    assert largest_component_voxels(mask) == 400
+    assert largest_component_voxels(np.zeros_like(mask)) == 0
+    kept = drop_up_to(mask, 27)  # "no larger than the healthy component" goes
+    assert kept.sum() == 400 and not kept[3, 3, 3]
+    assert not drop_up_to(mask, 400).any()
+    np.testing.assert_array_equal(drop_up_to(mask, 0), mask)
 
 
 def test_peak_rule_keeps_largest_and_only_components_above_the_healthy_peak() -> None:
