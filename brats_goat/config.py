@@ -95,6 +95,8 @@ class NormaliseConfig:
     def __post_init__(self) -> None:
         if self.clip_z <= 0:
             raise ValueError("clip_z must be positive")
+        if self.exclude_z is not None and self.exclude_z <= 0:
+            raise ValueError("exclude_z must be positive (None turns the exclusion off)")
         if not 0 < self.exclude_min_fraction < 1:
             raise ValueError("exclude_min_fraction must be in (0, 1)")
         if self.exclude_dilation < 0 or self.exclude_passes < 1:

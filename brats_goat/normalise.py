@@ -81,7 +81,8 @@ def lesion_mask(stack: np.ndarray, brain: np.ndarray, cfg: NormaliseConfig) -> n
             found = ndimage.binary_dilation(found, iterations=cfg.exclude_dilation) & brain
         if np.array_equal(found, excluded):
             break
-        # Never leave out (nearly) the whole brain: keep the plain statistics then.
+        # Never leave out most of the brain: keep the previous pass's statistics then (the
+        # plain ones if it is the first).
         if found.sum() > 0.5 * brain.sum():
             break
         excluded = found

@@ -78,3 +78,5 @@ def test_normalise_rejects_other_channel_counts_and_bad_settings() -> None:
         NormaliseConfig(exclude_min_fraction=0)
     with pytest.raises(ValueError, match="exclude_passes"):
         NormaliseConfig(exclude_passes=0)
+    with pytest.raises(ValueError, match="exclude_z"):
+        NormaliseConfig(exclude_z=0.0)
