@@ -47,13 +47,15 @@ PLAIN = NormaliseConfig(exclude_z=None)
 FLAIR = MODALITIES.index("t2f")
 
 
-def glioma_cases(tmp: Path) -> list:
-    synthesize(tmp / "glioma", 3, seed=3000, kind="glioma", progress=False)
-    return discover_cases(tmp / "glioma")
+def glioma_folder(tmp: Path) -> Path:
+    """The 3 development glioma phantoms (seed 3000), written under ``tmp``."""
+    folder = tmp / "glioma"
+    synthesize(folder, 3, seed=3000, kind="glioma", progress=False)
+    return folder
 
 
 def tumour_z(tmp: Path) -> None:
-    for case in glioma_cases(tmp):
+    for case in discover_cases(glioma_folder(tmp)):
         volumes = load_case(case)
         stack = volumes.stack(MODALITIES).astype(np.float32)
         tumour = load_reference_labels(case, volumes, 1e-3) > 0
@@ -80,8 +82,7 @@ def glioma_et(tmp: Path, weights: Path | None) -> None:
     post = meta["postprocess"]
     ae = restored_flair_maps(post.restore_iterations)
     shipped = PipelineConfig().intensity
-    folder = tmp / "glioma"
-    synthesize(folder, 3, seed=3000, kind="glioma", progress=False)
+    folder = glioma_folder(tmp)
     for norm_name, cfg in (("plain", PLAIN), ("new", NormaliseConfig())):
         for p in prepare(folder, "glioma", model, torch.device("cpu"), post, normalise=cfg):
             for method, rule, maps_of in (("AE", post, ae), ("intensity", shipped, intensity_maps)):

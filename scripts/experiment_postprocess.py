@@ -32,7 +32,12 @@ from brats_goat.normalise import normalise_stack
 from brats_goat.read import load_case, load_reference_labels
 from brats_goat.restore import restore_volume
 from brats_goat.synth import synthesize
-from brats_goat.threshold import binarise, healthy_peak
+from brats_goat.threshold import (
+    binarise,
+    drop_up_to,
+    healthy_peak,
+    largest_component_voxels,
+)
 from brats_goat.weights import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -236,8 +241,8 @@ def segment(p: Prepared, v: Variant, post: PostprocessConfig, thr: dict[str, flo
         name: binarise(res, mask, thr[name], post, thr.get(name + "_high"))
         for name, res in maps.items()
     }
-    if "t1c_min_size" in thr and binary["t1c"].sum() <= thr["t1c_min_size"]:
-        binary["t1c"][:] = False
+    if "t1c_min_size" in thr:  # the pipeline's ET minimum (brats_goat.threshold)
+        binary["t1c"] = drop_up_to(binary["t1c"], int(thr["t1c_min_size"]))
     return fuse_labels(binary["t2f"], binary["t1c"], post.et_within_wt_dilation)
 
 
@@ -256,7 +261,10 @@ def calibrate(healthy: list[Prepared], v: Variant, post: PostprocessConfig) -> d
             thr[name + "_high"] = round(high, 3)
     if v.et_size_gate:
         # The largest t1c component binarise keeps on each healthy phantom (0 if none).
-        kept = [int(binarise(m["t1c"], mask, thr["t1c"], post).sum()) for m, mask in cases]
+        kept = [
+            largest_component_voxels(binarise(m["t1c"], mask, thr["t1c"], post))
+            for m, mask in cases
+        ]
         thr["t1c_min_size"] = max(kept)
     return thr
 

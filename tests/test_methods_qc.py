@@ -47,7 +47,7 @@ def test_et_minimum_removes_an_enhancing_component_no_larger_than_it(case_writer
 
     def segment(et_min: int) -> np.ndarray:
         base = PipelineConfig().intensity
-        gated = {key: et_min for key in base.thresholds_by_subset or ["t1c+t1n+t2f+t2w"]}
+        gated = {key: et_min for key in base.et_min_voxels_by_subset}
         post = dataclasses.replace(base, et_min_voxels_by_subset=gated)
         seg = make_segmenter("intensity", None, PipelineConfig(intensity=post))
         return seg.segment(volumes).labels
