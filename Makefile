@@ -6,7 +6,7 @@ TORCH   ?= torch==2.13.0
 BIN      = $(VENV)/bin
 # The official scorer lives in its own venv: panoptica pins numpy<2.3.
 EVAL_VENV ?= .venv-eval
-LINTED   = brats_goat tests scripts
+LINTED   = brats_goat tests scripts experiments
 
 .PHONY: setup setup-eval demo test lint container-test benchmark clean
 

@@ -72,7 +72,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class NormaliseConfig:
     """Per-volume z-score inside the brain, as in the paper, with the lesion left out of
-    the statistics (``brats_goat.normalise``)."""
+    the statistics (``brats_goat.stages.normalise``)."""
 
     #: Intensities are clipped to this many standard deviations after z-scoring, so one
     #: hot voxel cannot dominate the reconstruction loss.
@@ -109,7 +109,7 @@ class PostprocessConfig:
 
     #: Signed residual (input - reconstruction) threshold per channel, in z units.
     #: Defaults are the paper's; a trained checkpoint stores its own, calibrated on
-    #: held-out healthy slices (``brats_goat.calibrate``), never fitted on tumour labels.
+    #: held-out healthy slices (``brats_goat.training.calibrate``), never fitted on tumour labels.
     threshold_t1c: float = 1.2
     threshold_t2f: float = 1.5
     #: Calibrated (t1c, t2f) thresholds per modality subset (e.g. ``'t1c+t2f'``), used
@@ -138,7 +138,7 @@ class PostprocessConfig:
     #: becomes ET in every tumour that does not enhance. Empty (checkpoints calibrated
     #: before it existed) = no minimum.
     et_min_voxels_by_subset: dict[str, int] = field(default_factory=dict)
-    #: Restoration passes before the residual (``brats_goat.restore``): reconstruct again
+    #: Restoration passes before the residual (``brats_goat.stages.restore``): reconstruct again
     #: with the voxels the model could not explain replaced by its own estimate, so it
     #: cannot copy a tumour. 0 = the plain reconstruction (paper). Part of the calibrated
     #: post-processing because the thresholds depend on it.
@@ -177,7 +177,7 @@ class InferenceConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Training augmentation (see ``brats_goat.augment`` for why each exists)."""
+    """Training augmentation (see ``brats_goat.training.augment`` for why each exists)."""
 
     flip_p: float = 0.5
     #: Probability that a batch gets the small affine / the intensity changes.
@@ -249,13 +249,13 @@ COMPONENT_RULES: tuple[str, ...] = ("largest", "largest+peaks")
 
 @dataclass(frozen=True)
 class RefineConfig:
-    """SAM-family refinement between thresholding and label fusion (``brats_goat.refine``).
+    """SAM-family refinement between thresholding and label fusion (``brats_goat.stages.refine``).
 
     Per channel (t2f -> whole tumour, t1c -> enhancing part), every axial slice of the
     candidate mask gets a box prompt per 2D component on that channel's image; SAM's mask
     replaces the component only if it passes the accept rule below (paper: score > 0.9).
     Defaults chosen on calibration phantoms (seeds 700+, never benchmarked):
-    ``scripts/refine_analysis.py``, docs/refinement.md.
+    ``experiments/refine_analysis.py``, docs/refinement.md.
     """
 
     #: On by default: it raised lesion-wise Dice WT on phantoms and real cases

@@ -2,7 +2,7 @@
 
 For each method (`predict --method ...`) and each data set it runs the real CLI in a child
 process (seconds per case, that process's peak RSS), scores the labels with the BraTS 2023
-lesion-wise metrics of `brats_goat.metrics`, and writes one table:
+lesion-wise metrics of `brats_goat.evaluation.metrics`, and writes one table:
 results/benchmark-<commit>.{json,md}.
 
 Data sets: phantoms from `brats-goat synth` of every tumour kind (seeds 2000+: never used to
@@ -36,10 +36,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from brats_goat.discover import discover_cases
-from brats_goat.evaluate import evaluate_folder
+from brats_goat.evaluation.evaluate import evaluate_folder
+from brats_goat.io.discover import discover_cases
+from brats_goat.stages.threshold import components
 from brats_goat.synth import synthesize
-from brats_goat.threshold import components
 
 ROOT = Path(__file__).resolve().parents[1]
 KIND_COHORT = {"glioma": "gli", "metastases": "met", "meningioma": "men"}
@@ -78,7 +78,7 @@ def run_cli_predict(
     cmd = [
         sys.executable,
         "-m",
-        "brats_goat.cli",
+        "brats_goat.cli.main",
         "predict",
         str(inp),
         str(out),

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmark import current_commit, run_cli_predict  # noqa: E402  (scripts/ sibling)
 
-from brats_goat.discover import discover_cases  # noqa: E402
-from brats_goat.write import like_reference, write_nifti_atomic  # noqa: E402
+from brats_goat.io.discover import discover_cases  # noqa: E402
+from brats_goat.io.write import like_reference, write_nifti_atomic  # noqa: E402
 
 
 def io_floor(data: Path, scratch: Path) -> float:

@@ -5,7 +5,7 @@ without any tumour label and without the cases we report on: the 99.9th percenti
 median-filtered z-maps inside the eroded brain of healthy phantoms (seeds 1000+, never used
 by a benchmark), through the same code path as `predict --method intensity`. The peak values
 of the component rule are then the highest component peak left on those phantoms at those
-thresholds (`brats_goat.threshold.healthy_peak`), so no healthy component would survive;
+thresholds (`brats_goat.stages.threshold.healthy_peak`), so no healthy component would survive;
 the ET minimum is the largest t1c component the pipeline's threshold chain keeps there.
 
     python scripts/calibrate_intensity.py [--cases 8] [--seed 1000] [--percentile 99.9]
@@ -17,11 +17,11 @@ import argparse
 
 import numpy as np
 
-from brats_goat.anomaly import analysis_mask, residual_maps
 from brats_goat.config import MODALITIES, PipelineConfig
-from brats_goat.normalise import normalise_stack
+from brats_goat.stages.anomaly import analysis_mask, residual_maps
+from brats_goat.stages.normalise import normalise_stack
+from brats_goat.stages.threshold import binarise, healthy_peak, largest_component_voxels
 from brats_goat.synth import generate_case
-from brats_goat.threshold import binarise, healthy_peak, largest_component_voxels
 
 
 def main() -> None:

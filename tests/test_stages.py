@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from brats_goat.anomaly import analysis_mask, case_score, residual_maps
 from brats_goat.config import (
     MODALITIES,
     MODEL_PRESETS,
@@ -16,11 +15,12 @@ from brats_goat.config import (
     NormaliseConfig,
     PostprocessConfig,
 )
-from brats_goat.labels import fuse_labels, voxels_per_label
-from brats_goat.model import MViTAE, count_parameters
-from brats_goat.normalise import normalise_stack, zscore
-from brats_goat.reconstruct import fit_plane, pick_device, reconstruct_volume
-from brats_goat.threshold import (
+from brats_goat.model.network import MViTAE, count_parameters
+from brats_goat.stages.anomaly import analysis_mask, case_score, residual_maps
+from brats_goat.stages.labels import fuse_labels, voxels_per_label
+from brats_goat.stages.normalise import normalise_stack, zscore
+from brats_goat.stages.reconstruct import fit_plane, pick_device, reconstruct_volume
+from brats_goat.stages.threshold import (
     drop_up_to,
     healthy_peak,
     largest_component_voxels,

@@ -2,7 +2,7 @@
 
 Anatomy comes from the MNI ICBM152 2009 templates shipped with nilearn (offline), placed
 in the BraTS grid and varied per case; contrasts are calibrated on real scans
-(``scripts/measure_tissue_ratios.py``).
+(``experiments/measure_tissue_ratios.py``).
 """
 
 from brats_goat.synth.config import SynthConfig

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from brats_goat.grid import BRATS_SHAPE, brats_affine
+from brats_goat.io.grid import BRATS_SHAPE, brats_affine
 from brats_goat.synth.config import AnatomyConfig
 
 #: Channel order of :meth:`TissueMaps.stack`.

@@ -28,7 +28,7 @@ class TissueRatios(NamedTuple):
 
 
 #: Mean over the 4 real cases in shared/data/real of the normal-tissue medians relative to
-#: WM, produced by ``scripts/measure_tissue_ratios.py`` (docs/tissue_ratios.json, "real").
+#: WM, produced by ``experiments/measure_tissue_ratios.py`` (docs/tissue_ratios.json, "real").
 REAL_TISSUE_RATIOS: dict[str, TissueRatios] = {
     "t1n": TissueRatios(csf=0.557, gm=0.741),
     "t1c": TissueRatios(csf=0.519, gm=0.791),
@@ -39,7 +39,7 @@ REAL_TISSUE_RATIOS: dict[str, TissueRatios] = {
 #: Pure-tissue ratios the generator uses. Partial volume pulls the measured medians of a
 #: phantom towards the neighbouring tissues, so the pure values are the real ratios moved
 #: by two fixed-point steps, pure = used + (real - phantom measured), with the phantom
-#: measured by the same script (scripts/measure_tissue_ratios.py, 3 healthy + 3 glioma
+#: measured by the same script (experiments/measure_tissue_ratios.py, 3 healthy + 3 glioma
 #: phantoms). One exception: FLAIR GM. Real FLAIR measures GM < WM (0.92; the k-means GM
 #: class mixes in dark sulcal CSF), but grey matter is brighter than white matter on
 #: FLAIR, and the phantom keeps that physical order GM > WM > CSF.

@@ -16,7 +16,8 @@ import numpy as np
 from scipy import ndimage
 from tqdm import tqdm
 
-from brats_goat.grid import BRATS_SHAPE, brats_affine
+from brats_goat.io.grid import BRATS_SHAPE, brats_affine
+from brats_goat.io.write import write_nifti_atomic
 from brats_goat.synth import anatomy, contrast, deform
 from brats_goat.synth.config import KIND_CHOICES, TUMOUR_KINDS, SynthConfig
 from brats_goat.synth.fields import smooth_noise
@@ -30,7 +31,6 @@ from brats_goat.synth.tumour import (
     plan_tumour,
     rasterise,
 )
-from brats_goat.write import write_nifti_atomic
 
 MODALITIES = contrast.MODALITIES
 INT16_MAX = np.iinfo(np.int16).max

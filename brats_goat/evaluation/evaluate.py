@@ -1,0 +1,344 @@
+"""Score a folder of predictions against BraTS references (``brats-goat evaluate``).
+
+Pairs ``PRED/<ID>.nii.gz`` with ``REF/<ID>-seg.nii.gz``, ``REF/<ID>-ref.nii.gz`` or
+``REF/<ID>.nii.gz``, directly in REF or in BraTS case folders ``REF/<ID>/``. A reference without a
+prediction is scored as an empty prediction (as a challenge would) and flagged, so a silently
+missing output cannot inflate the mean; a geometry mismatch fails that case loudly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from brats_goat.evaluation.metrics import (
+    DEFAULT_RULES,
+    Cohort,
+    LesionScore,
+    RegionScore,
+    ScoringRules,
+    get_cohort,
+    score_case,
+)
+
+CSV_COLUMNS = (
+    "case",
+    "region",
+    "lesionwise_dice",
+    "lesionwise_hd95",
+    "dice",
+    "hd95",
+    "n_ref_lesions",
+    "n_fp",
+    "lesions_detected",
+    "case_detected",
+    "prediction_missing",
+)
+
+
+@dataclass(frozen=True)
+class FolderLayout:
+    """How files are recognised; tolerances of the geometry check."""
+
+    extension: str = ".nii.gz"
+    #: Reference names tried for case ``<ID>``, in order of preference.
+    reference_suffixes: tuple[str, ...] = ("-seg", "-ref", "")
+    #: Files in the prediction folder that are not label maps (``predict --save-maps``).
+    ignore_prediction: str = r"-anomaly-|^\."
+    #: A plain ``<ID>.nii.gz`` directly in REF is not a reference if it is an MRI channel.
+    image_suffix: str = r"[-_](t1n|t1c|t2w|t2f|t1|t1ce|t2|flair)$"
+    #: Affines may differ by float32 header rounding.
+    affine_atol: float = 1e-3
+    csv_name: str = "metrics.csv"
+    json_name: str = "metrics.json"
+
+
+DEFAULT_LAYOUT = FolderLayout()
+
+
+class EvaluationUsageError(ValueError):
+    """The folders cannot be evaluated at all (missing, or nothing to pair)."""
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
+
+
+@dataclass
+class EvaluationResult:
+    """Per-case scores, the bookkeeping of what could not be paired, and region means."""
+
+    cohort: Cohort
+    cases: dict[str, dict[str, RegionScore]]
+    #: Cases with a reference but no prediction (scored as an empty prediction).
+    missing: list[str] = field(default_factory=list)
+    #: Predictions without a reference (not scored).
+    unpaired: list[str] = field(default_factory=list)
+    #: Cases that could not be scored, with the reason.
+    failed: dict[str, str] = field(default_factory=dict)
+    regions: tuple[str, ...] = DEFAULT_RULES.region_names
+    csv_path: Path | None = None
+    json_path: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def means(self) -> dict[str, dict[str, float]]:
+        """Mean per region over scored cases; lesion detection pooled over all lesions."""
+        out: dict[str, dict[str, float]] = {}
+        for region in self.regions:
+            scores = [case[region] for case in self.cases.values()]
+            n_ref = sum(s.n_ref_lesions for s in scores)
+            out[region] = {
+                "lesionwise_dice": _mean([s.lesionwise_dice for s in scores]),
+                "lesionwise_hd95": _mean([s.lesionwise_hd95 for s in scores]),
+                "dice": _mean([s.dice for s in scores]),
+                "hd95": _mean([s.hd95 for s in scores]),
+                "lesion_detection_rate": (
+                    sum(s.lesions_detected for s in scores) / n_ref if n_ref else math.nan
+                ),
+                "case_detection_rate": _mean([float(s.case_detected) for s in scores]),
+                "n_fp": _mean([float(s.n_fp) for s in scores]),
+                "n_cases": float(len(scores)),
+            }
+        return out
+
+    def table(self) -> str:
+        """Mean per region as an aligned text table, plus what was missing or failed."""
+        head = ("region", "LW-Dice", "LW-HD95", "Dice", "HD95", "lesion det", "case det", "FP/case")
+        keys = (
+            "lesionwise_dice",
+            "lesionwise_hd95",
+            "dice",
+            "hd95",
+            "lesion_detection_rate",
+            "case_detection_rate",
+            "n_fp",
+        )
+        rows = [head]
+        for region, values in self.means().items():
+            rows.append((region, *(f"{values[k]:.4f}" for k in keys)))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        n = len(self.cases)
+        lines.append(f"{n} case(s) scored, cohort {self.cohort.name}")
+        if self.missing:
+            lines.append(
+                f"{len(self.missing)} reference(s) without prediction, scored as empty: "
+                + ", ".join(self.missing)
+            )
+        if self.unpaired:
+            lines.append(
+                f"{len(self.unpaired)} prediction(s) without reference, not scored: "
+                + ", ".join(self.unpaired)
+            )
+        for case, reason in self.failed.items():
+            lines.append(f"FAILED {case}: {reason}")
+        return "\n".join(lines)
+
+
+def _strip(name: str, extension: str) -> str | None:
+    return name[: -len(extension)] if name.endswith(extension) else None
+
+
+def find_predictions(pred_dir: Path, layout: FolderLayout = DEFAULT_LAYOUT) -> dict[str, Path]:
+    """``<ID>.nii.gz`` label maps directly in the prediction folder."""
+    ignore = re.compile(layout.ignore_prediction)
+    out = {}
+    for path in sorted(pred_dir.iterdir()):
+        case = _strip(path.name, layout.extension)
+        if case and path.is_file() and not ignore.search(path.name):
+            out[case] = path
+    return out
+
+
+def find_references(ref_dir: Path, layout: FolderLayout = DEFAULT_LAYOUT) -> dict[str, Path]:
+    """References directly in REF or in case folders, preferring ``-seg`` over ``-ref``/plain."""
+    image = re.compile(layout.image_suffix)
+    found: dict[str, dict[str, Path]] = {}  # case -> suffix -> path
+
+    def add(case: str, suffix: str, path: Path) -> None:
+        found.setdefault(case, {}).setdefault(suffix, path)
+
+    entries = sorted(ref_dir.iterdir())
+    for path in entries:  # flat files first: they win over case folders
+        stem = _strip(path.name, layout.extension)
+        if not stem or not path.is_file():
+            continue
+        for suffix in layout.reference_suffixes:
+            if suffix and stem.endswith(suffix):
+                add(stem[: -len(suffix)], suffix, path)
+                break
+        else:
+            if "" in layout.reference_suffixes and not image.search(stem):
+                add(stem, "", path)
+    for folder in entries:
+        if not folder.is_dir():
+            continue
+        for suffix in layout.reference_suffixes:
+            path = folder / f"{folder.name}{suffix}{layout.extension}"
+            if path.is_file():
+                add(folder.name, suffix, path)
+    return {
+        case: next(by[s] for s in layout.reference_suffixes if s in by)
+        for case, by in sorted(found.items())
+    }
+
+
+def _load_labels(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Integer labels, affine and voxel spacing (mm) of a label map."""
+    img = nib.load(str(path))
+    data = np.asanyarray(img.dataobj)
+    if data.ndim != 3:
+        raise ValueError(f"{path.name}: expected a 3-D label map, got shape {data.shape}")
+    if not np.issubdtype(data.dtype, np.integer):
+        data = np.rint(data)
+    spacing = tuple(float(z) for z in img.header.get_zooms()[:3])
+    return data.astype(np.int16, copy=False), np.asarray(img.affine), spacing
+
+
+def score_pair(
+    pred_path: Path | None,
+    ref_path: Path,
+    cohort: Cohort | str = "gli",
+    rules: ScoringRules = DEFAULT_RULES,
+    layout: FolderLayout = DEFAULT_LAYOUT,
+) -> dict[str, RegionScore]:
+    """Score one file pair (``pred_path=None``: an empty prediction), checking geometry."""
+    ref, ref_affine, spacing = _load_labels(ref_path)
+    if pred_path is None:
+        pred = np.zeros_like(ref)
+    else:
+        pred, pred_affine, _ = _load_labels(pred_path)
+        if pred.shape != ref.shape:
+            raise ValueError(
+                f"shape mismatch: prediction {pred_path.name} {pred.shape} vs reference "
+                f"{ref_path.name} {ref.shape}"
+            )
+        if not np.allclose(pred_affine, ref_affine, atol=layout.affine_atol):
+            raise ValueError(
+                f"affine mismatch between prediction {pred_path.name} and reference "
+                f"{ref_path.name} (max difference "
+                f"{np.abs(pred_affine - ref_affine).max():.4g}); resample or copy the header"
+            )
+    return score_case(pred, ref, cohort, spacing, rules)
+
+
+def _finite(value: object) -> object:
+    """NaN -> null: JSON has no NaN."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _lesion_json(lesion: LesionScore) -> dict:
+    return {k: _finite(v) for k, v in asdict(lesion).items()}
+
+
+def write_outputs(
+    result: EvaluationResult,
+    output_dir: Path,
+    rules: ScoringRules = DEFAULT_RULES,
+    layout: FolderLayout = DEFAULT_LAYOUT,
+) -> None:
+    """``metrics.csv`` (case x region) and ``metrics.json`` (per case + means)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    missing = set(result.missing)
+    csv_path = output_dir / layout.csv_name
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for case, regions in result.cases.items():
+            for score in regions.values():
+                writer.writerow(
+                    {"case": case, **score.as_row(), "prediction_missing": case in missing}
+                )
+    payload = {
+        "cohort": {
+            "name": result.cohort.name,
+            "dilation": result.cohort.dilation,
+            "min_lesion_voxels": result.cohort.min_lesion_voxels,
+        },
+        "hd95_penalty": rules.hd95_penalty,
+        "mean": {
+            region: {k: _finite(v) for k, v in values.items()}
+            for region, values in result.means().items()
+        },
+        "cases": {
+            case: {
+                "prediction_missing": case in missing,
+                "regions": {
+                    name: {k: v for k, v in s.as_row().items() if k != "region"}
+                    | {"lesions": [_lesion_json(les) for les in s.lesions]}
+                    for name, s in regions.items()
+                },
+            }
+            for case, regions in result.cases.items()
+        },
+        "missing": result.missing,
+        "unpaired": result.unpaired,
+        "failed": result.failed,
+    }
+    json_path = output_dir / layout.json_name
+    json_path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    result.csv_path, result.json_path = csv_path, json_path
+
+
+def evaluate_folder(
+    pred_dir: Path | str,
+    ref_dir: Path | str,
+    cohort: Cohort | str = "gli",
+    output_dir: Path | str | None = None,
+    rules: ScoringRules = DEFAULT_RULES,
+    layout: FolderLayout = DEFAULT_LAYOUT,
+    cases: Sequence[str] | None = None,
+) -> EvaluationResult:
+    """Score every reference case; write ``metrics.csv``/``metrics.json`` to ``output_dir``.
+
+    ``output_dir`` defaults to ``pred_dir``; ``cases`` restricts scoring to those IDs.
+    Raises EvaluationUsageError when a folder is missing or no prediction pairs with a reference.
+    """
+    pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
+    for name, folder in (("prediction", pred_dir), ("reference", ref_dir)):
+        if not folder.is_dir():
+            raise EvaluationUsageError(f"{name} folder not found: {folder}")
+    cohort = get_cohort(cohort)
+    predictions = find_predictions(pred_dir, layout)
+    references = find_references(ref_dir, layout)
+    if cases is not None:
+        wanted = set(cases)
+        references = {k: v for k, v in references.items() if k in wanted}
+        predictions = {k: v for k, v in predictions.items() if k in wanted}
+    if not references:
+        raise EvaluationUsageError(
+            f"no reference label maps in {ref_dir} (expected <ID>-seg.nii.gz, <ID>-ref.nii.gz "
+            "or <ID>.nii.gz, directly or in <ID>/ case folders)"
+        )
+    if not set(predictions) & set(references):
+        raise EvaluationUsageError(
+            f"no prediction in {pred_dir} matches a reference in {ref_dir} "
+            f"({len(predictions)} prediction(s), {len(references)} reference(s); "
+            "predictions must be named <ID>.nii.gz)"
+        )
+    result = EvaluationResult(
+        cohort=cohort,
+        cases={},
+        missing=sorted(set(references) - set(predictions)),
+        unpaired=sorted(set(predictions) - set(references)),
+        regions=rules.region_names,
+    )
+    for case, ref_path in references.items():
+        try:
+            result.cases[case] = score_pair(predictions.get(case), ref_path, cohort, rules, layout)
+        except Exception as exc:  # one unreadable case must not hide the others' scores
+            result.failed[case] = f"{type(exc).__name__}: {exc}"
+    write_outputs(result, Path(output_dir) if output_dir is not None else pred_dir, rules, layout)
+    return result

@@ -1,0 +1,1 @@
+"""Reading and writing BraTS cases: discover -> read -> (grid) -> write."""

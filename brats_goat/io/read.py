@@ -1,0 +1,164 @@
+"""Read a case's four NIfTI volumes into one canonical, validated array stack.
+
+The model was trained on axial slices in the BraTS storage order (LPS). Cases stored in
+another order (BraTS-MET-00110-000 is RAS) are reoriented on read and oriented back on
+write, so results never depend on how the array happens to be stored.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass, field
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import (
+    apply_orientation,
+    axcodes2ornt,
+    io_orientation,
+    ornt_transform,
+)
+
+from brats_goat.config import MODALITIES
+from brats_goat.io.discover import Case
+
+#: Storage order the model works in (that of BraTS 2023 releases).
+CANONICAL_AXCODES: tuple[str, str, str] = ("L", "P", "S")
+
+
+class CaseError(Exception):
+    """A problem with one case's input; the message names the case and the file."""
+
+
+@dataclass
+class CaseVolumes:
+    """The modalities of one case, float32, in canonical (LPS) array order.
+
+    Usually all four; a case may lack some as long as it has t2f or t1c (the residuals
+    the segmentation is made of). Absent modalities enter the model as zero images.
+    """
+
+    case_id: str
+    arrays: dict[str, np.ndarray]
+    #: Input image whose header geometry every output copies.
+    reference: nib.Nifti1Image
+    #: nibabel orientation transform from the stored order to canonical.
+    to_canonical: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def present(self) -> tuple[str, ...]:
+        """The modalities this case has, in the model's channel order."""
+        return tuple(m for m in MODALITIES if m in self.arrays)
+
+    def stack(self, modalities: tuple[str, ...] = MODALITIES) -> np.ndarray:
+        """(C, X, Y, Z) array in the model's channel order; absent modalities are zeros."""
+        shape = next(iter(self.arrays.values())).shape
+        zeros = np.zeros(shape, dtype=np.float32)
+        return np.stack([self.arrays.get(m, zeros) for m in modalities])
+
+    def to_stored(self, canonical: np.ndarray) -> np.ndarray:
+        """Orient a canonical-order (X, Y, Z) array back to the input's storage order."""
+        back = ornt_transform(
+            axcodes2ornt(CANONICAL_AXCODES), io_orientation(self.reference.affine)
+        )
+        return np.ascontiguousarray(apply_orientation(canonical, back))
+
+
+def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.ndarray, list[str]]:
+    """Load one volume fully (so truncation is detected now) and validate it."""
+    where = f"case {case_id}: {modality} file {path}"
+    try:
+        image = nib.load(str(path))
+    except (nib.filebasedimages.ImageFileError, gzip.BadGzipFile, OSError, EOFError) as exc:
+        raise CaseError(f"{where} is not a readable NIfTI image ({exc})") from exc
+    if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+        raise CaseError(f"{where} is not a NIfTI image (got {type(image).__name__})")
+    try:
+        data = np.asarray(image.get_fdata(dtype=np.float32))
+    except (EOFError, zlib.error, OSError, ValueError) as exc:
+        raise CaseError(f"{where} is truncated or corrupt ({exc})") from exc
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise CaseError(f"{where} has shape {data.shape}: a single 3D volume is required")
+    warnings: list[str] = []
+    finite = np.isfinite(data)
+    if not finite.all():
+        n_bad = int((~finite).sum())
+        if n_bad == data.size:
+            raise CaseError(f"{where} contains only NaN/Inf voxels")
+        warnings.append(f"{where}: {n_bad} NaN/Inf voxels set to 0")
+        data = np.where(finite, data, np.float32(0))
+    if not np.any(data):
+        raise CaseError(f"{where} is all zero (empty volume)")
+    return image, data, warnings
+
+
+def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image, atol: float) -> bool:
+    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=atol)
+
+
+def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False) -> CaseVolumes:
+    """Read and validate the modalities of ``case``; raise ``CaseError`` on any problem.
+
+    ``allow_missing``: accept a case without some sequences if it has t2f or t1c
+    (inference); training data must be complete.
+    """
+    if case.problems:
+        raise CaseError(f"case {case.case_id}: " + "; ".join(case.problems))
+    if case.missing and (not allow_missing or not {"t1c", "t2f"} & set(case.files)):
+        need = "t2f or t1c" if allow_missing else ", ".join(case.missing)
+        raise CaseError(
+            f"case {case.case_id}: missing modality {', '.join(case.missing)} in {case.folder} "
+            f"(needs {need}; expected files like {case.case_id}-t2f.nii.gz)"
+        )
+    arrays: dict[str, np.ndarray] = {}
+    warnings: list[str] = []
+    if case.missing:
+        warnings.append(
+            f"case {case.case_id}: no {', '.join(case.missing)}; segmented from "
+            f"{', '.join(m for m in MODALITIES if m in case.files)} only"
+        )
+    reference: nib.Nifti1Image | None = None
+    ref_modality = ""
+    for modality in MODALITIES:
+        if modality not in case.files:
+            continue
+        path = case.files[modality]
+        image, data, warns = load_image(case.case_id, modality, path)
+        warnings += warns
+        if reference is None:
+            reference, ref_modality = image, modality
+        elif not same_grid(reference, image, affine_atol):
+            close = np.allclose(image.affine, reference.affine, atol=affine_atol)
+            affines = "equal" if close else "differ"
+            raise CaseError(
+                f"case {case.case_id}: {modality} file {path} is on a different grid than "
+                f"{ref_modality} (shape {image.shape[:3]} vs {reference.shape[:3]}, "
+                f"affines {affines})"
+                "; co-register the modalities first"
+            )
+        arrays[modality] = data
+    assert reference is not None
+    transform = ornt_transform(io_orientation(reference.affine), axcodes2ornt(CANONICAL_AXCODES))
+    canonical = {
+        m: np.ascontiguousarray(apply_orientation(a, transform), dtype=np.float32)
+        for m, a in arrays.items()
+    }
+    return CaseVolumes(case.case_id, canonical, reference, transform, warnings)
+
+
+def load_reference_labels(
+    case: Case, volumes: CaseVolumes, atol: float = 1e-3
+) -> np.ndarray | None:
+    """The case's reference label map (or rough mask), in the same canonical order as
+    ``volumes``; ``None`` when the case has none."""
+    if case.reference is None:
+        return None
+    image = nib.load(str(case.reference))
+    if not same_grid(volumes.reference, image, atol):
+        raise CaseError(f"case {case.case_id}: reference {case.reference} is on another grid")
+    data = np.asarray(image.dataobj).astype(np.uint8)
+    return np.ascontiguousarray(apply_orientation(data, volumes.to_canonical))

@@ -1,0 +1,1 @@
+"""The MViT-AE network, its presets, checkpoints and the weights manifest."""

@@ -1,0 +1,103 @@
+"""The Multimodal Vision-Transformer Autoencoder (MViT-AE).
+
+Early fusion: each token is one 24x24 patch of all four modalities. The whole token
+sequence is flattened into a single code (512-d by default): this hard bottleneck is what
+keeps the model from copying a tumour through, so the tumour shows up in the residual.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from brats_goat.config import ModelConfig
+
+
+class MViTAE(nn.Module):
+    """ViT encoder -> bottleneck (flattened, or per token) -> transposed-convolution decoder."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.patch_embed = nn.Conv2d(
+            cfg.in_channels, cfg.width, kernel_size=cfg.patch_size, stride=cfg.patch_size
+        )
+        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.n_tokens, cfg.width))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        # Zero-initialised: a model fine-tuned from a checkpoint without it starts out
+        # computing exactly what that checkpoint computed.
+        self.modality_embed: nn.Linear | None = None
+        if cfg.modality_mask:
+            self.modality_embed = nn.Linear(cfg.in_channels, cfg.width, bias=False)
+            nn.init.zeros_(self.modality_embed.weight)
+        layer = nn.TransformerEncoderLayer(
+            d_model=cfg.width,
+            nhead=cfg.heads,
+            dim_feedforward=cfg.mlp_dim,
+            dropout=cfg.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.width)
+        self.tokens = cfg.bottleneck == "tokens"
+        if self.tokens:
+            self.to_code = nn.Linear(cfg.width, cfg.token_dim)
+            self.seed_size = cfg.image_size // 2 ** len(cfg.decoder_channels)
+            c_in = cfg.token_dim
+        else:
+            self.to_code = nn.Linear(cfg.n_tokens * cfg.width, cfg.bottleneck_dim)
+            self.seed_size = cfg.seed_size
+            c_in = cfg.bottleneck_dim // cfg.seed_size**2
+        stages: list[nn.Module] = []
+        for c_out in cfg.decoder_channels:
+            stages += [
+                nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
+            c_in = c_out
+        stages.append(nn.Conv2d(c_in, cfg.in_channels, kernel_size=3, padding=1))
+        self.decoder = nn.Sequential(*stages)
+        self.decoded_size = self.seed_size * 2 ** len(cfg.decoder_channels)
+        if self.decoded_size < cfg.image_size:
+            raise ValueError(
+                f"decoder reaches {self.decoded_size} px, less than image_size {cfg.image_size}"
+            )
+
+    def encode(self, x: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """``present``: (B, C) 1/0 per modality; None means all present."""
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed
+        if self.modality_embed is not None:
+            if present is None:
+                present = x.new_ones(x.shape[0], self.cfg.in_channels)
+            tokens = tokens + self.modality_embed(present.to(tokens.dtype))[:, None, :]
+        tokens = self.norm(self.encoder(tokens))
+        if self.tokens:
+            return self.to_code(tokens)  # (B, n_tokens, token_dim)
+        return self.to_code(tokens.flatten(1))
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        s = self.seed_size
+        if self.tokens:
+            g = self.cfg.image_size // self.cfg.patch_size
+            grid = code.transpose(1, 2).reshape(code.shape[0], -1, g, g)
+            # The token grid (10x10 for 240/24) rarely divides into a power-of-two decoder;
+            # a bilinear resize to the seed grid keeps every code at its place.
+            seed = F.interpolate(grid, size=(s, s), mode="bilinear", align_corners=False)
+        else:
+            seed = code.view(code.shape[0], -1, s, s)
+        out = self.decoder(seed)
+        # The decoder overshoots (8 * 2**5 = 256 px); crop the centre back to the image.
+        margin = (self.decoded_size - self.cfg.image_size) // 2
+        size = self.cfg.image_size
+        return out[:, :, margin : margin + size, margin : margin + size]
+
+    def forward(self, x: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decode(self.encode(x, present))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,181 @@
+"""Join the reports of ``predict --shard K/N`` runs into one ``report.json``.
+
+Sharded runs have no coordinator, so the merge is where a lost shard, a shard that stopped
+early, a case run twice or shards run with different weights must come to light: each is
+an error here, never a silently smaller report. Case failures are kept in the merged report
+(as ``predict`` keeps them) and make the merge fail too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brats_goat.run.report import REPORT_NAME
+from brats_goat.run.shard import SHARD_REPORT_GLOB, shard_of_report_name
+
+#: Top-level fields that every shard of one run must share: a merged report describes one
+#: method, one set of weights and one configuration (``inference`` may differ per machine).
+CONSISTENT_FIELDS: tuple[str, ...] = ("method", "weights_sha256", "version")
+
+
+class MergeError(Exception):
+    """The shard reports do not add up to one complete run."""
+
+
+@dataclass
+class MergeResult:
+    """The merged report and where it was written."""
+
+    report: dict[str, Any]
+    path: Path
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def find_shard_reports(folder: Path) -> list[Path]:
+    """Shard reports (``report-shard-K-of-N.json``) directly in ``folder``."""
+    return sorted(p for p in folder.glob(SHARD_REPORT_GLOB) if shard_of_report_name(p.name))
+
+
+def load_shard_report(path: Path) -> dict[str, Any]:
+    """One shard report; ``MergeError`` when it is unreadable or not a shard's report."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise MergeError(f"cannot read shard report {path}: {exc}") from exc
+    shard = report.get("shard") if isinstance(report, dict) else None
+    if not isinstance(shard, dict) or not {"index", "count", "cases_total"} <= set(shard):
+        raise MergeError(f"{path} is not the report of a --shard run (no 'shard' entry)")
+    return report
+
+
+def _check_consistent(reports: dict[Path, dict[str, Any]]) -> None:
+    first_path, first = next(iter(reports.items()))
+    for path, report in reports.items():
+        for key in CONSISTENT_FIELDS:
+            if report.get(key) != first.get(key):
+                raise MergeError(
+                    f"shards disagree on {key}: {first_path.name} has {first.get(key)!r}, "
+                    f"{path.name} has {report.get(key)!r}; they are not parts of one run"
+                )
+        config = {k: v for k, v in report.get("config", {}).items() if k != "inference"}
+        first_config = {k: v for k, v in first.get("config", {}).items() if k != "inference"}
+        if config != first_config:
+            raise MergeError(
+                f"shards {first_path.name} and {path.name} ran with different configurations"
+            )
+        for key in ("count", "cases_total"):
+            if report["shard"][key] != first["shard"][key]:
+                raise MergeError(
+                    f"shards disagree on the {key.replace('_', ' ')}: {first_path.name} says "
+                    f"{first['shard'][key]}, {path.name} says {report['shard'][key]} "
+                    "(different N, or the shards saw different inputs)"
+                )
+
+
+def _check_complete(reports: dict[Path, dict[str, Any]]) -> None:
+    count = next(iter(reports.values()))["shard"]["count"]
+    seen: dict[int, Path] = {}
+    for path, report in reports.items():
+        index = report["shard"]["index"]
+        if index in seen:
+            raise MergeError(f"shard {index}/{count} given twice: {seen[index]} and {path}")
+        seen[index] = path
+    missing = [f"{k}/{count}" for k in range(1, count + 1) if k not in seen]
+    if missing:
+        raise MergeError(
+            f"missing shard report(s) {', '.join(missing)} "
+            f"(found {len(seen)} of {count}); run those shards, then merge again"
+        )
+
+
+def merge_reports(paths: Sequence[Path]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The merged report and ``{case_id: error}`` of every failed case.
+
+    Raises ``MergeError`` when a shard is missing or given twice, a case appears twice, the
+    shards disagree (N, case total, method, weights, configuration) or a shard stopped early.
+    """
+    if not paths:
+        raise MergeError(f"no shard reports ({SHARD_REPORT_GLOB}) to merge")
+    reports = {Path(p): load_shard_report(Path(p)) for p in paths}
+    _check_consistent(reports)
+    _check_complete(reports)
+    cases: dict[str, dict[str, Any]] = {}
+    owner: dict[str, Path] = {}
+    failed: dict[str, str] = {}
+    for path, report in reports.items():
+        for case in report.get("cases", []):
+            case_id = case["case_id"]
+            if case_id in cases:
+                raise MergeError(
+                    f"case {case_id} appears twice: in {owner[case_id]} and {path} "
+                    "(overlapping shards, or one shard run on different inputs)"
+                )
+            case = dict(case)
+            output = path.parent / f"{case_id}.nii.gz"
+            if case.get("status") == "ok" and not output.is_file():
+                case["status"] = "failed"
+                case["error"] = f"case {case_id}: the report says ok but {output} is missing"
+            if case.get("status") != "ok":
+                failed[case_id] = case.get("error") or f"case {case_id}: status {case['status']}"
+            cases[case_id], owner[case_id] = case, path
+    first = next(iter(reports.values()))
+    total = first["shard"]["cases_total"]
+    if len(cases) != total:
+        raise MergeError(
+            f"the shards report {len(cases)} cases but saw {total} in the input: "
+            "a shard stopped before its last case (see its report), rerun it"
+        )
+    merged = {k: v for k, v in first.items() if k not in ("shard", "cases", "summary")}
+    merged["device"] = ", ".join(sorted({str(r.get("device")) for r in reports.values()}))
+    merged["shards"] = [
+        {
+            "index": r["shard"]["index"],
+            "count": r["shard"]["count"],
+            "report": str(p),
+            "host": r.get("host"),
+            "device": r.get("device"),
+            "started": r.get("started"),
+            "cases": len(r.get("cases", [])),
+        }
+        for p, r in sorted(reports.items(), key=lambda item: item[1]["shard"]["index"])
+    ]
+    merged["cases"] = [cases[k] for k in sorted(cases)]
+    merged["summary"] = {"cases": total, "succeeded": total - len(failed), "failed": len(failed)}
+    return merged, failed
+
+
+def write_json_atomic(data: dict[str, Any], path: Path) -> Path:
+    """Write JSON through a temporary file and a rename (readable by everyone, 0644)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+        fh.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+def merge_folder(output_dir: Path, reports: Sequence[Path] | None = None) -> MergeResult:
+    """Merge ``reports`` (default: the shard reports in ``output_dir``) into its report.json.
+
+    Nothing is written when the shards do not add up (``MergeError``); a merge with failed
+    cases is written, like a ``predict`` run with failed cases, and is not ``ok``.
+    """
+    output_dir = Path(output_dir)
+    paths = list(reports) if reports else find_shard_reports(output_dir)
+    if not paths:
+        raise MergeError(f"no shard reports ({SHARD_REPORT_GLOB}) in {output_dir}")
+    merged, failed = merge_reports(paths)
+    merged["output"] = str(output_dir)
+    path = write_json_atomic(merged, output_dir / REPORT_NAME)
+    return MergeResult(report=merged, path=path, failed=failed)

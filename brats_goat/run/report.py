@@ -1,0 +1,115 @@
+"""The run report: one entry per input case, so no case is ever lost silently."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brats_goat import __version__
+from brats_goat.run.shard import Shard
+
+REPORT_NAME = "report.json"
+
+
+@dataclass
+class CaseResult:
+    case_id: str
+    status: str = "pending"  # ok | failed
+    input: str = ""
+    output: str | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    anomaly_score: float | None = None
+    voxels_per_label: dict[str, int] = field(default_factory=dict)
+    modalities: list[str] = field(default_factory=list)
+    #: Refinement per channel: SAM masks accepted / rejected (by score, by agreement).
+    refine: dict[str, Any] | None = None
+    #: Share of the brain left out of the normalisation statistics: the bright lesion
+    #: (``NormaliseConfig.exclude_z``); 0 on a scan with nothing large and bright.
+    normalise_left_out: float | None = None
+
+
+@dataclass
+class RunReport:
+    input: str
+    output: str
+    method: str
+    weights: str | None = None
+    weights_sha256: str | None = None
+    device: str = "cpu"
+    #: Refinement backend that ran ("none", "litemedsam", "sam-vit_b", ...).
+    refine: str = "none"
+    version: str = __version__
+    host: str = field(default_factory=platform.node)
+    started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    config: dict[str, Any] = field(default_factory=dict)
+    #: ``{"index": K, "count": N, "cases_total": T}`` when the run is shard K of N.
+    shard: dict[str, int] | None = None
+    cases: list[CaseResult] = field(default_factory=list)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(c.status != "ok" for c in self.cases)
+
+    @property
+    def ok(self) -> bool:
+        return self.n_failed == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["summary"] = {
+            "cases": len(self.cases),
+            "succeeded": len(self.cases) - self.n_failed,
+            "failed": self.n_failed,
+        }
+        return data
+
+    @property
+    def file_name(self) -> str:
+        """``report.json``, or ``report-shard-K-of-N.json`` so shards never overwrite it."""
+        if self.shard is None:
+            return REPORT_NAME
+        return Shard(self.shard["index"], self.shard["count"]).report_name
+
+    def write(self, folder: str | Path) -> Path:
+        """Write the report atomically (it is rewritten after every case)."""
+        folder = Path(folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.file_name}.", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.to_dict(), fh, indent=2)
+            fh.write("\n")
+        os.chmod(tmp, 0o644)
+        path = folder / self.file_name
+        os.replace(tmp, path)
+        return path
+
+    def summary_table(self) -> str:
+        """Plain-text table printed at the end of a run."""
+        head = (
+            f"{'case':<28} {'status':<7} {'score':>6} {'NETC':>7} {'SNFH':>8} {'ET':>7} "
+            f"{'time s':>7}"
+        )
+        lines = [head, "-" * len(head)]
+        for c in self.cases:
+            v = c.voxels_per_label
+            score = f"{c.anomaly_score:.2f}" if c.anomaly_score is not None else "-"
+            total = sum(c.timings_s.values())
+            lines.append(
+                f"{c.case_id[:28]:<28} {c.status:<7} {score:>6} {v.get('1', 0):>7} "
+                f"{v.get('2', 0):>8} {v.get('3', 0):>7} {total:>7.1f}"
+            )
+        lines.append("-" * len(head))
+        lines.append(f"{len(self.cases) - self.n_failed}/{len(self.cases)} cases succeeded")
+        for c in self.cases:
+            if c.error:
+                lines.append(f"FAILED {c.case_id}: {c.error}")
+            for w in c.warnings:
+                lines.append(f"warning {c.case_id}: {w}")
+        return "\n".join(lines)

@@ -1,0 +1,454 @@
+"""End-to-end inference.
+
+read -> normalise -> reconstruct -> anomaly -> threshold -> refine -> labels -> write.
+
+``Segmenter`` is the library API (usable from a notebook on in-memory volumes);
+``predict`` runs it over a folder of cases with per-case isolation and a run report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from brats_goat.config import MODALITIES, PipelineConfig, PostprocessConfig, to_dict
+from brats_goat.io.discover import Case, discover_cases
+from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
+from brats_goat.io.write import like_reference, write_nifti_atomic
+from brats_goat.model.checkpoint import load_verified
+from brats_goat.model.network import MViTAE
+from brats_goat.run.qc import require_matplotlib, write_qc_png
+from brats_goat.run.report import CaseResult, RunReport
+from brats_goat.run.shard import Shard, select_shard
+from brats_goat.stages.anomaly import analysis_mask, case_score, residual_maps
+from brats_goat.stages.labels import fuse_labels, voxels_per_label
+from brats_goat.stages.normalise import normalise_case
+from brats_goat.stages.reconstruct import pick_device
+from brats_goat.stages.refine import refine_masks
+from brats_goat.stages.restore import restore_volume
+from brats_goat.stages.sam_backends import make_backend
+from brats_goat.stages.threshold import binarise, drop_up_to
+from brats_goat.training.calibrate import subset_key
+
+STAGES: tuple[str, ...] = (
+    "read",
+    "normalise",
+    "reconstruct",
+    "anomaly",
+    "threshold",
+    "refine",
+    "labels",
+    "write",
+)
+
+
+class InputError(Exception):
+    """A problem with the run as a whole (usage), as opposed to one case."""
+
+
+@dataclass
+class Segmentation:
+    """Result for one case, in canonical (LPS) array order."""
+
+    labels: np.ndarray
+    maps: dict[str, np.ndarray]
+    score: float
+    #: What refinement did (backend, accepted/rejected SAM masks per channel), if it ran.
+    refine: dict[str, Any] | None = None
+    #: Share of the brain left out of the normalisation statistics (a large lesion).
+    normalise_left_out: float = 0.0
+
+
+@dataclass
+class Candidates:
+    """A case after ``threshold``: the binary component per channel and what it came from."""
+
+    normalised: np.ndarray  # (C, X, Y, Z) z-scored modalities, MODALITIES order
+    brain: np.ndarray
+    maps: dict[str, np.ndarray]
+    score: float
+    binary: dict[str, np.ndarray]
+    #: Share of the brain left out of the normalisation statistics (a large lesion).
+    normalise_left_out: float = 0.0
+
+
+class StageTimer:
+    """Collects seconds per stage and advances the case's progress bar."""
+
+    def __init__(self, bar: tqdm | None = None) -> None:
+        self.timings: dict[str, float] = {}
+        self.bar = bar
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self.bar is not None:
+            self.bar.set_postfix_str(name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(time.perf_counter() - start, 3)
+            if self.bar is not None:
+                self.bar.update(1)
+
+
+class Segmenter:
+    """Anomaly segmentation of one case held in memory; subclasses say what "healthy" is.
+
+    Every method shares the same stages; they differ only in the healthy estimate that is
+    subtracted (``reconstruct``) and in the thresholds applied to the residual.
+    """
+
+    method = "base"
+
+    def __init__(self, config: PipelineConfig | None = None, meta: dict[str, Any] | None = None):
+        self.config = config or PipelineConfig()
+        self.meta = meta or {}
+        self.device = torch.device("cpu")
+        #: SAM-family model of the refine stage (None: ``--refine none``).
+        self.refiner = make_backend(self.config.refine, pick_device(self.config.inference.device))
+
+    @property
+    def postprocess(self) -> PostprocessConfig:
+        return self.config.postprocess or PostprocessConfig()
+
+    def reconstruct(
+        self, normalised: np.ndarray, brain: np.ndarray, present: tuple[str, ...] = MODALITIES
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def thresholds(self, present: tuple[str, ...]) -> dict[str, float]:
+        """(t1c, t2f) thresholds for the modalities this case has.
+
+        A checkpoint calibrated per modality subset supplies its own; otherwise the
+        full-set thresholds apply.
+        """
+        post = self.postprocess
+        by_subset = post.thresholds_by_subset.get(subset_key(present))
+        t1c, t2f = by_subset if by_subset else (post.threshold_t1c, post.threshold_t2f)
+        return {"t1c": float(t1c), "t2f": float(t2f)}
+
+    def peak_thresholds(self, present: tuple[str, ...]) -> dict[str, float | None]:
+        """Peak values of the 'largest + more abnormal than healthy' component rule for
+        this modality subset, or None (largest only) where the rule is off or the values
+        were not calibrated."""
+        peaks = self.postprocess.peak_thresholds_by_subset.get(subset_key(present))
+        if self.config.component_rule != "largest+peaks" or not peaks:
+            return {"t1c": None, "t2f": None}
+        return {"t1c": float(peaks[0]), "t2f": float(peaks[1])}
+
+    def et_min_voxels(self, present: tuple[str, ...]) -> int:
+        """Calibrated ET minimum for this modality subset (0 = none stored)."""
+        return int(self.postprocess.et_min_voxels_by_subset.get(subset_key(present), 0))
+
+    def candidates(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Candidates:
+        """Every stage up to and including ``threshold`` (what refinement starts from)."""
+        timer = timer or StageTimer()
+        post = self.postprocess
+        present = volumes.present
+        with timer.stage("normalise"):
+            normalised, brain, left_out = normalise_case(
+                volumes.stack(MODALITIES), self.config.normalise
+            )
+        with timer.stage("reconstruct"):
+            recon = self.reconstruct(normalised, brain, present)
+        with timer.stage("anomaly"):
+            mask = analysis_mask(brain, post.brain_erosion)
+            maps = residual_maps(normalised, recon, mask, post, present)
+            score = case_score(maps, brain)
+        with timer.stage("threshold"):
+            fixed, peaks = self.thresholds(present), self.peak_thresholds(present)
+            binary = {name: np.zeros(brain.shape, dtype=bool) for name in ("t1c", "t2f")}
+            for name, residual in maps.items():
+                binary[name] = binarise(residual, mask, fixed[name], post, peaks[name])
+            binary["t1c"] = drop_up_to(binary["t1c"], self.et_min_voxels(present))
+        left = round(float(left_out.sum() / max(int(brain.sum()), 1)), 4)
+        return Candidates(normalised, brain, maps, score, binary, left)
+
+    def segment(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Segmentation:
+        timer = timer or StageTimer()
+        post = self.postprocess
+        cand = self.candidates(volumes, timer)
+        binary, refined = cand.binary, None
+        with timer.stage("refine"):
+            if self.refiner is not None:
+                # Refinement re-applies the component rule; keep what the peak rule kept.
+                several = any(v is not None for v in self.peak_thresholds(volumes.present).values())
+                rule = dataclasses.replace(post, keep_largest=post.keep_largest and not several)
+                binary, stats = refine_masks(
+                    binary, cand.normalised, cand.brain, self.refiner, self.config.refine, rule
+                )
+                refined = stats.to_dict()
+        with timer.stage("labels"):
+            labels = fuse_labels(binary["t2f"], binary["t1c"], post.et_within_wt_dilation)
+        return Segmentation(
+            labels=labels,
+            maps=cand.maps,
+            score=cand.score,
+            refine=refined,
+            normalise_left_out=cand.normalise_left_out,
+        )
+
+
+class MViTAESegmenter(Segmenter):
+    """The MViT-AE: the residual is what the healthy-only autoencoder cannot reconstruct."""
+
+    method = "mvitae"
+
+    def __init__(
+        self,
+        model: MViTAE,
+        config: PipelineConfig | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(config, meta)
+        self.device = pick_device(self.config.inference.device)
+        self.model = model.to(self.device).eval()
+
+    @property
+    def postprocess(self) -> PostprocessConfig:
+        """The checkpoint's calibrated post-processing, unless the config overrides it.
+
+        Thresholds belong to the weights: they were derived from this model's residuals on
+        held-out healthy slices, together with the erosion and filter they were measured
+        with. ``PipelineConfig.postprocess`` set explicitly wins (experiments).
+        """
+        stored = self.meta.get("postprocess")
+        if self.config.postprocess is None:
+            return stored if stored is not None else PostprocessConfig()
+        return self.config.postprocess
+
+    @classmethod
+    def from_weights(
+        cls, weights: str | Path | None = None, config: PipelineConfig | None = None
+    ) -> MViTAESegmenter:
+        """Load checksum-verified weights (default: the shipped checkpoint)."""
+        model, meta = load_verified(weights)
+        return cls(model, config, meta)
+
+    def reconstruct(
+        self, normalised: np.ndarray, brain: np.ndarray, present: tuple[str, ...] = MODALITIES
+    ) -> np.ndarray:
+        keep = np.array([m in present for m in MODALITIES])
+        return restore_volume(
+            self.model,
+            normalised,
+            brain,
+            self.postprocess,
+            self.config.inference,
+            self.device,
+            present=keep,
+        )
+
+
+class IntensitySegmenter(Segmenter):
+    """Training-free yardstick (Meissen et al.): the z-scored image itself is the residual.
+
+    A healthy brain's z-scored FLAIR and t1c rarely reach the thresholds; tumour (edema on
+    FLAIR, enhancement on t1c) does. Any learned model must beat this to be worth its cost.
+    """
+
+    method = "intensity"
+
+    @property
+    def postprocess(self) -> PostprocessConfig:
+        return self.config.intensity
+
+    def reconstruct(
+        self, normalised: np.ndarray, brain: np.ndarray, present: tuple[str, ...] = MODALITIES
+    ) -> np.ndarray:
+        return np.zeros_like(normalised)
+
+
+METHODS: tuple[str, ...] = ("mvitae", "intensity")
+
+
+def make_segmenter(
+    method: str = "mvitae",
+    weights: str | Path | None = None,
+    config: PipelineConfig | None = None,
+) -> Segmenter:
+    """The segmenter for ``method``; only the MViT-AE loads weights."""
+    if method == "mvitae":
+        return MViTAESegmenter.from_weights(weights, config)
+    if method == "intensity":
+        return IntensitySegmenter(config)
+    raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def check_folders(input_dir: Path, output_dir: Path) -> None:
+    """Usage errors that make the whole run pointless; raised before any case is read."""
+    if not input_dir.is_dir():
+        raise InputError(f"INPUT {input_dir} is not a folder")
+    inp, out = input_dir.resolve(), output_dir.resolve()
+    if out == inp or inp in out.parents:
+        raise InputError(
+            f"OUTPUT {output_dir} is INPUT or inside it: outputs would mix with the inputs "
+            "(and inputs are never modified); choose a separate folder"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".brats-goat-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"OUTPUT {output_dir} is not writable: {exc}") from exc
+
+
+def write_outputs(
+    volumes: CaseVolumes, seg: Segmentation, output_dir: Path, save_maps: bool
+) -> Path:
+    """Labels (and optionally float32 maps) in the input's storage order and header geometry."""
+    labels = volumes.to_stored(seg.labels)
+    out_path = write_nifti_atomic(
+        like_reference(labels, volumes.reference, np.uint8),
+        output_dir / f"{volumes.case_id}.nii.gz",
+    )
+    if save_maps:
+        for name, anomaly in seg.maps.items():
+            image = like_reference(volumes.to_stored(anomaly), volumes.reference, np.float32)
+            write_nifti_atomic(image, output_dir / f"{volumes.case_id}-anomaly-{name}.nii.gz")
+    return out_path
+
+
+def write_qc(case: Case, volumes: CaseVolumes, seg: Segmentation, output_dir: Path) -> None:
+    """QC picture with the case's reference where it has one (``-seg``/``-ref``/...)."""
+    reference = load_reference_labels(case, volumes)
+    path = output_dir / "qc" / f"{case.case_id}.png"
+    write_qc_png(path, case.case_id, volumes.arrays, seg.maps, seg.labels, reference)
+
+
+def predict_case(
+    case: Case,
+    segmenter: Segmenter,
+    output_dir: Path,
+    *,
+    save_maps: bool = False,
+    qc_png: bool = False,
+    quiet: bool = False,
+) -> CaseResult:
+    """Run one case; any failure becomes an error in its result, never an exception."""
+    result = CaseResult(case_id=case.case_id, input=str(case.folder))
+    bar = tqdm(
+        total=len(STAGES) + int(qc_png),
+        desc=case.case_id,
+        # No bars in logs (containers, CI): they would be pages of carriage-return frames.
+        disable=quiet or not sys.stderr.isatty(),
+        leave=True,
+        file=sys.stderr,
+        bar_format="{desc}: {bar:20} {n_fmt}/{total_fmt} {postfix} [{elapsed}]",
+    )
+    timer = StageTimer(bar)
+    try:
+        with timer.stage("read"):
+            volumes = load_case(case, segmenter.config.affine_atol, allow_missing=True)
+        result.warnings += volumes.warnings
+        result.modalities = list(volumes.present)
+        seg = segmenter.segment(volumes, timer)
+        with timer.stage("write"):
+            out_path = write_outputs(volumes, seg, output_dir, save_maps)
+        result.status = "ok"
+        result.output = str(out_path)
+        result.anomaly_score = round(seg.score, 4)
+        result.voxels_per_label = voxels_per_label(seg.labels)
+        result.refine = seg.refine
+        result.normalise_left_out = seg.normalise_left_out
+        if not seg.labels.any():
+            result.warnings.append("no anomaly found: the label map is all zero")
+        peaks = segmenter.peak_thresholds(volumes.present)
+        if segmenter.config.component_rule != "largest" and all(v is None for v in peaks.values()):
+            result.warnings.append(
+                f"--components {segmenter.config.component_rule}: these weights carry no "
+                f"peak values for {'+'.join(volumes.present)}; kept the largest component only"
+            )
+        if qc_png:
+            with timer.stage("qc"):
+                try:
+                    write_qc(case, volumes, seg, output_dir)
+                except Exception as exc:  # a picture must never cost the case its labels
+                    result.warnings.append(f"QC picture not written: {exc}")
+    except CaseError as exc:
+        result.status, result.error = "failed", str(exc)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a bug or resource error in one case must not stop the others
+        result.status = "failed"
+        result.error = f"case {case.case_id}: unexpected {type(exc).__name__}: {exc}"
+        result.warnings.append(traceback.format_exc(limit=5))
+    finally:
+        bar.close()
+    result.timings_s = timer.timings
+    return result
+
+
+def predict(
+    input_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    weights: str | Path | None = None,
+    config: PipelineConfig | None = None,
+    save_maps: bool = False,
+    qc_png: bool = False,
+    quiet: bool = False,
+    segmenter: Segmenter | None = None,
+    method: str = "mvitae",
+    shard: Shard | None = None,
+) -> RunReport:
+    """Segment every case under ``input_dir`` into ``output_dir``; returns the run report.
+
+    With ``shard`` only that part of the sorted cases is run (``brats_goat.run.shard``) and the
+    report is ``report-shard-K-of-N.json``. Raises ``InputError`` for problems with the run
+    itself (no cases, bad output folder).
+    """
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    check_folders(input_dir, output_dir)
+    if qc_png:
+        try:
+            require_matplotlib()
+        except RuntimeError as exc:
+            raise InputError(str(exc)) from exc
+    cases = discover_cases(input_dir)
+    if not cases:
+        raise InputError(
+            f"no cases found in {input_dir}: expected case folders holding files like "
+            "<ID>-t1n.nii.gz, <ID>-t1c.nii.gz, <ID>-t2w.nii.gz, <ID>-t2f.nii.gz"
+        )
+    cases_total = len(cases)
+    cases = select_shard(cases, shard)
+    segmenter = segmenter or make_segmenter(method, weights, config)
+    report = RunReport(
+        input=str(input_dir),
+        output=str(output_dir),
+        method=segmenter.method,
+        weights=segmenter.meta.get("path"),
+        weights_sha256=segmenter.meta.get("sha256"),
+        device=str(segmenter.device),
+        refine=segmenter.refiner.name if segmenter.refiner is not None else "none",
+        # The post-processing actually applied (for the MViT-AE: the checkpoint's).
+        config={**to_dict(segmenter.config), "postprocess": to_dict(segmenter.postprocess)},
+        shard=shard.to_dict(cases_total) if shard else None,
+    )
+    report.write(output_dir)  # a shard with no cases (N > cases) still leaves its report
+    for i, case in enumerate(cases, 1):
+        if not quiet:
+            tqdm.write(f"[{i}/{len(cases)}] {case.case_id}", file=sys.stderr)
+        report.cases.append(
+            predict_case(
+                case, segmenter, output_dir, save_maps=save_maps, qc_png=qc_png, quiet=quiet
+            )
+        )
+        report.write(output_dir)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return report

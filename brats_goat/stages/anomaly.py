@@ -1,0 +1,59 @@
+"""Residual (anomaly) maps: what the healthy-only model could not reconstruct."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from brats_goat.config import MODALITIES, PostprocessConfig
+
+
+def inplane_cross() -> np.ndarray:
+    """3x3x3 structuring element that reaches the 4 in-plane neighbours only: the model
+    works slice by slice, so masks grow or shrink within a slice, never across slices."""
+    struct = np.zeros((3, 3, 3), dtype=bool)
+    struct[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+    return struct
+
+
+def analysis_mask(brain: np.ndarray, erosion: int) -> np.ndarray:
+    """Brain mask eroded in-plane: the skull-strip edge is where reconstructions err most."""
+    if erosion <= 0:
+        return brain
+    return ndimage.binary_erosion(brain, structure=inplane_cross(), iterations=erosion)
+
+
+def residual_maps(
+    normalised: np.ndarray,
+    recon: np.ndarray,
+    mask: np.ndarray,
+    cfg: PostprocessConfig,
+    present: tuple[str, ...] = MODALITIES,
+) -> dict[str, np.ndarray]:
+    """Signed residual (input - reconstruction) of t1c and t2f inside ``mask``
+    (the :func:`analysis_mask`, computed once per case by the caller); a modality the
+    case does not have gets no map.
+
+    Signed, because tumour is *hyper*intense on FLAIR (edema) and post-contrast T1 (ET);
+    dark residuals are mostly reconstruction blur and would only add false positives.
+    """
+    maps: dict[str, np.ndarray] = {}
+    for name in ("t1c", "t2f"):
+        if name not in present:
+            continue
+        c = MODALITIES.index(name)
+        res = normalised[c] - recon[c]
+        if cfg.median_size > 1:
+            res = ndimage.median_filter(res, size=(cfg.median_size, cfg.median_size, 1))
+        maps[name] = np.where(mask, res, np.float32(0)).astype(np.float32)
+    return maps
+
+
+def case_score(maps: dict[str, np.ndarray], brain: np.ndarray) -> float:
+    """One number per case for ranking and detection: 99.9th percentile of the residual.
+
+    A high percentile (rather than the max) ignores a handful of noisy voxels but still
+    reacts to a lesion of a few hundred voxels.
+    """
+    combined = np.maximum.reduce(list(maps.values()))[brain]
+    return float(np.percentile(combined, 99.9)) if combined.size else 0.0

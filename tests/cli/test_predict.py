@@ -1,0 +1,250 @@
+"""End-to-end `brats-goat predict` on tiny synthetic cases with a real tiny checkpoint."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from brats_goat.cli.main import main
+from brats_goat.io.write import write_nifti_atomic
+from tests.conftest import NAMES_LEGACY, tree_digest
+
+RAS = np.eye(4)
+
+
+def run(args: list[str]):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def predict_args(inp: Path, out: Path, weights: Path, *extra: str) -> list[str]:
+    return ["predict", str(inp), str(out), "--weights", str(weights), "--quiet", *extra]
+
+
+def test_predict_end_to_end(tmp_path: Path, case_writer, tiny_weights: Path) -> None:
+    case_writer("BraTS-GLI-00001-000", dtype=np.int16)
+    case_writer("Legacy_002", names=NAMES_LEGACY, sep="_", ext=".nii", dtype=np.float64)
+    inp, out = tmp_path / "in", tmp_path / "out"
+    before = tree_digest(inp)
+    result = run(predict_args(inp, out, tiny_weights, "--save-maps"))
+    assert result.exit_code == 0, result.output
+    assert tree_digest(inp) == before, "inputs must never be modified"
+    for case_id, t1c_name in [
+        ("BraTS-GLI-00001-000", "BraTS-GLI-00001-000-t1c.nii.gz"),
+        ("Legacy_002", "Legacy_002_t1ce.nii"),
+    ]:
+        ref = nib.load(inp / case_id / t1c_name)
+        pred = nib.load(out / f"{case_id}.nii.gz")
+        assert pred.shape == ref.shape
+        np.testing.assert_allclose(pred.affine, ref.affine)
+        assert pred.get_data_dtype() == np.uint8
+        assert int(pred.header["qform_code"]) == int(ref.header["qform_code"]) == 1
+        assert int(pred.header["sform_code"]) == int(ref.header["sform_code"]) == 1
+        assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2, 3}
+        for name in ("t1c", "t2f"):
+            amap = nib.load(out / f"{case_id}-anomaly-{name}.nii.gz")
+            assert amap.get_data_dtype() == np.float32 and amap.shape == ref.shape
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"] == {"cases": 2, "succeeded": 2, "failed": 0}
+    case = report["cases"][0]
+    assert case["status"] == "ok" and case["error"] is None
+    assert set(case["timings_s"]) == {
+        "read",
+        "normalise",
+        "reconstruct",
+        "anomaly",
+        "threshold",
+        "refine",
+        "labels",
+        "write",
+    }
+    assert report["refine"] == "none" and case["refine"] is None
+    assert isinstance(case["anomaly_score"], float)
+    assert set(case["voxels_per_label"]) == {"1", "2", "3"}
+    # The bright lesion (about 3% of this brain, grown by the dilation) is left out of the
+    # normalisation statistics, and nothing like the whole brain is.
+    assert 0.02 < case["normalise_left_out"] < 0.2
+    assert not list(out.glob("*.tmp*")) and not list(out.glob(".*tmp*"))
+
+
+def test_ras_input_keeps_ras_geometry(tmp_path: Path, case_writer, tiny_weights: Path) -> None:
+    folder = case_writer("RAS-1")
+    for path in folder.glob("*.nii.gz"):
+        img = nib.load(path)
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[::-1, ::-1], RAS), path)
+    out = tmp_path / "out"
+    assert run(predict_args(folder, out, tiny_weights)).exit_code == 0
+    pred = nib.load(out / "RAS-1.nii.gz")
+    np.testing.assert_allclose(pred.affine, RAS)
+    assert nib.aff2axcodes(pred.affine) == ("R", "A", "S")
+
+
+def test_cpu_output_is_deterministic(tmp_path: Path, case_writer, tiny_weights: Path) -> None:
+    folder = case_writer("DET-1")
+    runs = []
+    for name in ("a", "b"):
+        assert (
+            run(predict_args(folder, tmp_path / name, tiny_weights, "--device", "cpu")).exit_code
+            == 0
+        )
+        runs.append(np.asarray(nib.load(tmp_path / name / "DET-1.nii.gz").dataobj))
+    np.testing.assert_array_equal(*runs)
+
+
+def _break_missing(folder: Path) -> str:
+    # Without t2f *and* t1c there is no residual to segment from.
+    (folder / f"{folder.name}-t2f.nii.gz").unlink()
+    (folder / f"{folder.name}-t1c.nii.gz").unlink()
+    return "missing modality t1c, t2f"
+
+
+def _break_grid(folder: Path) -> str:
+    path = folder / f"{folder.name}-t2w.nii.gz"
+    img = nib.load(path)
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), img.affine @ np.diag([2, 1, 1, 1])), path)
+    return "different grid"
+
+
+def _break_truncated(folder: Path) -> str:
+    path = folder / f"{folder.name}-t1c.nii.gz"
+    path.write_bytes(path.read_bytes()[:500])
+    return f"{folder.name}-t1c.nii.gz"
+
+
+def _break_not_nifti(folder: Path) -> str:
+    (folder / f"{folder.name}-t1n.nii.gz").write_bytes(gzip.compress(b"<html>not found</html>"))
+    return "not a readable NIfTI"
+
+
+def _break_zero(folder: Path) -> str:
+    path = folder / f"{folder.name}-t1c.nii.gz"
+    img = nib.load(path)
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.int16), img.affine), path)
+    return "all zero"
+
+
+def _break_4d(folder: Path) -> str:
+    path = folder / f"{folder.name}-t2w.nii.gz"
+    img = nib.load(path)
+    data = np.asarray(img.dataobj)
+    nib.save(nib.Nifti1Image(np.stack([data] * 3, -1), img.affine), path)
+    return "single 3D volume"
+
+
+@pytest.mark.parametrize(
+    "breaker",
+    [_break_missing, _break_grid, _break_truncated, _break_not_nifti, _break_zero, _break_4d],
+    ids=["missing", "grid", "truncated", "not-nifti", "all-zero", "4d"],
+)
+def test_bad_case_fails_alone(tmp_path: Path, case_writer, tiny_weights: Path, breaker) -> None:
+    case_writer("GOOD-1")
+    bad = case_writer("BAD-2")
+    expected = breaker(bad)
+    case_writer("GOOD-3")
+    inp, out = tmp_path / "in", tmp_path / "out"
+    before = tree_digest(inp)
+    result = run(predict_args(inp, out, tiny_weights))
+    assert result.exit_code == 1
+    assert tree_digest(inp) == before
+    report = json.loads((out / "report.json").read_text())
+    status = {c["case_id"]: c for c in report["cases"]}
+    assert status["GOOD-1"]["status"] == status["GOOD-3"]["status"] == "ok"
+    assert status["BAD-2"]["status"] == "failed"
+    assert "BAD-2" in status["BAD-2"]["error"] and expected in status["BAD-2"]["error"]
+    assert "FAILED BAD-2" in result.output  # quiet mode still names the failure
+    assert sorted(p.name for p in out.iterdir()) == [
+        "GOOD-1.nii.gz",
+        "GOOD-3.nii.gz",
+        "report.json",
+    ]
+
+
+def test_nan_voxels_give_warning_not_failure(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    folder = case_writer("NAN-1", dtype=np.float32)
+    path = folder / "NAN-1-t2f.nii.gz"
+    img = nib.load(path)
+    data = np.asarray(img.dataobj).copy()
+    data[20, 20, 10] = np.nan
+    data[21, 20, 10] = -np.inf
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), path)
+    out = tmp_path / "out"
+    assert run(predict_args(folder, out, tiny_weights)).exit_code == 0
+    (case,) = json.loads((out / "report.json").read_text())["cases"]
+    assert any("NaN/Inf" in w and "NAN-1-t2f.nii.gz" in w for w in case["warnings"])
+
+
+def test_duplicate_ids_both_fail(tmp_path: Path, case_writer, tiny_weights: Path) -> None:
+    case_writer("Case-1")
+    case_writer("CASE-1")
+    case_writer("Other-2")
+    out = tmp_path / "out"
+    result = run(predict_args(tmp_path / "in", out, tiny_weights))
+    assert result.exit_code == 1
+    report = json.loads((out / "report.json").read_text())
+    failed = sorted(c["case_id"] for c in report["cases"] if c["status"] == "failed")
+    assert failed == ["CASE-1", "Case-1"]
+    assert (out / "Other-2.nii.gz").is_file()
+
+
+def test_empty_input_is_usage_error(tmp_path: Path, tiny_weights: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = run(predict_args(tmp_path / "empty", tmp_path / "out", tiny_weights))
+    assert result.exit_code == 2 and "no cases found" in result.output
+
+
+def test_output_inside_input_is_usage_error(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    inp = case_writer("A-1").parent
+    for out in (inp, inp / "results"):
+        result = run(predict_args(inp, out, tiny_weights))
+        assert result.exit_code == 2 and "inside" in result.output
+    assert not (inp / "results").exists()
+
+
+def test_unwritable_output_is_usage_error(tmp_path: Path, case_writer, tiny_weights: Path) -> None:
+    case_writer("A-1")
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    result = run(predict_args(tmp_path / "in", blocker / "out", tiny_weights))
+    assert result.exit_code == 2 and "not writable" in result.output
+
+
+def test_unverified_weights_refused(tmp_path: Path, case_writer, tiny_weights: Path) -> None:
+    case_writer("A-1")
+    bad = tmp_path / "badweights"
+    bad.mkdir()
+    manifest = json.loads((tiny_weights / "manifest.json").read_text())
+    manifest["files"]["tiny.pt"]["sha256"] = "0" * 64
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    (bad / "tiny.pt").write_bytes((tiny_weights / "tiny.pt").read_bytes())
+    result = run(predict_args(tmp_path / "in", tmp_path / "out", bad))
+    assert result.exit_code == 2 and "sha256 mismatch" in result.output
+
+
+def test_atomic_write_leaves_nothing_on_crash(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "x.nii.gz"
+
+    def crash(image, filename):
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(nib, "save", crash)
+    img = nib.Nifti1Image(np.zeros((2, 2, 2), np.uint8), np.eye(4))
+    with pytest.raises(OSError, match="disk full"):
+        write_nifti_atomic(img, target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_lists_commands() -> None:
+    result = run(["--help"])
+    assert result.exit_code == 0
+    for command in ("predict", "train"):
+        assert command in result.output

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from brats_goat.io.discover import discover_cases
+from brats_goat.io.read import CaseError, load_case
+
+RAS = np.diag([1.0, 1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32, np.float64, np.uint8])
+def test_any_dtype_reads_as_float32(case_writer, dtype) -> None:
+    (case,) = discover_cases(case_writer("D-1", dtype=dtype))
+    vols = load_case(case)
+    assert all(a.dtype == np.float32 for a in vols.arrays.values())
+    assert vols.arrays["t2f"].max() > 0
+
+
+def test_ras_case_is_reoriented_and_back(case_writer, tmp_path: Path) -> None:
+    (lps,) = discover_cases(case_writer("LPS-1"))
+    ras_dir = tmp_path / "ras" / "RAS-1"
+    ras_dir.mkdir(parents=True)
+    for modality, path in lps.files.items():
+        img = nib.load(path)
+        data = np.asarray(img.dataobj)[::-1, ::-1]  # same anatomy, stored RAS
+        nib.save(nib.Nifti1Image(data, RAS), ras_dir / f"RAS-1-{modality}.nii.gz")
+    (ras,) = discover_cases(ras_dir)
+    a, b = load_case(lps), load_case(ras)
+    for m in a.arrays:
+        np.testing.assert_array_equal(a.arrays[m], b.arrays[m])
+    stored = b.to_stored(b.arrays["t1c"])
+    np.testing.assert_array_equal(stored, np.asarray(nib.load(ras.files["t1c"]).dataobj))
+
+
+def _error(case_dir: Path) -> str:
+    (case,) = discover_cases(case_dir)
+    with pytest.raises(CaseError) as info:
+        load_case(case)
+    return str(info.value)
+
+
+def test_missing_modality(case_writer) -> None:
+    msg = _error(case_writer("M-1", skip=("t1c",)))
+    assert "M-1" in msg and "missing modality t1c" in msg
+
+
+def test_missing_modalities_allowed_for_inference(case_writer) -> None:
+    (case,) = discover_cases(case_writer("M-2", skip=("t1n", "t2w")))
+    volumes = load_case(case, allow_missing=True)
+    assert volumes.present == ("t1c", "t2f")
+    stack = volumes.stack()
+    assert stack.shape[0] == 4 and not stack[1].any() and not stack[3].any()
+    assert any("segmented from t1c, t2f" in w for w in volumes.warnings)
+    (case,) = discover_cases(case_writer("M-3", skip=("t1c", "t2f")))
+    with pytest.raises(CaseError, match="needs t2f or t1c"):
+        load_case(case, allow_missing=True)
+
+
+def test_different_grids(case_writer) -> None:
+    folder = case_writer("G-1")
+    shifted = nib.load(folder / "G-1-t2w.nii.gz")
+    aff = shifted.affine.copy()
+    aff[0, 3] += 5
+    nib.save(nib.Nifti1Image(np.asarray(shifted.dataobj), aff), folder / "G-1-t2w.nii.gz")
+    msg = _error(folder)
+    assert "G-1" in msg and "G-1-t2w.nii.gz" in msg and "different grid" in msg
+
+
+def test_different_shapes(case_writer) -> None:
+    folder = case_writer("S-1")
+    img = nib.load(folder / "S-1-t1n.nii.gz")
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:-2], img.affine), folder / "S-1-t1n.nii.gz")
+    assert "different grid" in _error(folder)
+
+
+def test_truncated_gzip(case_writer) -> None:
+    folder = case_writer("T-1")
+    path = folder / "T-1-t2f.nii.gz"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    msg = _error(folder)
+    assert "T-1" in msg and "T-1-t2f.nii.gz" in msg
+
+
+def test_not_nifti_named_nii_gz(case_writer) -> None:
+    folder = case_writer("N-1")
+    (folder / "N-1-t1n.nii.gz").write_bytes(gzip.compress(b"this is not an image" * 40))
+    msg = _error(folder)
+    assert "N-1-t1n.nii.gz" in msg and "NIfTI" in msg
+
+
+def test_plain_text_named_nii_gz(case_writer) -> None:
+    folder = case_writer("P-1")
+    (folder / "P-1-t1n.nii.gz").write_text("hello")
+    assert "P-1-t1n.nii.gz" in _error(folder)
+
+
+def test_nan_and_inf_become_zero_with_warning(case_writer) -> None:
+    folder = case_writer("NAN-1", dtype=np.float32)
+    img = nib.load(folder / "NAN-1-t2w.nii.gz")
+    data = np.asarray(img.dataobj).copy()
+    data[10, 10, 5] = np.nan
+    data[11, 10, 5] = np.inf
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), folder / "NAN-1-t2w.nii.gz")
+    (case,) = discover_cases(folder)
+    vols = load_case(case)
+    assert np.isfinite(vols.arrays["t2w"]).all()
+    assert any("2 NaN/Inf" in w and "NAN-1-t2w.nii.gz" in w for w in vols.warnings)
+
+
+def test_all_nan_is_an_error(case_writer) -> None:
+    folder = case_writer("AN-1", dtype=np.float32)
+    img = nib.load(folder / "AN-1-t2w.nii.gz")
+    data = np.full(img.shape, np.nan, dtype=np.float32)
+    nib.save(nib.Nifti1Image(data, img.affine), folder / "AN-1-t2w.nii.gz")
+    assert "only NaN" in _error(folder)
+
+
+def test_all_zero_volume(case_writer) -> None:
+    folder = case_writer("Z-1")
+    img = nib.load(folder / "Z-1-t1c.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.int16), img.affine), folder / "Z-1-t1c.nii.gz")
+    msg = _error(folder)
+    assert "Z-1-t1c.nii.gz" in msg and "all zero" in msg
+
+
+def test_4d_image_rejected_but_singleton_accepted(case_writer) -> None:
+    folder = case_writer("F-1")
+    img = nib.load(folder / "F-1-t1n.nii.gz")
+    data = np.asarray(img.dataobj)
+    nib.save(nib.Nifti1Image(data[..., None], img.affine), folder / "F-1-t1n.nii.gz")
+    (case,) = discover_cases(folder)
+    assert load_case(case).arrays["t1n"].shape == data.shape
+    nib.save(nib.Nifti1Image(np.stack([data, data], -1), img.affine), folder / "F-1-t1n.nii.gz")
+    msg = _error(folder)
+    assert "F-1-t1n.nii.gz" in msg and "3D" in msg

@@ -1,0 +1,134 @@
+"""``merge-reports``: shard reports add up to one run, or the merge says why not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from brats_goat.cli.main import main
+from brats_goat.run.merge_reports import MergeError, merge_folder
+from brats_goat.run.report import CaseResult, RunReport
+from brats_goat.run.shard import Shard
+
+
+def write_shard(
+    folder: Path,
+    index: int,
+    count: int,
+    cases: dict[str, str],
+    *,
+    total: int,
+    sha: str = "abc",
+    outputs: bool = True,
+) -> Path:
+    """A shard report as predict writes it; ``cases`` maps case ID -> status."""
+    folder.mkdir(parents=True, exist_ok=True)
+    report = RunReport(
+        input="/input",
+        output="/output",
+        method="mvitae",
+        weights_sha256=sha,
+        shard=Shard(index, count).to_dict(total),
+    )
+    for case_id, status in cases.items():
+        error = None if status == "ok" else f"case {case_id}: missing modality t2f"
+        report.cases.append(CaseResult(case_id=case_id, status=status, error=error))
+        if outputs and status == "ok":
+            (folder / f"{case_id}.nii.gz").write_bytes(b"label map")
+    return report.write(folder)
+
+
+def merge_cli(*args: Path):
+    return CliRunner().invoke(main, ["merge-reports", *map(str, args)], catch_exceptions=False)
+
+
+def test_complete_shards_merge(tmp_path: Path) -> None:
+    write_shard(tmp_path, 2, 2, {"B": "ok"}, total=3)
+    write_shard(tmp_path, 1, 2, {"A": "ok", "C": "ok"}, total=3)
+    result = merge_cli(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "3/3 cases succeeded" in result.output
+    merged = json.loads((tmp_path / "report.json").read_text())
+    assert [c["case_id"] for c in merged["cases"]] == ["A", "B", "C"]
+    assert merged["summary"] == {"cases": 3, "succeeded": 3, "failed": 0}
+    assert [(s["index"], s["cases"]) for s in merged["shards"]] == [(1, 2), (2, 1)]
+    assert merged["weights_sha256"] == "abc" and merged["output"] == str(tmp_path)
+
+
+def test_shards_in_separate_folders_merge_by_name(tmp_path: Path) -> None:
+    one = write_shard(tmp_path / "s1", 1, 2, {"A": "ok"}, total=2)
+    two = write_shard(tmp_path / "s2", 2, 2, {"B": "ok"}, total=2)
+    (tmp_path / "all").mkdir()
+    assert merge_cli(tmp_path / "all", one, two).exit_code == 0
+    assert (tmp_path / "all" / "report.json").is_file()
+
+
+def test_missing_shard_fails_and_writes_nothing(tmp_path: Path) -> None:
+    write_shard(tmp_path, 1, 3, {"A": "ok"}, total=3)
+    write_shard(tmp_path, 3, 3, {"C": "ok"}, total=3)
+    result = merge_cli(tmp_path)
+    assert result.exit_code == 1
+    assert "missing shard report(s) 2/3" in result.output
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_case_in_two_shards_fails(tmp_path: Path) -> None:
+    write_shard(tmp_path, 1, 2, {"A": "ok", "B": "ok"}, total=3)
+    write_shard(tmp_path, 2, 2, {"B": "ok"}, total=3)
+    result = merge_cli(tmp_path)
+    assert result.exit_code == 1 and "case B appears twice" in result.output
+
+
+def test_failed_case_fails_the_merge_but_is_reported(tmp_path: Path) -> None:
+    write_shard(tmp_path, 1, 2, {"A": "ok"}, total=2)
+    write_shard(tmp_path, 2, 2, {"B": "failed"}, total=2)
+    result = merge_cli(tmp_path)
+    assert result.exit_code == 1
+    assert "FAILED B: case B: missing modality t2f" in result.output
+    merged = json.loads((tmp_path / "report.json").read_text())
+    assert merged["summary"] == {"cases": 2, "succeeded": 1, "failed": 1}
+
+
+def test_ok_case_without_its_output_file_counts_as_failed(tmp_path: Path) -> None:
+    write_shard(tmp_path, 1, 1, {"A": "ok"}, total=1, outputs=False)
+    result = merge_folder(tmp_path)
+    assert not result.ok and "A.nii.gz is missing" in result.failed["A"]
+
+
+def test_shard_that_stopped_early_fails(tmp_path: Path) -> None:
+    write_shard(tmp_path, 1, 2, {"A": "ok"}, total=4)
+    write_shard(tmp_path, 2, 2, {"B": "ok"}, total=4)
+    with pytest.raises(MergeError, match="report 2 cases but saw 4"):
+        merge_folder(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        ({"count": 3, "total": 2, "sha": "abc"}, "disagree on the count"),
+        ({"count": 2, "total": 5, "sha": "abc"}, "disagree on the cases total"),
+        ({"count": 2, "total": 2, "sha": "other"}, "disagree on weights_sha256"),
+    ],
+)
+def test_inconsistent_shards_fail(tmp_path: Path, second: dict, message: str) -> None:
+    write_shard(tmp_path, 1, 2, {"A": "ok"}, total=2)
+    write_shard(
+        tmp_path / "x", 2, second["count"], {"B": "ok"}, total=second["total"], sha=second["sha"]
+    )
+    paths = [tmp_path / "report-shard-1-of-2.json", *sorted((tmp_path / "x").glob("report-*"))]
+    with pytest.raises(MergeError, match=message):
+        merge_folder(tmp_path, paths)
+
+
+def test_no_shard_reports_and_unsharded_reports_are_refused(tmp_path: Path) -> None:
+    result = merge_cli(tmp_path)
+    assert result.exit_code == 1 and "no shard reports" in result.output
+    plain = RunReport(input="/i", output="/o", method="mvitae").write(tmp_path)
+    with pytest.raises(MergeError, match="not the report of a --shard run"):
+        merge_folder(tmp_path, [plain])
+    (tmp_path / "report-shard-1-of-1.json").write_text("{truncated")
+    with pytest.raises(MergeError, match="cannot read shard report"):
+        merge_folder(tmp_path)

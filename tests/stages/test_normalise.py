@@ -1,0 +1,82 @@
+"""Lesion-robust normalisation: healthy scans keep the plain z-score; a large bright lesion
+no longer drags its own z down."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from brats_goat.config import MODALITIES, NormaliseConfig
+from brats_goat.stages.normalise import lesion_mask, normalise_stack
+
+PLAIN = NormaliseConfig(exclude_z=None)
+FLAIR = MODALITIES.index("t2f")
+T2W = MODALITIES.index("t2w")
+
+
+def head(seed: int = 0, shape=(40, 40, 24)) -> tuple[np.ndarray, np.ndarray]:
+    """Four noisy channels (mean 100, sd 10) inside a box brain with a 3-voxel margin."""
+    rng = np.random.default_rng(seed)
+    brain = np.zeros(shape, bool)
+    brain[3:-3, 3:-3, 3:-3] = True
+    stack = np.zeros((len(MODALITIES), *shape), np.float32)
+    stack[:, brain] = rng.normal(100, 10, (len(MODALITIES), int(brain.sum())))
+    return stack, brain
+
+
+def blob(shape, centre, radius) -> np.ndarray:
+    grid = np.indices(shape)
+    return ((grid - np.array(centre)[:, None, None, None]) ** 2).sum(0) <= radius**2
+
+
+def test_healthy_scan_keeps_the_plain_zscore_exactly() -> None:
+    # Gaussian noise has ~2% of voxels above 2 z, but only in small scattered clusters.
+    stack, _ = head()
+    new, brain = normalise_stack(stack, NormaliseConfig())
+    old, _ = normalise_stack(stack, PLAIN)
+    assert not lesion_mask(stack, brain, NormaliseConfig()).any()
+    np.testing.assert_array_equal(new, old)
+
+
+@pytest.mark.parametrize("channel", ["t2f", "t2w"])
+def test_large_lesion_gets_the_z_of_healthy_statistics(channel: str) -> None:
+    stack, brain = head(1)
+    tumour = blob(brain.shape, (20, 20, 12), 8) & brain  # ~2,100 of 21,000 brain voxels
+    if channel == "t2w":  # no FLAIR: the T2w channel marks the lesion instead
+        stack[FLAIR] = 0
+    idx = MODALITIES.index(channel)
+    stack[idx, tumour] += 40.0  # 4 healthy sd brighter
+    new, _ = normalise_stack(stack, NormaliseConfig())
+    old, _ = normalise_stack(stack, PLAIN)
+    healthy = stack[idx][brain & ~tumour]
+    oracle = np.clip((stack[idx][tumour] - healthy.mean()) / healthy.std(), -5, 5)
+    assert old[idx][tumour].mean() < 3.0  # the lesion inflates the std
+    assert abs(new[idx][tumour].mean() - oracle.mean()) < 0.3
+    # Every channel takes its statistics from the healthy voxels the lesion channel found:
+    # a channel where the lesion is bright too keeps its healthy tissue at 0 z.
+    t1n = MODALITIES.index("t1n")
+    stack[t1n, tumour] += 60.0
+    new, _ = normalise_stack(stack, NormaliseConfig())
+    old, _ = normalise_stack(stack, PLAIN)
+    assert abs(new[t1n][brain & ~tumour].mean()) < 0.05
+    assert old[t1n][brain & ~tumour].mean() < -0.2
+
+
+def test_no_lesion_channel_means_plain_statistics() -> None:
+    stack, brain = head(2)
+    stack[[FLAIR, T2W]] = 0
+    stack[0, blob(brain.shape, (20, 20, 12), 8) & brain] += 60.0
+    np.testing.assert_array_equal(
+        normalise_stack(stack, NormaliseConfig())[0], normalise_stack(stack, PLAIN)[0]
+    )
+
+
+def test_normalise_rejects_other_channel_counts_and_bad_settings() -> None:
+    with pytest.raises(ValueError, match="channels"):
+        normalise_stack(np.zeros((2, 4, 4, 4), np.float32), NormaliseConfig())
+    with pytest.raises(ValueError, match="exclude_min_fraction"):
+        NormaliseConfig(exclude_min_fraction=0)
+    with pytest.raises(ValueError, match="exclude_passes"):
+        NormaliseConfig(exclude_passes=0)
+    with pytest.raises(ValueError, match="exclude_z"):
+        NormaliseConfig(exclude_z=0.0)

@@ -1,0 +1,136 @@
+"""The intensity baseline and QC pictures, end to end through the CLI (no weights needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from click.testing import CliRunner
+from scipy import ndimage
+
+from brats_goat.cli.main import main
+from brats_goat.config import PipelineConfig
+from brats_goat.io.discover import discover_cases
+from brats_goat.io.read import load_case
+from brats_goat.run.qc import qc_slices
+from brats_goat.segmenter import make_segmenter
+from tests.conftest import synthetic_volumes
+
+
+def run(args: list[str]):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_intensity_baseline_finds_bright_lesion(tmp_path: Path, case_writer) -> None:
+    folder = case_writer("LES-1")
+    out = tmp_path / "out"
+    result = run(["predict", folder, out, "--method", "intensity", "--quiet"])
+    assert result.exit_code == 0, result.output
+    _, lesion = synthetic_volumes()
+    pred = np.asarray(nib.load(out / "LES-1.nii.gz").dataobj)
+    wt = pred > 0
+    dice = 2 * (wt & lesion).sum() / (wt.sum() + lesion.sum())
+    assert dice > 0.7, dice
+    assert (pred[lesion] == 3).mean() > 0.5, "bright t1c lesion should be mostly ET"
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "intensity" and report["weights"] is None
+
+
+def test_et_minimum_removes_an_enhancing_component_no_larger_than_it(case_writer) -> None:
+    """The calibrated ET minimum drops a t1c component of at most that many voxels and
+    leaves the whole tumour alone; 0 (checkpoints calibrated before it) drops nothing."""
+    (case,) = discover_cases(case_writer("ET-1"))
+    volumes = load_case(case)
+
+    def segment(et_min: int) -> np.ndarray:
+        base = PipelineConfig().intensity
+        gated = {key: et_min for key in base.et_min_voxels_by_subset}
+        post = dataclasses.replace(base, et_min_voxels_by_subset=gated)
+        seg = make_segmenter("intensity", None, PipelineConfig(intensity=post))
+        return seg.segment(volumes).labels
+
+    free, gated = segment(0), segment(10**6)
+    assert (free == 3).sum() > 100 and not (gated == 3).any()
+    np.testing.assert_array_equal(free > 0, gated > 0)
+
+
+def test_intensity_baseline_quiet_on_healthy(tmp_path: Path, case_writer) -> None:
+    folder = case_writer("HEALTHY-1", lesion=False)
+    out = tmp_path / "out"
+    assert run(["predict", folder, out, "--method", "intensity", "--quiet"]).exit_code == 0
+    assert (np.asarray(nib.load(out / "HEALTHY-1.nii.gz").dataobj) > 0).sum() < 50
+
+
+def test_qc_png_written_with_reference(tmp_path: Path, case_writer) -> None:
+    folder = case_writer("QC-1")
+    out = tmp_path / "out"
+    args = ["predict", folder, out, "--method", "intensity", "--qc-png", "--quiet"]
+    assert run(args).exit_code == 0
+    png = out / "qc" / "QC-1.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (case,) = json.loads((out / "report.json").read_text())["cases"]
+    assert "qc" in case["timings_s"] and not case["warnings"]
+
+
+def test_qc_slices_pick_largest_tumour_area() -> None:
+    labels = np.zeros((10, 10, 30), np.uint8)
+    labels[2:8, 2:8, 20] = 2
+    labels[4:6, 4:6, 5] = 1
+    assert qc_slices(labels, None) == [5, 20]
+    assert qc_slices(np.zeros_like(labels), None) == [15]
+
+
+def test_unknown_method_is_usage_error(tmp_path: Path, case_writer) -> None:
+    folder = case_writer("X-1")
+    result = run(["predict", folder, tmp_path / "o", "--method", "magic"])
+    assert result.exit_code == 2
+
+
+def test_all_commands_listed() -> None:
+    result = run(["--help"])
+    for command in ("predict", "train", "synth", "evaluate"):
+        assert command in result.output
+
+
+def test_component_rule_largest_plus_peaks_keeps_a_second_lesion(
+    tmp_path: Path, case_writer
+) -> None:
+    """Two bright FLAIR lesions: the paper's rule keeps one; ``--components largest+peaks``
+    keeps both, because the second is brighter than any healthy-calibration component."""
+    folder = case_writer("TWO-1")
+    flair_path = folder / "TWO-1-t2f.nii.gz"
+    img = nib.load(flair_path)
+    data = np.asarray(img.dataobj).astype(np.int16)
+    grid = np.indices(data.shape)
+    centre = (np.array(data.shape) - 1) / 2 + np.array([-8, 8, 0])
+    second = ((grid - centre[:, None, None, None]) ** 2).sum(0) <= 4**2
+    data[second] = 950
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), flair_path)
+
+    def wt_components(rule: str) -> tuple[int, dict]:
+        out = tmp_path / rule
+        args = ["predict", folder, out, "--method", "intensity", "--components", rule, "-q"]
+        assert run(args).exit_code == 0
+        wt = np.asarray(nib.load(out / "TWO-1.nii.gz").dataobj) > 0
+        report = json.loads((out / "report.json").read_text())
+        return int(ndimage.label(wt, structure=np.ones((3, 3, 3)))[1]), report
+
+    n_largest, _ = wt_components("largest")
+    n_peaks, report = wt_components("largest+peaks")
+    assert (n_largest, n_peaks) == (1, 2)
+    assert report["config"]["component_rule"] == "largest+peaks"
+
+
+def test_peak_rule_without_calibrated_peaks_warns(
+    tmp_path: Path, case_writer, tiny_weights
+) -> None:
+    """Weights without peak values cannot apply the rule: the report says so per case."""
+    folder = case_writer("NOPEAK-1")
+    out = tmp_path / "out"
+    args = ["predict", folder, out, "--weights", tiny_weights, "--components", "largest+peaks"]
+    assert run([*args, "-q", "--refine", "none"]).exit_code == 0
+    case = json.loads((out / "report.json").read_text())["cases"][0]
+    assert any("no peak values" in w for w in case["warnings"]), case["warnings"]
