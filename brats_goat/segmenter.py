@@ -9,12 +9,14 @@ read -> normalise -> reconstruct -> anomaly -> threshold -> refine -> labels -> 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from brats_goat.config import MODALITIES, PipelineConfig, PostprocessConfig, to_dict
+from brats_goat.conventions import MODALITIES, subset_key
+from brats_goat.device import pick_device
 from brats_goat.io.discover import Case, discover_cases
 from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
 from brats_goat.io.write import like_reference, write_nifti_atomic
@@ -31,15 +34,63 @@ from brats_goat.model.network import MViTAE
 from brats_goat.run.qc import require_matplotlib, write_qc_png
 from brats_goat.run.report import CaseResult, RunReport
 from brats_goat.run.shard import Shard, select_shard
+from brats_goat.serialise import from_dict, to_dict
 from brats_goat.stages.anomaly import analysis_mask, case_score, residual_maps
 from brats_goat.stages.labels import fuse_labels, voxels_per_label
-from brats_goat.stages.normalise import normalise_case
-from brats_goat.stages.reconstruct import pick_device
-from brats_goat.stages.refine import refine_masks
+from brats_goat.stages.normalise import NormaliseConfig, normalise_case
+from brats_goat.stages.postprocess import PostprocessConfig
+from brats_goat.stages.reconstruct import InferenceConfig
+from brats_goat.stages.refine import RefineConfig, refine_masks
 from brats_goat.stages.restore import restore_volume
 from brats_goat.stages.sam_backends import make_backend
 from brats_goat.stages.threshold import binarise, drop_up_to
-from brats_goat.training.calibrate import subset_key
+
+#: ``PipelineConfig.component_rule`` choices (``--components``).
+COMPONENT_RULES: tuple[str, ...] = ("largest", "largest+peaks")
+
+
+#: The intensity baseline's measured post-processing and how it was measured.
+INTENSITY_BASELINE = "intensity_baseline.json"
+
+
+def intensity_baseline() -> PostprocessConfig:
+    """The intensity baseline's label-free post-processing (``INTENSITY_BASELINE``)."""
+    data = json.loads(resources.files("brats_goat").joinpath(INTENSITY_BASELINE).read_text())
+    post = data["postprocess"]
+    for key in ("thresholds_by_subset", "peak_thresholds_by_subset"):
+        post[key] = {subset: tuple(pair) for subset, pair in post.get(key, {}).items()}
+    return from_dict(PostprocessConfig, post)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything `predict` needs besides the weights."""
+
+    normalise: NormaliseConfig = field(default_factory=NormaliseConfig)
+    #: None = the post-processing stored in the checkpoint (its calibrated thresholds);
+    #: set it to override (experiments).
+    postprocess: PostprocessConfig | None = None
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    #: Thresholds of the training-free intensity baseline (``--method intensity``), in z
+    #: units of the image itself: measured data with their provenance, read from
+    #: ``intensity_baseline.json`` (``scripts/calibrate_intensity.py``).
+    intensity: PostprocessConfig = field(default_factory=lambda: intensity_baseline())
+    #: Which 3D components each channel keeps. ``largest`` (paper, default): one. With
+    #: ``largest+peaks`` also every component more abnormal than healthy calibration data
+    #: ever was (``PostprocessConfig.peak_thresholds_by_subset``; where the weights carry
+    #: none, the largest only). Opt-in: on phantoms it found every metastasis (WT 0.27 ->
+    #: 0.96), on the real cases it added false positives (WT 0.88 -> 0.18,
+    #: results/benchmark-5f4c151-norm.md); a site whose healthy calibration scans are its own
+    #: may do better.
+    component_rule: str = "largest"
+    #: Tolerance when comparing the affines of the four modalities (mm / direction units).
+    affine_atol: float = 1e-3
+    refine: RefineConfig = field(default_factory=RefineConfig)
+
+    def __post_init__(self) -> None:
+        if self.component_rule not in COMPONENT_RULES:
+            raise ValueError(f"component_rule must be one of {', '.join(COMPONENT_RULES)}")
+
 
 STAGES: tuple[str, ...] = (
     "read",

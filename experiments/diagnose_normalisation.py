@@ -27,14 +27,15 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from brats_goat.config import MODALITIES, NormaliseConfig, PipelineConfig
+from brats_goat.conventions import MODALITIES
 from brats_goat.evaluation.metrics import score_case
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case, load_reference_labels
 from brats_goat.model.checkpoint import load_verified
+from brats_goat.segmenter import PipelineConfig
 from brats_goat.stages.anomaly import analysis_mask
 from brats_goat.stages.labels import fuse_labels
-from brats_goat.stages.normalise import brain_mask, lesion_mask, normalise_case
+from brats_goat.stages.normalise import NormaliseConfig, brain_mask, lesion_mask, normalise_case
 from brats_goat.stages.threshold import binarise, candidate_mask, component_peaks
 from brats_goat.synth import generate_case, synthesize
 

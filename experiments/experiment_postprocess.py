@@ -23,14 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brats_goat.config import MODALITIES, InferenceConfig, NormaliseConfig, PostprocessConfig
+from brats_goat.conventions import MODALITIES
 from brats_goat.evaluation.metrics import score_case
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case, load_reference_labels
 from brats_goat.model.checkpoint import load_checkpoint
 from brats_goat.stages.anomaly import analysis_mask, residual_maps
 from brats_goat.stages.labels import fuse_labels
-from brats_goat.stages.normalise import normalise_stack
+from brats_goat.stages.normalise import NormaliseConfig, normalise_stack
+from brats_goat.stages.postprocess import PostprocessConfig
+from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.restore import restore_volume
 from brats_goat.stages.threshold import (
     binarise,

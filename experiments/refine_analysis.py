@@ -26,11 +26,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from brats_goat.config import LABEL_ET, MODALITIES, PipelineConfig, RefineConfig
+from brats_goat.conventions import LABEL_ET, MODALITIES
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case, load_reference_labels
-from brats_goat.segmenter import make_segmenter
-from brats_goat.stages.refine import candidate_slices, dice, slice_prompts, to_prompts, window
+from brats_goat.segmenter import PipelineConfig, make_segmenter
+from brats_goat.stages.refine import (
+    RefineConfig,
+    candidate_slices,
+    dice,
+    slice_prompts,
+    to_prompts,
+    window,
+)
 from brats_goat.stages.sam_backends import litemedsam_backend
 from brats_goat.synth import synthesize
 

@@ -9,6 +9,9 @@ thresholds (`brats_goat.stages.threshold.healthy_peak`), so no healthy component
 the ET minimum is the largest t1c component the pipeline's threshold chain keeps there.
 
     python scripts/calibrate_intensity.py [--cases 8] [--seed 1000] [--percentile 99.9]
+
+The values it prints are the data in ``brats_goat/intensity_baseline.json`` (with this
+command as their provenance); `predict --method intensity` reads them from there.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import argparse
 
 import numpy as np
 
-from brats_goat.config import MODALITIES, PipelineConfig
+from brats_goat.conventions import MODALITIES
+from brats_goat.segmenter import PipelineConfig
 from brats_goat.stages.anomaly import analysis_mask, residual_maps
 from brats_goat.stages.normalise import normalise_stack
 from brats_goat.stages.threshold import binarise, healthy_peak, largest_component_voxels

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from brats_goat.config import MODEL_PRESETS
 from brats_goat.io.grid import brats_affine
 from brats_goat.model.checkpoint import register_in_manifest, save_checkpoint
-from brats_goat.model.network import MViTAE
+from brats_goat.model.network import MODEL_PRESETS, MViTAE
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 TINY_SHAPE = (48, 48, 20)

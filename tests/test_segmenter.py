@@ -12,11 +12,10 @@ from click.testing import CliRunner
 from scipy import ndimage
 
 from brats_goat.cli.main import main
-from brats_goat.config import PipelineConfig
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case
 from brats_goat.run.qc import qc_slices
-from brats_goat.segmenter import make_segmenter
+from brats_goat.segmenter import PipelineConfig, make_segmenter
 from tests.conftest import synthetic_volumes
 
 

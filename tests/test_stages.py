@@ -8,18 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from brats_goat.config import (
-    MODALITIES,
-    MODEL_PRESETS,
-    InferenceConfig,
-    NormaliseConfig,
-    PostprocessConfig,
-)
-from brats_goat.model.network import MViTAE, count_parameters
+from brats_goat.conventions import MODALITIES
+from brats_goat.device import pick_device
+from brats_goat.model.network import MODEL_PRESETS, MViTAE, count_parameters
 from brats_goat.stages.anomaly import analysis_mask, case_score, residual_maps
 from brats_goat.stages.labels import fuse_labels, voxels_per_label
-from brats_goat.stages.normalise import normalise_stack, zscore
-from brats_goat.stages.reconstruct import fit_plane, pick_device, reconstruct_volume
+from brats_goat.stages.normalise import NormaliseConfig, normalise_stack, zscore
+from brats_goat.stages.postprocess import PostprocessConfig
+from brats_goat.stages.reconstruct import InferenceConfig, fit_plane, reconstruct_volume
 from brats_goat.stages.threshold import (
     drop_up_to,
     healthy_peak,

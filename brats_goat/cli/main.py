@@ -17,24 +17,18 @@ import click
 from brats_goat import __version__
 from brats_goat.cli.evaluate import evaluate
 from brats_goat.cli.merge_reports import merge_reports
-from brats_goat.config import (
-    COMPONENT_RULES,
-    MODEL_PRESETS,
-    REFINE_BACKENDS,
-    SAM_MODELS,
-    AugmentConfig,
-    InferenceConfig,
-    PipelineConfig,
-    RefineConfig,
-    TrainConfig,
-)
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import CaseError
 from brats_goat.model.checkpoint import WeightsError, register_in_manifest
+from brats_goat.model.network import MODEL_PRESETS
 from brats_goat.run.shard import Shard, parse_shard
-from brats_goat.segmenter import METHODS, InputError, predict
+from brats_goat.segmenter import COMPONENT_RULES, METHODS, InputError, PipelineConfig, predict
+from brats_goat.stages.reconstruct import InferenceConfig
+from brats_goat.stages.refine import REFINE_BACKENDS, SAM_MODELS, RefineConfig
 from brats_goat.stages.sam_backends import SAM_CHECKPOINT_ENV
 from brats_goat.synth.cli import synth
+from brats_goat.training.augment import AugmentConfig
+from brats_goat.training.config import TrainConfig
 
 
 def _shard_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard | None:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brats_goat.config import MODALITIES
+from brats_goat.conventions import MODALITIES
 
 #: File-name suffix (after the last ``-`` or ``_``) -> modality, lower case.
 MODALITY_ALIASES: dict[str, str] = {

@@ -20,7 +20,7 @@ from nibabel.orientations import (
     ornt_transform,
 )
 
-from brats_goat.config import MODALITIES
+from brats_goat.conventions import MODALITIES
 from brats_goat.io.discover import Case
 
 #: Storage order the model works in (that of BraTS 2023 releases).

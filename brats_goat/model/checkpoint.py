@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-from brats_goat.config import ModelConfig, PostprocessConfig, from_dict, to_dict
-from brats_goat.model.network import MViTAE
+from brats_goat.model.network import ModelConfig, MViTAE
+from brats_goat.serialise import from_dict, to_dict
+from brats_goat.stages.postprocess import PostprocessConfig
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"

@@ -7,11 +7,60 @@ keeps the model from copying a tumour through, so the tumour shows up in the res
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from brats_goat.config import ModelConfig
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """MViT-AE architecture. Defaults are the paper's (patch 24 on 240x240, width 512...)."""
+
+    image_size: int = 240
+    in_channels: int = 4
+    patch_size: int = 24
+    width: int = 512
+    depth: int = 6
+    heads: int = 8
+    mlp_dim: int = 1024
+    bottleneck_dim: int = 512
+    dropout: float = 0.0
+    #: Code reshaped to (bottleneck_dim / seed_size**2) channels x seed_size x seed_size.
+    seed_size: int = 8
+    #: Channels of the transposed-convolution stages, from coarse to fine.
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+    #: Add a learned embedding of which modalities are present to every token, so one
+    #: model serves any subset of sequences (trained with modality dropout). Absent
+    #: modalities enter as zero images. Off in checkpoints made before it existed.
+    modality_mask: bool = False
+    #: ``flat`` (paper): all tokens flattened into one ``bottleneck_dim`` code, decoded from
+    #: a ``seed_size`` grid. ``tokens``: every patch token keeps its own ``token_dim`` code
+    #: and the decoder starts from the token grid, so the code stays spatially aligned and
+    #: the reconstruction sharper; meant to be trained as a denoiser (``noise_std``) so
+    #: that it learns to replace anomalies rather than copy them.
+    bottleneck: str = "flat"
+    token_dim: int = 8
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError("image_size must be a multiple of patch_size")
+        if self.width % self.heads:
+            raise ValueError("width must be divisible by heads")
+        if self.bottleneck not in ("flat", "tokens"):
+            raise ValueError(f"bottleneck must be 'flat' or 'tokens', not {self.bottleneck!r}")
+        if self.bottleneck == "flat" and self.bottleneck_dim % (self.seed_size**2):
+            raise ValueError("bottleneck_dim must be divisible by seed_size**2")
+        if self.bottleneck == "tokens" and self.image_size % 2 ** len(self.decoder_channels):
+            raise ValueError(
+                "with a token bottleneck, image_size must be divisible by "
+                "2 ** len(decoder_channels)"
+            )
+
+    @property
+    def n_tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
 
 
 class MViTAE(nn.Module):
@@ -101,3 +150,35 @@ class MViTAE(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+#: Named architectures. ``paper`` is the published one (40.8M parameters, ~82 MB in fp16,
+#: over the 60 MB a shipped file may weigh); ``small`` keeps its design at half the width.
+MODEL_PRESETS: dict[str, ModelConfig] = {
+    "paper": ModelConfig(),
+    "small": ModelConfig(
+        width=256, depth=4, heads=8, mlp_dim=512, decoder_channels=(128, 64, 32, 16, 16)
+    ),
+    # Same encoder as ``small``; an 8-d code per 24-px token (800 numbers per slice instead
+    # of 512, but each tied to its place) and a 4-stage decoder from a 15x15 grid.
+    "small-tokens": ModelConfig(
+        width=256,
+        depth=4,
+        heads=8,
+        mlp_dim=512,
+        bottleneck="tokens",
+        token_dim=8,
+        decoder_channels=(128, 64, 32, 16),
+    ),
+    "tiny": ModelConfig(
+        image_size=48,
+        patch_size=8,
+        width=32,
+        depth=1,
+        heads=2,
+        mlp_dim=64,
+        bottleneck_dim=64,
+        seed_size=4,
+        decoder_channels=(16, 8, 8, 8),
+    ),
+}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brats_goat.config import MODALITIES
+from brats_goat.conventions import MODALITIES
 
 #: BraTS label colours (RGBA): NETC red, SNFH green, ET yellow.
 LABEL_COLOURS = {1: (0.9, 0.1, 0.1, 0.7), 2: (0.1, 0.8, 0.2, 0.5), 3: (1.0, 0.9, 0.0, 0.8)}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from brats_goat.config import MODALITIES, PostprocessConfig
+from brats_goat.conventions import MODALITIES
+from brats_goat.stages.postprocess import PostprocessConfig
 
 
 def inplane_cross() -> np.ndarray:

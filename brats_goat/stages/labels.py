@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from brats_goat.config import LABEL_ET, LABEL_NETC, LABEL_SNFH
+from brats_goat.conventions import LABEL_ET, LABEL_NETC, LABEL_SNFH
 
 
 def fill_holes_axial(mask: np.ndarray) -> np.ndarray:

@@ -9,10 +9,47 @@ plain z-score the model was trained and calibrated with.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
-from brats_goat.config import MODALITIES, NormaliseConfig
+from brats_goat.conventions import MODALITIES
+
+
+@dataclass(frozen=True)
+class NormaliseConfig:
+    """Per-volume z-score inside the brain, as in the paper, with the lesion left out of
+    the statistics (``brats_goat.stages.normalise``)."""
+
+    #: Intensities are clipped to this many standard deviations after z-scoring, so one
+    #: hot voxel cannot dominate the reconstruction loss.
+    clip_z: float = 5.0
+    #: Statistics from the healthy part only: 3D clusters of FLAIR (else T2w) voxels above
+    #: this z are left out of every channel's mean and std. A large tumour otherwise
+    #: inflates the std and pulls its own z down (a quarter-brain phantom glioma: 1.9 z
+    #: instead of 5.8). None = the paper's plain z-score.
+    exclude_z: float | None = 2.0
+    #: ...but only clusters of at least this fraction of the brain: healthy scans (where
+    #: nothing this large is bright) keep exactly the plain z-score the model and the
+    #: thresholds were calibrated with.
+    exclude_min_fraction: float = 0.002
+    #: Grow the left-out clusters by this many voxels (their rim is lesion too).
+    exclude_dilation: int = 2
+    #: Re-estimate -> re-detect rounds: each round's better statistics raise the lesion's
+    #: z, so more of it is found and left out.
+    exclude_passes: int = 3
+
+    def __post_init__(self) -> None:
+        if self.clip_z <= 0:
+            raise ValueError("clip_z must be positive")
+        if self.exclude_z is not None and self.exclude_z <= 0:
+            raise ValueError("exclude_z must be positive (None turns the exclusion off)")
+        if not 0 < self.exclude_min_fraction < 1:
+            raise ValueError("exclude_min_fraction must be in (0, 1)")
+        if self.exclude_dilation < 0 or self.exclude_passes < 1:
+            raise ValueError("exclude_dilation must be >= 0 and exclude_passes >= 1")
+
 
 #: Channels whose bright clusters mark the lesion for the statistics, in order of preference.
 LESION_CHANNELS: tuple[str, ...] = ("t2f", "t2w")

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from brats_goat.config import InferenceConfig
 from brats_goat.model.network import MViTAE
 
 
-def pick_device(requested: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; asking for CUDA without one is an error."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but no CUDA GPU is available")
-    return torch.device(requested)
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How the model is run."""
+
+    device: str = "auto"  # auto | cpu | cuda
+    batch_size: int = 16
+    #: Mixed precision on GPU (bf16 autocast); CPU always runs float32 for determinism.
+    amp: bool = True
+    #: Only slices with at least this many brain voxels are reconstructed; others are 0.
+    min_brain_voxels: int = 100
 
 
 def fit_plane(volume: np.ndarray, size: int) -> tuple[np.ndarray, tuple[slice, slice], tuple]:

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from brats_goat.config import MODALITIES, InferenceConfig, PostprocessConfig
+from brats_goat.conventions import MODALITIES
 from brats_goat.model.network import MViTAE
 from brats_goat.stages.anomaly import inplane_cross
-from brats_goat.stages.reconstruct import reconstruct_volume
+from brats_goat.stages.postprocess import PostprocessConfig
+from brats_goat.stages.reconstruct import InferenceConfig, reconstruct_volume
 
 
 def suspect_voxels(

@@ -16,15 +16,17 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from brats_goat.config import RefineConfig
 from brats_goat.stages.sam_imports import import_medsam_lite, import_segment_anything
+
+if TYPE_CHECKING:  # refine.py imports this module; the config is only a type here
+    from brats_goat.stages.refine import RefineConfig
 
 #: Environment variable with the official SAM checkpoint (the CUDA image sets it).
 SAM_CHECKPOINT_ENV = "BRATS_GOAT_SAM_CHECKPOINT"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from brats_goat.config import PostprocessConfig
+from brats_goat.stages.postprocess import PostprocessConfig
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 128) -> float:

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from brats_goat.config import LABEL_ET, LABEL_NETC, LABEL_SNFH
+from brats_goat.conventions import LABEL_ET, LABEL_NETC, LABEL_SNFH
 from brats_goat.synth.config import TumourConfig
 from brats_goat.synth.fields import smooth_noise
 

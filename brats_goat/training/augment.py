@@ -10,11 +10,41 @@ what a tumour looks like to it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from brats_goat.config import MODALITIES, AugmentConfig
+from brats_goat.conventions import MODALITIES
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation (see ``brats_goat.training.augment`` for why each exists)."""
+
+    flip_p: float = 0.5
+    #: Probability that a batch gets the small affine / the intensity changes.
+    affine_p: float = 0.5
+    intensity_p: float = 0.8
+    rotate_deg: float = 8.0
+    zoom: float = 0.08
+    #: Translation as a fraction of the half field of view (affine_grid units).
+    translate: float = 0.04
+    gamma: tuple[float, float] = (0.8, 1.25)
+    scale: tuple[float, float] = (0.9, 1.1)
+    shift: tuple[float, float] = (-0.1, 0.1)
+    #: Per-modality drop probability on the samples chosen for dropout.
+    modality_dropout: float = 0.0
+    #: Fraction of samples that always keep all four modalities.
+    keep_all_fraction: float = 0.5
+    #: Coarse-noise denoising objective: std in z units (0 = off) and the noise grid size.
+    noise_std: float = 0.0
+    noise_resolution: int = 16
+
+    @classmethod
+    def none(cls) -> AugmentConfig:
+        """No augmentation at all (tests, ablations)."""
+        return cls(flip_p=0.0, affine_p=0.0, intensity_p=0.0)
 
 
 def _uniform(

@@ -14,30 +14,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from brats_goat.config import (
-    MODALITIES,
-    InferenceConfig,
-    NormaliseConfig,
-    PostprocessConfig,
-    TrainConfig,
-)
+from brats_goat.conventions import MODALITIES, subset_key
+from brats_goat.device import pick_device
 from brats_goat.io.discover import Case
 from brats_goat.model.checkpoint import load_verified, save_checkpoint
 from brats_goat.model.network import MViTAE
 from brats_goat.stages.anomaly import analysis_mask, residual_maps
-from brats_goat.stages.reconstruct import pick_device
+from brats_goat.stages.normalise import NormaliseConfig
+from brats_goat.stages.postprocess import PostprocessConfig
+from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.restore import restore_volume
 from brats_goat.stages.threshold import binarise, healthy_peak, largest_component_voxels
+from brats_goat.training.config import TrainConfig
 from brats_goat.training.healthy import collect_healthy_slices
 
 #: Modality subsets thresholds are calibrated for (models trained with modality dropout).
 #: The full set always; FLAIR + t1c only, the commonest reduced protocol.
 SUBSETS: tuple[tuple[str, ...], ...] = (MODALITIES, ("t1c", "t2f"))
-
-
-def subset_key(present: tuple[str, ...]) -> str:
-    """Canonical name of a modality subset, e.g. ``'t1c+t2f'``."""
-    return "+".join(m for m in MODALITIES if m in present)
 
 
 def healthy_maps(

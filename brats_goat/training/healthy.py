@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from brats_goat.config import MODALITIES, NormaliseConfig, TrainConfig
+from brats_goat.conventions import MODALITIES
 from brats_goat.io.discover import Case
 from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
-from brats_goat.stages.normalise import bright_clusters, normalise_stack
+from brats_goat.stages.normalise import NormaliseConfig, bright_clusters, normalise_stack
+from brats_goat.training.config import TrainConfig
 
 
 @dataclass

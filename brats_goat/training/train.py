@@ -28,20 +28,17 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from brats_goat.config import (
-    InferenceConfig,
-    ModelConfig,
-    NormaliseConfig,
-    PostprocessConfig,
-    TrainConfig,
-    to_dict,
-)
+from brats_goat.device import pick_device
 from brats_goat.io.discover import Case
 from brats_goat.model.checkpoint import load_checkpoint, save_checkpoint
-from brats_goat.model.network import MViTAE, count_parameters
-from brats_goat.stages.reconstruct import pick_device
+from brats_goat.model.network import ModelConfig, MViTAE, count_parameters
+from brats_goat.serialise import to_dict
+from brats_goat.stages.normalise import NormaliseConfig
+from brats_goat.stages.postprocess import PostprocessConfig
+from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.training.augment import augment_batch
 from brats_goat.training.calibrate import calibrate_thresholds
+from brats_goat.training.config import TrainConfig
 from brats_goat.training.healthy import HealthySlices, collect_healthy_slices
 from brats_goat.training.losses import ReconstructionLoss
 

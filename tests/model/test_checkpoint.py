@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from brats_goat.config import MODEL_PRESETS, PostprocessConfig
 from brats_goat.model.checkpoint import (
     WeightsError,
     load_checkpoint,
@@ -19,7 +18,8 @@ from brats_goat.model.checkpoint import (
     save_checkpoint,
     sha256_file,
 )
-from brats_goat.model.network import MViTAE
+from brats_goat.model.network import MODEL_PRESETS, MViTAE
+from brats_goat.stages.postprocess import PostprocessConfig
 
 REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brats_goat.config import MODALITIES, NormaliseConfig
-from brats_goat.stages.normalise import lesion_mask, normalise_stack
+from brats_goat.conventions import MODALITIES
+from brats_goat.stages.normalise import NormaliseConfig, lesion_mask, normalise_stack
 
 PLAIN = NormaliseConfig(exclude_z=None)
 FLAIR = MODALITIES.index("t2f")

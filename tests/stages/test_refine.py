@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from brats_goat.config import PipelineConfig, PostprocessConfig, RefineConfig
+from brats_goat.segmenter import PipelineConfig
+from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.refine import (
+    RefineConfig,
     candidate_slices,
     component_prompt,
     refine_channel,

@@ -12,8 +12,11 @@ import torch
 from click.testing import CliRunner
 
 from brats_goat.cli.main import main
-from brats_goat.config import MODALITIES, MODEL_PRESETS, InferenceConfig, PostprocessConfig
+from brats_goat.conventions import MODALITIES
 from brats_goat.model.checkpoint import load_checkpoint
+from brats_goat.model.network import MODEL_PRESETS
+from brats_goat.stages.postprocess import PostprocessConfig
+from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.restore import restore_volume, suspect_voxels
 
 TINY = MODEL_PRESETS["tiny"]

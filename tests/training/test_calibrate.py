@@ -12,21 +12,17 @@ import torch
 from click.testing import CliRunner
 
 from brats_goat.cli.main import main
-from brats_goat.config import (
-    MODALITIES,
-    MODEL_PRESETS,
-    AugmentConfig,
-    InferenceConfig,
-    NormaliseConfig,
-    PostprocessConfig,
-    TrainConfig,
-)
+from brats_goat.conventions import MODALITIES
 from brats_goat.io.discover import discover_cases
 from brats_goat.model.checkpoint import load_checkpoint, register_in_manifest, save_checkpoint
-from brats_goat.model.network import MViTAE
+from brats_goat.model.network import MODEL_PRESETS, MViTAE
+from brats_goat.stages.normalise import NormaliseConfig
+from brats_goat.stages.postprocess import PostprocessConfig
+from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.threshold import binarise, largest_component_voxels
-from brats_goat.training.augment import augment_batch, modality_dropout
+from brats_goat.training.augment import AugmentConfig, augment_batch, modality_dropout
 from brats_goat.training.calibrate import calibrate_thresholds, healthy_maps
+from brats_goat.training.config import TrainConfig
 from brats_goat.training.healthy import collect_healthy_slices
 from brats_goat.training.train import init_from
 

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from brats_goat.config import MODEL_PRESETS, NormaliseConfig, TrainConfig
 from brats_goat.io.discover import discover_cases
 from brats_goat.model.checkpoint import load_checkpoint, sha256_file
+from brats_goat.model.network import MODEL_PRESETS
+from brats_goat.stages.normalise import NormaliseConfig
+from brats_goat.training.config import TrainConfig
 from brats_goat.training.healthy import collect_healthy_slices, healthy_indices, suspect_mask
 from brats_goat.training.losses import ReconstructionLoss, gaussian_window, ssim
 from brats_goat.training.train import lr_factor, split_indices, train, train_on_slices
@@ -136,7 +138,9 @@ def test_resume_without_state_is_a_clear_error(tmp_path: Path, case_writer) -> N
 _DDP_SCRIPT = """
 import json, sys
 from pathlib import Path
-from brats_goat.config import MODEL_PRESETS, NormaliseConfig, TrainConfig
+from brats_goat.model.network import MODEL_PRESETS
+from brats_goat.stages.normalise import NormaliseConfig
+from brats_goat.training.config import TrainConfig
 from brats_goat.io.discover import discover_cases
 from brats_goat.training.healthy import collect_healthy_slices
 from brats_goat.training.train import train_on_slices
