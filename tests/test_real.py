@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from brats_goat.io.discover import discover_cases
+from brats_goat.run.predict import predict
 from brats_goat.run.report import RunReport
-from brats_goat.segmenter import predict
 from tests.conftest import require_real_data, tree_digest
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]

@@ -21,8 +21,9 @@ from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import CaseError
 from brats_goat.model.checkpoint import WeightsError, register_in_manifest
 from brats_goat.model.network import MODEL_PRESETS
+from brats_goat.run.predict import InputError, predict
 from brats_goat.run.shard import Shard, parse_shard
-from brats_goat.segmenter import COMPONENT_RULES, METHODS, InputError, PipelineConfig, predict
+from brats_goat.segmenter import COMPONENT_RULES, METHODS, PipelineConfig
 from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.refine import REFINE_BACKENDS, SAM_MODELS, RefineConfig
 from brats_goat.stages.sam_backends import SAM_CHECKPOINT_ENV
