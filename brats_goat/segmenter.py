@@ -195,7 +195,6 @@ class Segmenter:
     def candidates(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Candidates:
         """Every stage up to and including ``threshold`` (what refinement starts from)."""
         timer = timer or StageTimer()
-        post = self.postprocess
         present = volumes.present
         with timer.stage("normalise"):
             normalised, brain, left_out = normalise_case(
@@ -204,17 +203,36 @@ class Segmenter:
         with timer.stage("reconstruct"):
             recon = self.reconstruct(normalised, brain, present)
         with timer.stage("anomaly"):
-            mask = analysis_mask(brain, post.brain_erosion)
-            maps = residual_maps(normalised, recon, mask, post, present)
+            maps, mask = self.anomaly(normalised, recon, brain, present)
             score = case_score(maps, brain)
         with timer.stage("threshold"):
-            fixed, peaks = self.thresholds(present), self.peak_thresholds(present)
-            binary = {name: np.zeros(brain.shape, dtype=bool) for name in ("t1c", "t2f")}
-            for name, residual in maps.items():
-                binary[name] = binarise(residual, mask, fixed[name], post, peaks[name])
-            binary["t1c"] = drop_up_to(binary["t1c"], self.et_min_voxels(present))
+            binary = self.threshold(maps, mask, present)
         left = round(float(left_out.sum() / max(int(brain.sum()), 1)), 4)
         return Candidates(normalised, brain, maps, score, binary, left)
+
+    def anomaly(
+        self, normalised: np.ndarray, recon: np.ndarray, brain: np.ndarray, present: tuple[str, ...]
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The anomaly stage: residual maps inside the eroded brain, and that mask.
+
+        Calibration runs healthy data through this same method, so the thresholds are
+        measured on exactly the maps ``predict`` thresholds.
+        """
+        mask = analysis_mask(brain, self.postprocess.brain_erosion)
+        return residual_maps(normalised, recon, mask, self.postprocess, present), mask
+
+    def threshold(
+        self, maps: dict[str, np.ndarray], mask: np.ndarray, present: tuple[str, ...]
+    ) -> dict[str, np.ndarray]:
+        """The threshold stage: fixed + Otsu threshold, morphology and the component rule per
+        channel, then the ET minimum; a channel without a map gets an empty mask."""
+        post = self.postprocess
+        fixed, peaks = self.thresholds(present), self.peak_thresholds(present)
+        binary = {name: np.zeros(mask.shape, dtype=bool) for name in ("t1c", "t2f")}
+        for name, residual in maps.items():
+            binary[name] = binarise(residual, mask, fixed[name], post, peaks[name])
+        binary["t1c"] = drop_up_to(binary["t1c"], self.et_min_voxels(present))
+        return binary
 
     def segment(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Segmentation:
         timer = timer or StageTimer()
@@ -251,9 +269,12 @@ class MViTAESegmenter(Segmenter):
         model: MViTAE,
         config: PipelineConfig | None = None,
         meta: dict[str, Any] | None = None,
+        device: torch.device | None = None,
     ) -> None:
+        """``device`` overrides ``config.inference.device`` (calibration passes the one its
+        caller already chose)."""
         super().__init__(config, meta)
-        self.device = pick_device(self.config.inference.device)
+        self.device = device or pick_device(self.config.inference.device)
         self.model = model.to(self.device).eval()
 
     @property

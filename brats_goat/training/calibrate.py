@@ -19,12 +19,12 @@ from brats_goat.device import pick_device
 from brats_goat.io.discover import Case
 from brats_goat.model.checkpoint import load_verified, save_checkpoint
 from brats_goat.model.network import MViTAE
-from brats_goat.stages.anomaly import analysis_mask, residual_maps
+from brats_goat.segmenter import MViTAESegmenter, PipelineConfig, Segmenter
 from brats_goat.stages.normalise import NormaliseConfig
 from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
-from brats_goat.stages.restore import restore_volume
-from brats_goat.stages.threshold import binarise, healthy_peak, largest_component_voxels
+from brats_goat.stages.refine import RefineConfig
+from brats_goat.stages.threshold import healthy_peak, largest_component_voxels
 from brats_goat.training.config import TrainConfig
 from brats_goat.training.healthy import collect_healthy_slices
 
@@ -33,28 +33,52 @@ from brats_goat.training.healthy import collect_healthy_slices
 SUBSETS: tuple[tuple[str, ...], ...] = (MODALITIES, ("t1c", "t2f"))
 
 
+def healthy_segmenter(
+    model: MViTAE, post: PostprocessConfig, inference: InferenceConfig, device: torch.device
+) -> MViTAESegmenter:
+    """The segmenter ``predict`` would build for ``model`` with ``post``: calibration runs
+    its stages, so there is one code path from the stages to the thresholds."""
+    config = PipelineConfig(postprocess=post, inference=inference, refine=RefineConfig("none"))
+    return MViTAESegmenter(model, config, device=device)
+
+
 def healthy_maps(
-    model: MViTAE,
-    slices: np.ndarray,
-    post: PostprocessConfig,
-    inference: InferenceConfig,
-    device: torch.device,
-    present: tuple[str, ...] = MODALITIES,
+    segmenter: Segmenter, slices: np.ndarray, present: tuple[str, ...] = MODALITIES
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Residual maps and analysis mask of (N, C, X, Y) normalised healthy slices.
 
-    The slices are stacked into a pseudo-volume and go through the very functions predict
-    uses (reconstruction and restoration, erosion, median filter), so the statistics match
-    inference.
+    The slices are stacked into a pseudo-volume (absent modalities zeroed, as ``read``
+    leaves them) and go through the segmenter's own reconstruct and anomaly stages.
     """
     volume = np.ascontiguousarray(slices.astype(np.float32).transpose(1, 2, 3, 0))
-    keep = np.array([m in present for m in MODALITIES])
-    volume[~keep] = 0
+    volume[[m not in present for m in MODALITIES]] = 0
     brain = np.any(volume != 0, axis=0)
-    recon = restore_volume(model, volume, brain, post, inference, device, present=keep)
-    mask = analysis_mask(brain, post.brain_erosion)
-    maps = residual_maps(volume, recon, mask, post)
-    return {name: m for name, m in maps.items() if name in present}, mask
+    recon = segmenter.reconstruct(volume, brain, present)
+    return segmenter.anomaly(volume, recon, brain, present)
+
+
+def subset_statistics(
+    segmenter: MViTAESegmenter, slices: np.ndarray, percentile: float, present: tuple[str, ...]
+) -> tuple[dict[str, float], dict[str, float], int]:
+    """For one modality subset: the thresholds (``percentile`` of the healthy residuals),
+    the component peaks left at them, and the largest t1c component the threshold stage
+    keeps at them (the ET minimum)."""
+    post = segmenter.postprocess
+    maps, mask = healthy_maps(segmenter, slices, present)
+    thr = {name: round(float(np.percentile(m[mask], percentile)), 4) for name, m in maps.items()}
+    peaks = {name: round(healthy_peak(m, mask, thr[name], post), 4) for name, m in maps.items()}
+    at_thresholds = dataclasses.replace(
+        post,
+        thresholds_by_subset={subset_key(present): (thr["t1c"], thr["t2f"])},
+        et_min_voxels_by_subset={},
+    )
+    probe = MViTAESegmenter(
+        segmenter.model,
+        dataclasses.replace(segmenter.config, postprocess=at_thresholds),
+        device=segmenter.device,
+    )
+    et_min = largest_component_voxels(probe.threshold(maps, mask, present)["t1c"])
+    return thr, peaks, et_min
 
 
 def calibrate_thresholds(
@@ -70,21 +94,14 @@ def calibrate_thresholds(
     peak values of the component rule (the highest component peak left on these slices)
     and the ET minimum (the largest t1c component left on them)."""
     subsets = SUBSETS if model.cfg.modality_mask else (MODALITIES,)
+    segmenter = healthy_segmenter(model, post, inference, device)
     by_subset: dict[str, dict[str, float]] = {}
     peaks: dict[str, dict[str, float]] = {}
     et_min: dict[str, int] = {}
     for present in subsets:
-        maps, mask = healthy_maps(model, slices, post, inference, device, present)
         key = subset_key(present)
-        by_subset[key] = {
-            name: round(float(np.percentile(m[mask], percentile)), 4) for name, m in maps.items()
-        }
-        peaks[key] = {
-            name: round(healthy_peak(m, mask, by_subset[key][name], post), 4)
-            for name, m in maps.items()
-        }
-        et_min[key] = largest_component_voxels(
-            binarise(maps["t1c"], mask, by_subset[key]["t1c"], post)
+        by_subset[key], peaks[key], et_min[key] = subset_statistics(
+            segmenter, slices, percentile, present
         )
     full = by_subset[subset_key(MODALITIES)]
     calibrated = dataclasses.replace(
