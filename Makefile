@@ -53,7 +53,7 @@ container-test: setup
 ## benchmark: quality and speed of every method on phantoms and real cases -> results/
 benchmark: setup
 	$(BIN)/python scripts/benchmark.py
-	$(BIN)/python scripts/benchmark_predict.py
+	$(BIN)/python -m scripts.benchmark_predict
 
 clean:
 	rm -rf $(VENV) $(EVAL_VENV) demo .pytest_cache .ruff_cache build docker/wheelhouse/*.whl

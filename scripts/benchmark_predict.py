@@ -3,7 +3,7 @@
 Next to it, the floor that no pipeline can beat: reading the four inputs of a case and
 writing one label map. Results go to results/predict-speed-<commit>.{json,md}.
 
-    python scripts/benchmark_predict.py [--data ../shared/data/real] [--device cpu]
+    python -m scripts.benchmark_predict [--data ../shared/data/real] [--device cpu]
                                         [--method mvitae|mvitae+litemedsam|...]
 """
 
@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,13 +20,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from brats_goat.io.discover import discover_cases
+from brats_goat.io.write import like_reference, write_nifti_atomic
+from scripts.benchmark import current_commit, run_cli_predict
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmark import current_commit, run_cli_predict  # noqa: E402  (scripts/ sibling)
-
-from brats_goat.io.discover import discover_cases  # noqa: E402
-from brats_goat.io.write import like_reference, write_nifti_atomic  # noqa: E402
 
 
 def io_floor(data: Path, scratch: Path) -> float:
