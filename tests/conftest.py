@@ -24,6 +24,11 @@ NAMES_2023 = {"t1n": "t1n", "t1c": "t1c", "t2w": "t2w", "t2f": "t2f"}
 NAMES_LEGACY = {"t1n": "t1", "t1c": "t1ce", "t2w": "t2", "t2f": "flair"}
 
 
+def ball(shape, centre, radius) -> np.ndarray:
+    grid = np.indices(shape)
+    return ((grid - np.array(centre)[:, None, None, None]) ** 2).sum(0) <= radius**2
+
+
 def synthetic_volumes(
     shape: tuple[int, int, int] = TINY_SHAPE, seed: int = 0, lesion: bool = True
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -103,7 +108,7 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def no_default_refinement(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests of everything but refinement run without it (``--refine auto`` would encode
     slices with LiteMedSAM, ~4 s each); refinement tests choose a backend explicitly and
-    tests/test_sam_backends.py checks what ``auto`` resolves to."""
+    tests/stages/test_sam_backends.py checks what ``auto`` resolves to."""
     monkeypatch.setenv("BRATS_GOAT_REFINE", "none")
 
 

@@ -1,4 +1,4 @@
-"""The intensity baseline and QC pictures, end to end through the CLI (no weights needed)."""
+"""The intensity baseline, the ET minimum and the component rules, end to end through the CLI."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from scipy import ndimage
 from brats_goat.cli.main import main
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case
-from brats_goat.run.qc import qc_slices
 from brats_goat.segmenter import PipelineConfig, make_segmenter
 from tests.conftest import synthetic_volumes
 
@@ -61,37 +60,6 @@ def test_intensity_baseline_quiet_on_healthy(tmp_path: Path, case_writer) -> Non
     out = tmp_path / "out"
     assert run(["predict", folder, out, "--method", "intensity", "--quiet"]).exit_code == 0
     assert (np.asarray(nib.load(out / "HEALTHY-1.nii.gz").dataobj) > 0).sum() < 50
-
-
-def test_qc_png_written_with_reference(tmp_path: Path, case_writer) -> None:
-    folder = case_writer("QC-1")
-    out = tmp_path / "out"
-    args = ["predict", folder, out, "--method", "intensity", "--qc-png", "--quiet"]
-    assert run(args).exit_code == 0
-    png = out / "qc" / "QC-1.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    (case,) = json.loads((out / "report.json").read_text())["cases"]
-    assert "qc" in case["timings_s"] and not case["warnings"]
-
-
-def test_qc_slices_pick_largest_tumour_area() -> None:
-    labels = np.zeros((10, 10, 30), np.uint8)
-    labels[2:8, 2:8, 20] = 2
-    labels[4:6, 4:6, 5] = 1
-    assert qc_slices(labels, None) == [5, 20]
-    assert qc_slices(np.zeros_like(labels), None) == [15]
-
-
-def test_unknown_method_is_usage_error(tmp_path: Path, case_writer) -> None:
-    folder = case_writer("X-1")
-    result = run(["predict", folder, tmp_path / "o", "--method", "magic"])
-    assert result.exit_code == 2
-
-
-def test_all_commands_listed() -> None:
-    result = run(["--help"])
-    for command in ("predict", "train", "synth", "evaluate"):
-        assert command in result.output
 
 
 def test_component_rule_largest_plus_peaks_keeps_a_second_lesion(

@@ -1,5 +1,5 @@
-"""Lesion-robust normalisation: healthy scans keep the plain z-score; a large bright lesion
-no longer drags its own z down."""
+"""Brain z-score normalisation, and its lesion-robust statistics: healthy scans keep the plain
+z-score; a large bright lesion no longer drags its own z down."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from brats_goat.conventions import MODALITIES
-from brats_goat.stages.normalise import NormaliseConfig, lesion_mask, normalise_stack
+from brats_goat.stages.normalise import NormaliseConfig, lesion_mask, normalise_stack, zscore
 
 PLAIN = NormaliseConfig(exclude_z=None)
 FLAIR = MODALITIES.index("t2f")
@@ -80,3 +80,26 @@ def test_normalise_rejects_other_channel_counts_and_bad_settings() -> None:
         NormaliseConfig(exclude_passes=0)
     with pytest.raises(ValueError, match="exclude_z"):
         NormaliseConfig(exclude_z=0.0)
+
+
+def test_zscore_uses_brain_only_and_keeps_background_zero() -> None:
+    vol = np.zeros((10, 10, 4), np.float32)
+    mask = np.zeros_like(vol, bool)
+    mask[2:8, 2:8] = True
+    vol[mask] = np.linspace(100, 200, mask.sum())
+    out = zscore(vol, mask, NormaliseConfig())
+    assert out[~mask].max() == 0
+    assert abs(out[mask].mean()) < 1e-5 and abs(out[mask].std() - 1) < 1e-4
+    # More background must not change the result.
+    big = np.zeros((20, 20, 4), np.float32)
+    big_mask = np.zeros_like(big, bool)
+    big[:10, :10], big_mask[:10, :10] = vol, mask
+    np.testing.assert_allclose(zscore(big, big_mask, NormaliseConfig())[:10, :10], out, atol=1e-6)
+
+
+def test_normalise_stack_clips_and_masks() -> None:
+    stack = np.zeros((4, 8, 8, 3), np.float32)
+    stack[:, 2:6, 2:6] = 1.0
+    stack[0, 3, 3, 1] = 1e6
+    norm, brain = normalise_stack(stack, NormaliseConfig(clip_z=3))
+    assert brain.sum() == 48 and norm.max() <= 3

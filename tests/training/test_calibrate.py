@@ -1,5 +1,5 @@
-"""Missing modalities (dropout, presence embedding, predict on subsets) and label-free
-threshold calibration on healthy slices."""
+"""Label-free threshold calibration on healthy slices, and predict on a modality subset with
+the calibrated per-subset thresholds."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import torch
 from click.testing import CliRunner
 
 from brats_goat.cli.main import main
-from brats_goat.conventions import MODALITIES
 from brats_goat.io.discover import discover_cases
 from brats_goat.model.checkpoint import load_checkpoint, register_in_manifest, save_checkpoint
 from brats_goat.model.network import MODEL_PRESETS, MViTAE
@@ -20,54 +19,13 @@ from brats_goat.stages.normalise import NormaliseConfig
 from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.threshold import binarise, largest_component_voxels
-from brats_goat.training.augment import AugmentConfig, augment_batch, modality_dropout
-from brats_goat.training.calibrate import calibrate_thresholds, healthy_maps
+from brats_goat.training.calibrate import calibrate_thresholds, healthy_maps, healthy_segmenter
 from brats_goat.training.config import TrainConfig
 from brats_goat.training.healthy import collect_healthy_slices
-from brats_goat.training.train import init_from
 
 TINY = MODEL_PRESETS["tiny"]
 TINY_MASKED = dataclasses.replace(TINY, modality_mask=True)
 SELECT = TrainConfig(min_brain_voxels=200, healthy_margin=1)
-KEY = [MODALITIES.index("t1c"), MODALITIES.index("t2f")]
-
-
-def test_modality_dropout_always_keeps_t1c_or_t2f() -> None:
-    x = torch.ones(400, 4, 8, 8)
-    cfg = AugmentConfig(modality_dropout=0.9, keep_all_fraction=0.25)
-    out, present = modality_dropout(x, cfg, torch.Generator().manual_seed(0))
-    assert (present[:, KEY].sum(dim=1) >= 1).all()
-    # Dropped channels are zero images; kept ones untouched.
-    assert torch.equal(out.amax(dim=(2, 3)), present)
-    all_kept = (present.sum(dim=1) == 4).float().mean()
-    assert 0.2 < all_kept < 0.4  # the keep-all quarter (0.9 drop rate leaves few others)
-    assert (present.sum(dim=1) < 4).any()
-
-
-def test_augmented_target_is_clean_and_input_is_noised() -> None:
-    x = torch.zeros(4, 4, 32, 32)
-    x[:, :, 8:24, 8:24] = 1.0
-    cfg = dataclasses.replace(AugmentConfig.none(), noise_std=0.5)
-    inp, target, present = augment_batch(x, cfg, torch.Generator().manual_seed(1))
-    assert torch.equal(target, x) and (present == 1).all()
-    assert not torch.equal(inp, x)
-    assert (inp[:, :, :8] == 0).all(), "noise stays inside the brain"
-
-
-def test_presence_embedding_starts_as_the_model_it_was_initialised_from(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    plain = MViTAE(TINY).eval()
-    save_checkpoint(tmp_path / "plain.pt", plain)
-    masked = MViTAE(TINY_MASKED)
-    init_from(masked, tmp_path / "plain.pt")
-    masked.eval()
-    x = torch.randn(2, 4, 48, 48)
-    ref, _ = load_checkpoint(tmp_path / "plain.pt", None)
-    torch.testing.assert_close(masked(x), ref(x))
-    # Once trained, the embedding makes the output depend on which modalities are present.
-    torch.nn.init.normal_(masked.modality_embed.weight)
-    some = torch.tensor([[1.0, 0.0, 1.0, 0.0]] * 2)
-    assert not torch.allclose(masked(x), masked(x, some))
 
 
 def _healthy_slices(tmp_path: Path, case_writer, n: int = 2) -> np.ndarray:
@@ -84,7 +42,7 @@ def test_thresholds_are_the_healthy_residual_percentile(tmp_path: Path, case_wri
     post, inf, dev = PostprocessConfig(), InferenceConfig(), torch.device("cpu")
     low, info_low = calibrate_thresholds(model, slices, post, 90.0, inf, dev)
     high, _ = calibrate_thresholds(model, slices, post, 99.9, inf, dev)
-    maps, mask = healthy_maps(model, slices, post, inf, dev)
+    maps, mask = healthy_maps(healthy_segmenter(model, post, inf, dev), slices)
     values = {name: m[mask] for name, m in maps.items()}
     assert low.threshold_t2f == round(float(np.percentile(values["t2f"], 90.0)), 4)
     assert high.threshold_t2f > low.threshold_t2f and high.threshold_t1c > low.threshold_t1c

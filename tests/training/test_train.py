@@ -16,15 +16,16 @@ import pytest
 import torch
 
 from brats_goat.io.discover import discover_cases
-from brats_goat.model.checkpoint import load_checkpoint, sha256_file
-from brats_goat.model.network import MODEL_PRESETS
+from brats_goat.model.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from brats_goat.model.network import MODEL_PRESETS, MViTAE
 from brats_goat.stages.normalise import NormaliseConfig
 from brats_goat.training.config import TrainConfig
 from brats_goat.training.healthy import collect_healthy_slices, healthy_indices, suspect_mask
 from brats_goat.training.losses import ReconstructionLoss, gaussian_window, ssim
-from brats_goat.training.train import lr_factor, split_indices, train, train_on_slices
+from brats_goat.training.train import init_from, lr_factor, split_indices, train, train_on_slices
 
 TINY = MODEL_PRESETS["tiny"]
+TINY_MASKED = dataclasses.replace(TINY, modality_mask=True)
 FAST = TrainConfig(epochs=6, batch_size=8, lr=3e-3, min_brain_voxels=200, healthy_margin=1)
 
 
@@ -193,3 +194,19 @@ def test_two_process_gloo_run_makes_as_many_steps_as_one(tmp_path: Path, case_wr
     assert one["processes"] == 1 and two["processes"] == 2
     assert two["steps"] == one["steps"] > 0
     assert (tmp_path / "d.pt").is_file()
+
+
+def test_presence_embedding_starts_as_the_model_it_was_initialised_from(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    plain = MViTAE(TINY).eval()
+    save_checkpoint(tmp_path / "plain.pt", plain)
+    masked = MViTAE(TINY_MASKED)
+    init_from(masked, tmp_path / "plain.pt")
+    masked.eval()
+    x = torch.randn(2, 4, 48, 48)
+    ref, _ = load_checkpoint(tmp_path / "plain.pt", None)
+    torch.testing.assert_close(masked(x), ref(x))
+    # Once trained, the embedding makes the output depend on which modalities are present.
+    torch.nn.init.normal_(masked.modality_embed.weight)
+    some = torch.tensor([[1.0, 0.0, 1.0, 0.0]] * 2)
+    assert not torch.allclose(masked(x), masked(x, some))
