@@ -9,13 +9,15 @@ calibrated on those same held-out slices, and data parallel training under ``tor
 Determinism: the slice order of epoch ``e`` and the augmentation of step ``s`` are drawn
 from generators seeded by (seed, e) and (seed, s), so a resumed run sees exactly the
 batches the uninterrupted run would have seen.
+
+The pieces: ``session`` (set-up), ``loop`` (steps and epochs), ``checkpointing`` (resumable
+state and best checkpoint), ``schedule`` (split, learning rate, seeds) and ``distributed``;
+this module runs them in order and then calibrates the thresholds.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -23,24 +25,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
-from brats_goat.device import pick_device
 from brats_goat.io.discover import Case
 from brats_goat.model.checkpoint import load_checkpoint, save_checkpoint
-from brats_goat.model.network import ModelConfig, MViTAE, count_parameters
+from brats_goat.model.network import ModelConfig, count_parameters
 from brats_goat.serialise import to_dict
 from brats_goat.stages.normalise import NormaliseConfig
 from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
-from brats_goat.training.augment import augment_batch
 from brats_goat.training.calibrate import calibrate_thresholds
+from brats_goat.training.checkpointing import TrainState, init_from, save_state, state_path
 from brats_goat.training.config import TrainConfig
+from brats_goat.training.distributed import DistContext, barrier, init_distributed
 from brats_goat.training.healthy import HealthySlices, collect_healthy_slices
-from brats_goat.training.losses import ReconstructionLoss
+from brats_goat.training.loop import evaluate_loss, run_steps
+from brats_goat.training.schedule import epoch_order, lr_factor, split_indices, step_generator
+from brats_goat.training.session import TrainSession, build_session
+
+# Helpers that moved to the modules above keep being importable from here.
+__all__ = [
+    "DistContext",
+    "TrainResult",
+    "epoch_order",
+    "evaluate_loss",
+    "init_distributed",
+    "init_from",
+    "lr_factor",
+    "save_history",
+    "save_state",
+    "split_indices",
+    "state_path",
+    "step_generator",
+    "train",
+    "train_on_slices",
+]
 
 
 @dataclass
@@ -49,93 +68,6 @@ class TrainResult:
     sha256: str
     history: list[dict[str, float]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DistContext:
-    """Where this process sits in a ``torchrun`` job (rank 0 of 1 when run directly)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: torch.device) -> DistContext:
-    """Join the process group that ``torchrun`` describes in the environment, if any."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistContext()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistContext(rank=dist.get_rank(), world=dist.get_world_size())
-
-
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic train/validation split of ``n`` slices (at least one of each if n > 1)."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = min(max(1, round(n * val_fraction)), n - 1) if n > 1 else 0
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
-def lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio`` (multiplies the base lr)."""
-    warmup = max(1, round(total * cfg.warmup_fraction))
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-
-
-def step_generator(seed: int, step: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + step + 7)
-
-
-def evaluate_loss(
-    model: torch.nn.Module,
-    data: torch.Tensor,
-    loss_fn: ReconstructionLoss,
-    batch: int,
-    device: torch.device,
-) -> float:
-    """Mean loss over ``data`` with all modalities present and no augmentation."""
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(data), batch):
-            x = data[start : start + batch].float().to(device)
-            total += float(loss_fn(model(x), x)) * len(x)
-            count += len(x)
-    return total / max(count, 1)
-
-
-def state_path(out_path: Path) -> Path:
-    """The resumable training state that sits next to the checkpoint."""
-    return out_path.with_name(out_path.stem + ".state.pt")
-
-
-def save_state(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def init_from(model: MViTAE, checkpoint: Path) -> None:
-    """Start from a trained checkpoint (fine-tuning); new layers keep their own init."""
-    source, _ = load_checkpoint(checkpoint, expected_sha256=None)
-    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
-    allowed = {"modality_embed.weight"}
-    if set(missing) - allowed or unexpected:
-        raise ValueError(
-            f"{checkpoint} does not fit this architecture (missing {missing}, "
-            f"unexpected {unexpected})"
-        )
 
 
 def train_on_slices(
@@ -161,168 +93,70 @@ def train_on_slices(
     or preemptible jobs); the result then has ``info["finished"] = False``.
     """
     norm_cfg = norm_cfg or NormaliseConfig()
-    post = postprocess or PostprocessConfig()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    dev = pick_device(device)
-    ctx = init_distributed(dev)
-    if dev.type == "cuda" and ctx.world > 1:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(dev)
-    torch.manual_seed(train_cfg.seed)
-    model = MViTAE(model_cfg)
-    if init is not None and not resume:
-        init_from(model, init)
-    model = model.to(dev)
-    loss_fn = ReconstructionLoss(
-        model_cfg.in_channels,
-        train_cfg.ssim_window,
-        train_cfg.ssim_sigma,
-        train_cfg.ssim_weight,
-        data_range=2 * norm_cfg.clip_z,
-    ).to(dev)
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
-    )
-    data = torch.from_numpy(healthy.slices)
-    train_idx, val_idx = split_indices(len(data), train_cfg.val_fraction, train_cfg.seed)
-    train_data, val_data = data[train_idx], data[val_idx]
-    if train_cfg.batch_size % ctx.world:
-        raise ValueError(
-            f"batch size {train_cfg.batch_size} is not divisible by {ctx.world} processes"
-        )
-    steps_per_epoch = max(1, len(train_data) // train_cfg.batch_size)
-    total_steps = train_cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, train_cfg))
-
-    step, history, best, sha, best_info = 0, [], float("inf"), "", {}
-    spath = state_path(out_path)
-    if resume:
-        if not spath.is_file():
-            raise FileNotFoundError(f"--resume: no training state {spath} to continue from")
-        state = torch.load(spath, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step, history, best = state["step"], state["history"], state["best_val"]
-        sha, best_info = state.get("sha256", ""), state.get("best_info", {})
-    ddp: torch.nn.Module = model
-    if ctx.world > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None
-        )
-    use_amp = train_cfg.amp and dev.type == "cuda"
-    per_rank = train_cfg.batch_size // ctx.world
-    started = time.time() - (history[-1]["elapsed_s"] if history else 0.0)
-
-    def snapshot() -> None:
-        if ctx.main:
-            save_state(
-                spath,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "step": step,
-                    "history": history,
-                    "best_val": best,
-                    "sha256": sha,
-                    "best_info": best_info,
-                },
-            )
-
-    bar = tqdm(
-        total=total_steps, initial=step, disable=quiet or not ctx.main, file=sys.stderr,
-        desc="train",
+    session, state = build_session(
+        healthy, out_path, model_cfg, train_cfg, norm_cfg, postprocess or PostprocessConfig(),
+        device=device, quiet=quiet, resume=resume, init=init,
     )  # fmt: skip
-    running, seen = 0.0, 0
-    last_step = total_steps if stop_after is None else min(total_steps, step + stop_after)
-    while step < last_step:
-        epoch, in_epoch = divmod(step, steps_per_epoch)
-        order = epoch_order(len(train_data), train_cfg.seed, epoch)
-        model.train()
-        batch_idx = order[in_epoch * train_cfg.batch_size : (in_epoch + 1) * train_cfg.batch_size]
-        mine = batch_idx[ctx.rank * per_rank : (ctx.rank + 1) * per_rank]
-        gen = step_generator(train_cfg.seed, step)
-        x_in, target, present = augment_batch(train_data[mine].float(), train_cfg.augment, gen)
-        x_in, target, present = x_in.to(dev), target.to(dev), present.to(dev)
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=use_amp):
-            recon = ddp(x_in, present)
-        loss = loss_fn(recon, target, present)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        step += 1
-        loss_value = float(loss.detach())
-        running += loss_value * len(mine)
-        seen += len(mine)
-        bar.update(1)
-        bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.3f}")
-        end_of_epoch = step % steps_per_epoch == 0
-        if end_of_epoch:
-            val = evaluate_loss(model, val_data, loss_fn, train_cfg.batch_size, dev)
-            row = {
-                "epoch": epoch + 1,
-                "step": step,
-                "lr": round(sched.get_last_lr()[0], 8),
-                "train_loss": round(running / max(seen, 1), 5),
-                "val_loss": round(val, 5),
-                "elapsed_s": round(time.time() - started, 1),
-            }
-            running, seen = 0.0, 0
-            history.append(row)
-            if not quiet and ctx.main:
-                tqdm.write(json.dumps(row), file=sys.stderr)
-            if val < best:
-                best = val
-                best_info = {
-                    "best_epoch": epoch + 1,
-                    "best_step": step,
-                    "best_val_loss": round(val, 5),
-                }
-                if ctx.main:
-                    sha = save_checkpoint(out_path, model, postprocess=post, info=best_info)
-        periodic = train_cfg.checkpoint_every and step % train_cfg.checkpoint_every == 0
-        if end_of_epoch or periodic or step == last_step:
-            snapshot()
-    bar.close()
-    finished = step >= total_steps
+    state.start_clock()
+    total = session.total_steps
+    run_steps(session, state, total if stop_after is None else min(total, state.step + stop_after))
+    info = run_info(session, state, healthy, norm_cfg, provenance, init)
+    sha = state.sha
+    if info["finished"] and session.ctx.main and out_path.is_file():
+        sha = calibrate_best(session, info)
+    barrier(session.ctx)
+    return TrainResult(out_path, sha, state.history, info)
+
+
+def run_info(
+    s: TrainSession,
+    state: TrainState,
+    healthy: HealthySlices,
+    norm_cfg: NormaliseConfig,
+    provenance: dict[str, Any] | None,
+    init: Path | None,
+) -> dict[str, Any]:
+    """The run summary returned in ``TrainResult.info`` (and, without the history, stored
+    in the calibrated checkpoint)."""
     info: dict[str, Any] = {
         **(provenance or {}),
-        "train_config": to_dict(train_cfg),
+        "train_config": to_dict(s.cfg),
         "normalise": to_dict(norm_cfg),
-        "parameters": count_parameters(model),
-        "device": str(dev),
-        "processes": ctx.world,
-        "steps": step,
-        "total_steps": total_steps,
-        "finished": finished,
-        "n_train_slices": len(train_data),
-        "n_val_slices": len(val_data),
+        "parameters": count_parameters(s.model),
+        "device": str(s.dev),
+        "processes": s.ctx.world,
+        "steps": state.step,
+        "total_steps": s.total_steps,
+        "finished": state.step >= s.total_steps,
+        "n_train_slices": len(s.train_data),
+        "n_val_slices": len(s.val_data),
         "tumour_source": healthy.source,
-        **best_info,
-        "history": history,
-        "wall_time_s": round(time.time() - started, 1),
+        **state.best_info,
+        "history": state.history,
+        "wall_time_s": round(time.time() - state.started, 1),
     }
     if init is not None:
         info["initialised_from"] = str(init)
-    if finished and ctx.main and out_path.is_file():
-        best_model, _ = load_checkpoint(out_path, expected_sha256=None)
-        post, calibration = calibrate_thresholds(
-            best_model,
-            val_data.numpy(),
-            post,
-            train_cfg.calibration_percentile,
-            InferenceConfig(batch_size=train_cfg.batch_size),
-            dev,
-        )
-        info["calibration"] = calibration
-        slim = {k: v for k, v in info.items() if k != "history"}
-        sha = save_checkpoint(out_path, best_model, postprocess=post, info=slim)
-    if ctx.world > 1:
-        dist.barrier()
-    return TrainResult(out_path, sha, history, info)
+    return info
+
+
+def calibrate_best(s: TrainSession, info: dict[str, Any]) -> str:
+    """Label-free thresholds from the best model's residuals on the held-out healthy
+    slices; rewrites the best checkpoint with them and returns its sha256."""
+    best_model, _ = load_checkpoint(s.out_path, expected_sha256=None)
+    post, calibration = calibrate_thresholds(
+        best_model,
+        s.val_data.numpy(),
+        s.post,
+        s.cfg.calibration_percentile,
+        InferenceConfig(batch_size=s.cfg.batch_size),
+        s.dev,
+    )
+    info["calibration"] = calibration
+    slim = {k: v for k, v in info.items() if k != "history"}
+    return save_checkpoint(s.out_path, best_model, postprocess=post, info=slim)
 
 
 def train(
