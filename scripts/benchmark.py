@@ -78,7 +78,7 @@ def run_cli_predict(
     cmd = [
         sys.executable,
         "-m",
-        "brats_goat.cli.main",
+        "brats_goat.cli",
         "predict",
         str(inp),
         str(out),

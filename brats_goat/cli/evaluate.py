@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from brats_goat.cli.options import quiet_option
 from brats_goat.evaluation.evaluate import EvaluationUsageError, evaluate_folder
 from brats_goat.evaluation.metrics import COHORTS
 
@@ -33,7 +34,7 @@ from brats_goat.evaluation.metrics import COHORTS
     default=None,
     help="Folder for metrics.csv and metrics.json (default: PRED_DIR).",
 )
-@click.option("--quiet", "-q", is_flag=True, help="Print only failures, not the table.")
+@quiet_option("Print only failures, not the table.")
 def evaluate(pred_dir: Path, ref_dir: Path, cohort: str, output_dir: Path | None, quiet: bool):
     """Score PRED_DIR/<ID>.nii.gz against references in REF_DIR.
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from brats_goat.cli.options import quiet_option
 from brats_goat.run.merge_reports import MergeError, merge_folder
 
 
@@ -23,7 +24,7 @@ from brats_goat.run.merge_reports import MergeError, merge_folder
 @click.argument(
     "reports", metavar="[REPORT]...", nargs=-1, type=click.Path(dir_okay=False, path_type=Path)
 )
-@click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
+@quiet_option("Print only problems.")
 def merge_reports(output_dir: Path, reports: tuple[Path, ...], quiet: bool) -> None:
     """Join shard reports into OUTPUT/report.json.
 

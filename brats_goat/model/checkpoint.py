@@ -2,8 +2,9 @@
 
 A checkpoint is a plain dict of tensors and primitives so it loads with
 ``torch.load(weights_only=True)`` (no pickle code execution). ``weights/manifest.json``
-lists every shipped file with its sha256 and provenance; loading refuses a file whose
-hash does not match, which catches truncated downloads and silently swapped weights.
+(``brats_goat.model.manifest``) lists every shipped file with its sha256 and provenance;
+loading refuses a file whose hash does not match, which catches truncated downloads and
+silently swapped weights. The manifest names stay importable from here.
 """
 
 from __future__ import annotations
@@ -16,71 +17,45 @@ from typing import Any
 
 import torch
 
+from brats_goat.model.manifest import (
+    MANIFEST_NAME,
+    WEIGHTS_ENV,
+    WeightsError,
+    default_weights_dir,
+    read_manifest,
+    register_in_manifest,
+    resolve_checkpoint,
+)
 from brats_goat.model.network import ModelConfig, MViTAE
 from brats_goat.serialise import from_dict, to_dict
 from brats_goat.stages.postprocess import PostprocessConfig
 
 FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-#: Environment variable that points at a weights folder or a checkpoint file.
-WEIGHTS_ENV = "BRATS_GOAT_WEIGHTS"
 
-
-class WeightsError(Exception):
-    """Missing, unlisted or corrupt weights."""
+# The manifest names lived here before ``manifest`` existed; callers still import them here.
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "WEIGHTS_ENV",
+    "WeightsError",
+    "default_weights_dir",
+    "load_checkpoint",
+    "load_verified",
+    "read_manifest",
+    "register_in_manifest",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "sha256_file",
+]
 
 
 def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks so a large checkpoint is never held whole."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def default_weights_dir() -> Path:
-    """``$BRATS_GOAT_WEIGHTS``, else ``weights/`` of a source checkout, else the image's copy."""
-    env = os.environ.get(WEIGHTS_ENV)
-    if env:
-        return Path(env)
-    checkout = Path(__file__).resolve().parents[2] / "weights"
-    if (checkout / MANIFEST_NAME).is_file():
-        return checkout
-    return Path("/opt/brats-goat/weights")
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    path = folder / MANIFEST_NAME
-    if not path.is_file():
-        raise WeightsError(f"no {MANIFEST_NAME} in {folder}: cannot verify weights")
-    return json.loads(path.read_text())
-
-
-def resolve_checkpoint(weights: str | Path | None = None) -> tuple[Path, str]:
-    """Checkpoint path and its expected sha256 from the manifest of its folder.
-
-    ``weights`` may be a checkpoint file, a folder with a manifest (its ``default`` entry is
-    used) or ``None`` (the default folder).
-    """
-    target = Path(weights) if weights is not None else default_weights_dir()
-    if not target.exists():
-        raise WeightsError(f"weights not found at {target}: pass --weights or set ${WEIGHTS_ENV}")
-    if target.is_dir():
-        folder = target
-        manifest = read_manifest(folder)
-        name = manifest.get("default")
-        if not name:
-            raise WeightsError(f"{folder / MANIFEST_NAME} names no default checkpoint")
-        path = folder / name
-    else:
-        folder, path = target.parent, target
-        manifest = read_manifest(folder)
-    entry = manifest.get("files", {}).get(path.name)
-    if entry is None:
-        raise WeightsError(f"{path.name} is not listed in {folder / MANIFEST_NAME}")
-    if not path.is_file():
-        raise WeightsError(f"checkpoint {path} listed in the manifest does not exist")
-    return path, entry["sha256"]
 
 
 def save_checkpoint(
@@ -151,16 +126,3 @@ def load_verified(weights: str | Path | None = None) -> tuple[MViTAE, dict[str, 
     """Resolve through the manifest and load with the checksum check."""
     path, sha = resolve_checkpoint(weights)
     return load_checkpoint(path, sha)
-
-
-def register_in_manifest(
-    path: Path, sha256: str, provenance: dict[str, Any], default: bool
-) -> None:
-    """Add or update ``path`` in the manifest of its folder."""
-    manifest_path = path.parent / MANIFEST_NAME
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"files": {}}
-    entry = {"sha256": sha256, "bytes": path.stat().st_size, **provenance}
-    manifest.setdefault("files", {})[path.name] = entry
-    if default or not manifest.get("default"):
-        manifest["default"] = path.name
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")

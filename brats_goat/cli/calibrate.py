@@ -1,0 +1,114 @@
+"""``brats-goat calibrate``: new thresholds from a site's healthy scans, via
+``brats_goat.training.calibrate.recalibrate_checkpoint``. Exit 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from brats_goat.cli.options import (
+    checkpoint_output_option,
+    data_argument,
+    device_option,
+    register_option,
+    weights_option,
+)
+from brats_goat.io.discover import discover_cases
+from brats_goat.io.read import CaseError
+from brats_goat.model.manifest import WeightsError, register_calibrated
+from brats_goat.training.config import TrainConfig
+
+
+def restore_overrides(restore_iterations: int | None, restore_maps: str | None) -> dict[str, Any]:
+    """Only the restoration settings given on the command line: the rest stay the checkpoint's."""
+    restore: dict[str, Any] = {}
+    if restore_iterations is not None:
+        restore["restore_iterations"] = restore_iterations
+    if restore_maps is not None:
+        restore["restore_maps"] = tuple(restore_maps.split(","))
+    return restore
+
+
+def echo_calibration(info: dict[str, Any], output: Path, sha: str) -> None:
+    """What the new checkpoint will do differently, so a site can judge it before using it."""
+    click.echo(
+        f"restoration passes: {info['restore_iterations']} "
+        f"(maps: {', '.join(info['restore_maps'])})"
+    )
+    click.echo(f"thresholds (z units): {info['thresholds']}")
+    click.echo(f"component peak values (z units): {info['peak_thresholds']}")
+    click.echo(f"ET minimum (voxels): {info['et_min_voxels']}")
+    click.echo(f"checkpoint: {output} sha256 {sha}")
+
+
+@click.command("calibrate")
+@data_argument(required=True)
+@weights_option("Checkpoint (or weights folder) to calibrate (default: the shipped weights).")
+@checkpoint_output_option("Where to write the re-calibrated checkpoint.")
+@click.option(
+    "--percentile",
+    type=click.FloatRange(50, 100),
+    default=TrainConfig.calibration_percentile,
+    show_default=True,
+    help="Residual percentile on the healthy slices that becomes the threshold.",
+)
+@click.option(
+    "--min-brain-voxels",
+    type=click.IntRange(1),
+    default=TrainConfig.min_brain_voxels,
+    show_default=True,
+    help="Slices with less brain than this are not used (top and bottom of the head).",
+)
+@click.option(
+    "--restore-iterations",
+    type=click.IntRange(0, 10),
+    default=None,
+    help="Restoration passes (reconstruct again with unexplained voxels replaced by the "
+    "model's estimate) the thresholds are calibrated for and stored with; default: the "
+    "checkpoint's own setting.",
+)
+@click.option(
+    "--restore-maps",
+    type=click.Choice(["t1c,t2f", "t2f", "t1c"]),
+    default=None,
+    help="Which residual maps use the restored estimate (the others the plain "
+    "reconstruction); default: the checkpoint's own setting.",
+)
+@device_option()
+@register_option("the new checkpoint")
+def calibrate_cmd(
+    data: tuple[Path, ...],
+    weights: Path | None,
+    output: Path,
+    percentile: float,
+    min_brain_voxels: int,
+    restore_iterations: int | None,
+    restore_maps: str | None,
+    device: str,
+    register: bool,
+) -> None:
+    """Re-derive the anomaly thresholds from a site's own healthy scans in DATA.
+
+    Uses the healthy slices of DATA (slices near a label map or FLAIR outliers are left
+    out, as in training) and no tumour label. Writes a new checkpoint with the thresholds.
+    """
+    # Imported when run: the calibration code is not needed for --help or the other commands.
+    from brats_goat.training.calibrate import recalibrate_checkpoint
+
+    cases = [case for folder in data for case in discover_cases(folder)]
+    if not cases:
+        raise click.UsageError("no cases found in DATA")
+    try:
+        selection = TrainConfig(min_brain_voxels=min_brain_voxels)
+        restore = restore_overrides(restore_iterations, restore_maps)
+        sha, info = recalibrate_checkpoint(
+            weights, cases, output, percentile, device, selection, restore
+        )
+    except (CaseError, WeightsError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    if register:
+        register_calibrated(output, sha, info)
+    echo_calibration(info, output, sha)
