@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from brats_goat.conventions import MODALITIES, subset_key
 from brats_goat.device import pick_device
@@ -37,6 +33,7 @@ from brats_goat.stages.refine import RefineConfig, refine_masks
 from brats_goat.stages.restore import restore_volume
 from brats_goat.stages.sam_backends import make_backend
 from brats_goat.stages.threshold import binarise, drop_up_to
+from brats_goat.timing import StageTimer
 
 #: ``PipelineConfig.component_rule`` choices (``--components``).
 COMPONENT_RULES: tuple[str, ...] = ("largest", "largest+peaks")
@@ -121,26 +118,6 @@ class Candidates:
     binary: dict[str, np.ndarray]
     #: Share of the brain left out of the normalisation statistics (a large lesion).
     normalise_left_out: float = 0.0
-
-
-class StageTimer:
-    """Collects seconds per stage and advances the case's progress bar."""
-
-    def __init__(self, bar: tqdm | None = None) -> None:
-        self.timings: dict[str, float] = {}
-        self.bar = bar
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        if self.bar is not None:
-            self.bar.set_postfix_str(name)
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = round(time.perf_counter() - start, 3)
-            if self.bar is not None:
-                self.bar.update(1)
 
 
 class Segmenter:

@@ -26,11 +26,11 @@ from brats_goat.segmenter import (
     PipelineConfig,
     Segmentation,
     Segmenter,
-    StageTimer,
     make_segmenter,
 )
 from brats_goat.serialise import to_dict
 from brats_goat.stages.labels import voxels_per_label
+from brats_goat.timing import StageTimer
 
 
 class InputError(Exception):
