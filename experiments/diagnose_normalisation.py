@@ -13,13 +13,13 @@ Three parts, none of them on a reported case:
 * ``real-fp``: t2f components of both methods outside a 3-voxel dilation of the rough box of
   the unscored BraTS-GLI-00001-000: size and peak (how specific each map is on real FLAIR).
 
-    python experiments/diagnose_normalisation.py tumour-z|glioma-et|real-fp [--weights W]
+    python -m experiments.diagnose_normalisation tumour-z|glioma-et|real-fp [--weights W]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -33,15 +33,18 @@ from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case, load_reference_labels
 from brats_goat.model.checkpoint import load_verified
 from brats_goat.segmenter import PipelineConfig
-from brats_goat.stages.anomaly import analysis_mask
-from brats_goat.stages.labels import fuse_labels
 from brats_goat.stages.normalise import NormaliseConfig, brain_mask, lesion_mask, normalise_case
-from brats_goat.stages.threshold import binarise, candidate_mask, component_peaks
+from brats_goat.stages.threshold import candidate_mask, component_peaks
 from brats_goat.synth import generate_case, synthesize
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-# The development-phantom harness: same case preparation and residual maps.
-from experiment_postprocess import intensity_maps, prepare, restored_flair_maps
+# The development-phantom harness: same case preparation, maps and segmenters.
+from experiments.experiment_postprocess import (
+    intensity_maps,
+    labels_of,
+    prepare,
+    restored_flair_maps,
+    variant_segmenter,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN = NormaliseConfig(exclude_z=None)
@@ -83,15 +86,19 @@ def glioma_et(tmp: Path, weights: Path | None) -> None:
     post = meta["postprocess"]
     ae = restored_flair_maps(post.restore_iterations)
     shipped = PipelineConfig().intensity
+    # The shipped thresholds and component rule, without the ET minimum (this diagnostic
+    # predates it; results/experiments-normalisation.md).
+    no_et_min = {"et_min_voxels_by_subset": {}}
+    ae_seg = variant_segmenter(model, "mvitae", dataclasses.replace(post, **no_et_min))
+    int_seg = variant_segmenter(None, "intensity", dataclasses.replace(shipped, **no_et_min))
     folder = glioma_folder(tmp)
     for norm_name, cfg in (("plain", PLAIN), ("new", NormaliseConfig())):
         for p in prepare(folder, "glioma", model, torch.device("cpu"), post, normalise=cfg):
-            for method, rule, maps_of in (("AE", post, ae), ("intensity", shipped, intensity_maps)):
-                mask = analysis_mask(p.brain, rule.brain_erosion)
-                maps = maps_of(p, mask, rule)
-                thr = {"t1c": rule.threshold_t1c, "t2f": rule.threshold_t2f}
-                binary = {n: binarise(maps[n], mask, thr[n], rule) for n in thr}
-                labels = fuse_labels(binary["t2f"], binary["t1c"], rule.et_within_wt_dilation)
+            for method, seg, maps_of in (
+                ("AE", ae_seg, ae),
+                ("intensity", int_seg, intensity_maps),
+            ):
+                labels = labels_of(seg, maps_of(seg, p))
                 s = score_case(labels, p.ref, "gli")
                 print(
                     f"{p.case_id} {norm_name:5s} {method:9s} ET {s['ET'].lesionwise_dice:.3f} "
@@ -109,14 +116,15 @@ def real_fp(real: Path, tmp: Path, weights: Path | None) -> None:
     case_dir.mkdir()
     (case_dir / "BraTS-GLI-00001-000").symlink_to(real / "BraTS-GLI-00001-000")
     (p,) = prepare(case_dir, "real", model, torch.device("cpu"), post)
-    mask = analysis_mask(p.brain, post.brain_erosion)
+    seg = variant_segmenter(model, "mvitae", post)
     box = ndimage.binary_dilation(p.ref > 0, iterations=3)
     ae = restored_flair_maps(post.restore_iterations)
     for name, fn, thr in (
         ("AE", ae, post.threshold_t2f),
         ("intensity", intensity_maps, PipelineConfig().intensity.threshold_t2f),
     ):
-        values = fn(p, mask, post)["t2f"]
+        maps, mask = fn(seg, p)
+        values = maps["t2f"]
         labels, sizes, peaks = component_peaks(candidate_mask(values, mask, thr, post), values)
         outside = [
             (int(sizes[i]), round(float(peaks[i]), 2))

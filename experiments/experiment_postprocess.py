@@ -5,7 +5,14 @@ anomaly map inside the analysis mask of healthy development phantoms. Tumour dev
 phantoms then score it (BraTS 2023 lesion-wise Dice). The benchmark (seeds 2000+, real
 cases) is run only on the variant chosen here, so no choice is tuned on reported cases.
 
-    python experiments/experiment_postprocess.py --weights runs/v2/mvitae-small-v2.pt
+A variant is a map (how its anomaly map is made: the experiment) and post-processing
+settings; everything after the map is the library's: each variant builds the segmenter
+``predict --method mvitae|intensity`` would build with its post-processing, and runs that
+segmenter's anomaly stage (mask, median filter), threshold stage (fixed + Otsu threshold,
+morphology, component rule, ET minimum) and label fusion. Calibration collects the same
+statistics as ``brats_goat.training.calibrate.subset_statistics``, from the variant's maps.
+
+    python -m experiments.experiment_postprocess --weights runs/v2/mvitae-small-v2.pt
 """
 
 from __future__ import annotations
@@ -19,36 +26,36 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from brats_goat.conventions import MODALITIES
+from brats_goat.conventions import MODALITIES, subset_key
 from brats_goat.evaluation.metrics import score_case
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case, load_reference_labels
 from brats_goat.model.checkpoint import load_checkpoint
-from brats_goat.stages.anomaly import analysis_mask, residual_maps
+from brats_goat.model.network import MViTAE
+from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, PipelineConfig, Segmenter
 from brats_goat.stages.labels import fuse_labels
 from brats_goat.stages.normalise import NormaliseConfig, normalise_stack
 from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
+from brats_goat.stages.refine import RefineConfig
 from brats_goat.stages.restore import restore_volume
-from brats_goat.stages.threshold import (
-    binarise,
-    drop_up_to,
-    healthy_peak,
-    largest_component_voxels,
-)
+from brats_goat.stages.threshold import healthy_peak, largest_component_voxels
 from brats_goat.synth import synthesize
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The benchmark's kinds and cohorts, so development and reported phantoms stay alike.
-from benchmark import KIND_COHORT  # scripts/ sibling
+from scripts.benchmark import KIND_COHORT
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 3000
 PERCENTILE = 99.9
+CPU = torch.device("cpu")
+#: Development phantoms have every sequence.
+PRESENT = MODALITIES
 
 
 @dataclass
@@ -63,18 +70,27 @@ class Prepared:
     restored: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-MapFn = Callable[[Prepared, np.ndarray, PostprocessConfig], dict[str, np.ndarray]]
+Maps = tuple[dict[str, np.ndarray], np.ndarray]
+#: A variant's anomaly maps and analysis mask, made with the segmenter's anomaly stage.
+MapFn = Callable[[Segmenter, Prepared], Maps]
 
 
-def ae_maps(p: Prepared, mask: np.ndarray, post: PostprocessConfig) -> dict[str, np.ndarray]:
-    return residual_maps(p.normalised, p.recon, mask, post)
+def ae_maps(seg: Segmenter, p: Prepared) -> Maps:
+    """The pipeline's anomaly stage against the plain reconstruction."""
+    return seg.anomaly(p.normalised, p.recon, p.brain, PRESENT)
+
+
+def intensity_maps(seg: Segmenter, p: Prepared) -> Maps:
+    """The intensity baseline's anomaly stage: the healthy estimate is 0
+    (``IntensitySegmenter.reconstruct``), so the map is the z-scored image itself."""
+    return seg.anomaly(p.normalised, np.zeros_like(p.normalised), p.brain, PRESENT)
 
 
 def restored_maps(k: int) -> MapFn:
     """Residual against the estimate after ``k`` restoration passes (brats_goat.stages.restore)."""
 
-    def maps(p: Prepared, mask: np.ndarray, post: PostprocessConfig) -> dict[str, np.ndarray]:
-        return residual_maps(p.normalised, p.restored[k], mask, post)
+    def maps(seg: Segmenter, p: Prepared) -> Maps:
+        return seg.anomaly(p.normalised, p.restored[k], p.brain, PRESENT)
 
     return maps
 
@@ -82,40 +98,34 @@ def restored_maps(k: int) -> MapFn:
 def restored_flair_maps(k: int) -> MapFn:
     """FLAIR residual against the restored estimate, t1c against the plain reconstruction."""
 
-    def maps(p: Prepared, mask: np.ndarray, post: PostprocessConfig) -> dict[str, np.ndarray]:
-        out = residual_maps(p.normalised, p.recon, mask, post)
-        out["t2f"] = residual_maps(p.normalised, p.restored[k], mask, post)["t2f"]
-        return out
+    def maps(seg: Segmenter, p: Prepared) -> Maps:
+        out, mask = ae_maps(seg, p)
+        out["t2f"] = restored_maps(k)(seg, p)[0]["t2f"]
+        return out, mask
 
     return maps
 
 
-def intensity_maps(p: Prepared, mask: np.ndarray, post: PostprocessConfig) -> dict[str, np.ndarray]:
-    return residual_maps(p.normalised, np.zeros_like(p.normalised), mask, post)
-
-
-def ae_t2w_maps(p: Prepared, mask: np.ndarray, post: PostprocessConfig) -> dict[str, np.ndarray]:
+def ae_t2w_maps(seg: Segmenter, p: Prepared) -> Maps:
     """Whole-tumour map = mean of the t2f and t2w residuals (edema is bright on both)."""
-    maps = residual_maps(p.normalised, p.recon, mask, post)
+    maps, mask = ae_maps(seg, p)
     swapped = p.normalised.copy()
     swapped[MODALITIES.index("t2f")] = p.normalised[MODALITIES.index("t2w")]
     recon = p.recon.copy()
     recon[MODALITIES.index("t2f")] = p.recon[MODALITIES.index("t2w")]
-    t2w = residual_maps(swapped, recon, mask, post)["t2f"]
+    t2w = seg.anomaly(swapped, recon, p.brain, PRESENT)[0]["t2f"]
     maps["t2f"] = (maps["t2f"] + t2w) / 2
-    return maps
+    return maps, mask
 
 
-def ae_and_intensity_maps(
-    p: Prepared, mask: np.ndarray, post: PostprocessConfig
-) -> dict[str, np.ndarray]:
+def ae_and_intensity_maps(seg: Segmenter, p: Prepared) -> Maps:
     """Residual where the image is also above its healthy mean (z > 0): a voxel that is
     dark in absolute terms cannot be edema or enhancement, whatever the model says."""
-    maps = residual_maps(p.normalised, p.recon, mask, post)
+    maps, mask = ae_maps(seg, p)
     for name in maps:
         z = p.normalised[MODALITIES.index(name)]
         maps[name] = np.where(z > 0, maps[name], np.float32(0))
-    return maps
+    return maps, mask
 
 
 def _gated(maps: dict[str, np.ndarray], p: Prepared) -> dict[str, np.ndarray]:
@@ -129,19 +139,18 @@ def _gated(maps: dict[str, np.ndarray], p: Prepared) -> dict[str, np.ndarray]:
     return maps
 
 
-def ae_gated_maps(p: Prepared, mask: np.ndarray, post: PostprocessConfig) -> dict[str, np.ndarray]:
-    return _gated(residual_maps(p.normalised, p.recon, mask, post), p)
+def ae_gated_maps(seg: Segmenter, p: Prepared) -> Maps:
+    maps, mask = ae_maps(seg, p)
+    return _gated(maps, p), mask
 
 
-def ae_t2w_gated_maps(
-    p: Prepared, mask: np.ndarray, post: PostprocessConfig
-) -> dict[str, np.ndarray]:
-    maps = ae_t2w_maps(p, mask, post)
+def ae_t2w_gated_maps(seg: Segmenter, p: Prepared) -> Maps:
+    maps, mask = ae_t2w_maps(seg, p)
     wt = _gated({"t2f": maps["t2f"]}, p)["t2f"]
     z2 = p.normalised[MODALITIES.index("t2w")]
     maps["t2f"] = np.minimum(wt, np.where(wt != 0, z2, np.float32(0)))
     maps["t1c"] = _gated({"t1c": maps["t1c"]}, p)["t1c"]
-    return maps
+    return maps, mask
 
 
 @dataclass
@@ -156,6 +165,11 @@ class Variant:
     #: Drop the t1c component (ET) unless it is larger than every t1c component left on the
     #: healthy development phantoms (label-free: no healthy calibration component would pass).
     et_size_gate: bool = False
+
+    @property
+    def method(self) -> str:
+        """The ``predict --method`` whose segmenter runs this variant."""
+        return "intensity" if self.maps is intensity_maps else "mvitae"
 
 
 VARIANTS = [
@@ -236,94 +250,107 @@ def prepare(
     return out
 
 
-def segment(p: Prepared, v: Variant, post: PostprocessConfig, thr: dict[str, float]):
-    mask = analysis_mask(p.brain, post.brain_erosion)
-    maps = v.maps(p, mask, post)
-    binary = {
-        name: binarise(res, mask, thr[name], post, thr.get(name + "_high"))
-        for name, res in maps.items()
-    }
-    if "t1c_min_size" in thr:  # the pipeline's ET minimum (brats_goat.stages.threshold)
-        binary["t1c"] = drop_up_to(binary["t1c"], int(thr["t1c_min_size"]))
-    return fuse_labels(binary["t2f"], binary["t1c"], post.et_within_wt_dilation)
+def variant_segmenter(
+    model: MViTAE | None, method: str, post: PostprocessConfig, peaks: bool = False
+) -> Segmenter:
+    """The segmenter ``predict --method METHOD --refine none`` builds when ``post`` is its
+    calibrated post-processing; ``peaks``: the component rule ``largest+peaks``."""
+    config = PipelineConfig(
+        postprocess=post,
+        intensity=post,
+        inference=InferenceConfig(device="cpu"),
+        component_rule="largest+peaks" if peaks else "largest",
+        refine=RefineConfig("none"),
+    )
+    if method == "intensity":
+        return IntensitySegmenter(config)
+    if model is None:
+        raise ValueError("the mvitae segmenter needs a model")
+    return MViTAESegmenter(model, config, device=CPU)
 
 
-def calibrate(healthy: list[Prepared], v: Variant, post: PostprocessConfig) -> dict[str, float]:
-    cases = []
-    for p in healthy:
-        mask = analysis_mask(p.brain, post.brain_erosion)
-        cases.append((v.maps(p, mask, post), mask))
+def at_thresholds(post: PostprocessConfig, thr: dict[str, float]) -> PostprocessConfig:
+    """``post`` holding a variant's calibration (``calibrate``) where the segmenter reads
+    it: the thresholds, the peak values of the component rule (``*_high``) and the ET
+    minimum (``t1c_min_size``) where measured; none of the checkpoint's own."""
+    key = subset_key(PRESENT)
+    peaks = {key: (thr["t1c_high"], thr["t2f_high"])} if "t1c_high" in thr else {}
+    et_min = {key: int(thr["t1c_min_size"])} if "t1c_min_size" in thr else {}
+    return dataclasses.replace(
+        post,
+        threshold_t1c=thr["t1c"],
+        threshold_t2f=thr["t2f"],
+        thresholds_by_subset={},
+        peak_thresholds_by_subset=peaks,
+        et_min_voxels_by_subset=et_min,
+    )
+
+
+def calibrate(
+    healthy: list[Maps], v: Variant, post: PostprocessConfig, model: MViTAE | None
+) -> dict[str, float]:
+    """``subset_statistics`` over the variant's maps of the healthy development phantoms:
+    the percentile of the pooled maps, then at those thresholds the highest component peak
+    (``hysteresis``) and the largest t1c component the threshold stage keeps (``et_size_gate``)."""
     thr: dict[str, float] = {}
     for name in ("t1c", "t2f"):
-        pooled = np.concatenate([maps[name][mask] for maps, mask in cases])
+        pooled = np.concatenate([maps[name][mask] for maps, mask in healthy])
         thr[name] = round(float(np.percentile(pooled, PERCENTILE)), 3)
     if v.hysteresis:
         for name in ("t1c", "t2f"):
-            high = max(healthy_peak(maps[name], mask, thr[name], post) for maps, mask in cases)
+            high = max(healthy_peak(maps[name], mask, thr[name], post) for maps, mask in healthy)
             thr[name + "_high"] = round(high, 3)
     if v.et_size_gate:
-        # The largest t1c component binarise keeps on each healthy phantom (0 if none).
+        # The threshold stage at these thresholds, largest component, no ET minimum yet.
+        probe = variant_segmenter(model, v.method, at_thresholds(post, thr))
         kept = [
-            largest_component_voxels(binarise(m["t1c"], mask, thr["t1c"], post))
-            for m, mask in cases
+            largest_component_voxels(probe.threshold(maps, mask, PRESENT)["t1c"])
+            for maps, mask in healthy
         ]
         thr["t1c_min_size"] = max(kept)
     return thr
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, required=True)
-    parser.add_argument("--per-kind", type=int, default=3)
-    parser.add_argument("--healthy", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--out", type=Path, default=ROOT / "results")
-    parser.add_argument("--only", help="|-separated variant names to run (default: all)")
-    parser.add_argument(
-        "--restore", type=int, default=0, help="restoration passes to precompute (restored xK)"
-    )
-    args = parser.parse_args()
-    model, meta = load_checkpoint(args.weights, None)
-    device = torch.device("cpu")
-    base = meta["postprocess"]
-    restore = dataclasses.replace(base, restore_iterations=args.restore)
-    tumour: list[Prepared] = []
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        for i, kind in enumerate(KIND_COHORT):
-            synthesize(tmp / kind, args.per_kind, seed=args.seed + i, kind=kind, progress=False)
-            tumour += prepare(tmp / kind, kind, model, device, restore)
-        synthesize(tmp / "h", args.healthy, seed=args.seed + 10, healthy=True, progress=False)
-        healthy = prepare(tmp / "h", "healthy", model, device, restore)
-    rows = []
-    chosen = [v for v in VARIANTS if not args.only or v.name in args.only.split("|")]
-    for v in chosen:
-        start = time.time()
-        post = dataclasses.replace(base, **v.post)
-        thr = calibrate(healthy, v, post)
-        per_kind: dict[str, dict[str, list[float]]] = {}
-        for p in tumour:
-            labels = segment(p, v, post, thr)
-            scores = score_case(labels, p.ref, KIND_COHORT[p.kind])
-            for region, s in scores.items():
-                per_kind.setdefault(p.kind, {}).setdefault(region, []).append(s.lesionwise_dice)
-        fp = []
-        for p in healthy:
-            labels = segment(p, v, post, thr)
-            fp.append(int((labels > 0).sum() > 0))
-        row = {
-            "variant": v.name,
-            "thresholds": thr,
-            "lw_dice": {
-                k: {r: round(float(np.mean(x)), 3) for r, x in d.items()}
-                for k, d in per_kind.items()
-            },
-            "healthy_flagged": round(float(np.mean(fp)), 2),
-        }
-        allwt = [s for d in per_kind.values() for s in d["WT"]]
-        row["mean_wt"] = round(float(np.mean(allwt)), 3)
-        rows.append(row)
-        print(json.dumps(row), f"({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+def labels_of(seg: Segmenter, maps: Maps) -> np.ndarray:
+    """The segmenter's threshold stage then label fusion (``Segmenter.segment``, no refine)."""
+    binary = seg.threshold(*maps, PRESENT)
+    return fuse_labels(binary["t2f"], binary["t1c"], seg.postprocess.et_within_wt_dilation)
+
+
+def run_variant(
+    v: Variant,
+    model: MViTAE,
+    base: PostprocessConfig,
+    tumour: list[Prepared],
+    healthy: list[Prepared],
+) -> dict[str, Any]:
+    """Calibrate ``v`` on the healthy phantoms, score it on the tumour phantoms."""
+    post = dataclasses.replace(base, **v.post)
+    # The anomaly stage does not depend on the thresholds: one set of healthy maps serves
+    # calibration and the false-positive count.
+    healthy_maps = [v.maps(variant_segmenter(model, v.method, post), p) for p in healthy]
+    thr = calibrate(healthy_maps, v, post, model)
+    seg = variant_segmenter(model, v.method, at_thresholds(post, thr), peaks=v.hysteresis)
+    per_kind: dict[str, dict[str, list[float]]] = {}
+    for p in tumour:
+        scores = score_case(labels_of(seg, v.maps(seg, p)), p.ref, KIND_COHORT[p.kind])
+        for region, s in scores.items():
+            per_kind.setdefault(p.kind, {}).setdefault(region, []).append(s.lesionwise_dice)
+    fp = [int((labels_of(seg, maps) > 0).sum() > 0) for maps in healthy_maps]
+    row: dict[str, Any] = {
+        "variant": v.name,
+        "thresholds": thr,
+        "lw_dice": {
+            k: {r: round(float(np.mean(x)), 3) for r, x in d.items()} for k, d in per_kind.items()
+        },
+        "healthy_flagged": round(float(np.mean(fp)), 2),
+    }
+    allwt = [s for d in per_kind.values() for s in d["WT"]]
+    row["mean_wt"] = round(float(np.mean(allwt)), 3)
+    return row
+
+
+def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, meta: dict[str, Any]) -> str:
     lines = [
         f"# Post-processing experiments on development phantoms (seed {args.seed}+)",
         "",
@@ -344,7 +371,39 @@ def main() -> None:
             f"{d['glioma']['TC']} | "
             f"{r['healthy_flagged']} |"
         )
-    text = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--per-kind", type=int, default=3)
+    parser.add_argument("--healthy", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    parser.add_argument("--only", help="|-separated variant names to run (default: all)")
+    parser.add_argument(
+        "--restore", type=int, default=0, help="restoration passes to precompute (restored xK)"
+    )
+    args = parser.parse_args()
+    model, meta = load_checkpoint(args.weights, None)
+    base = meta["postprocess"]
+    restore = dataclasses.replace(base, restore_iterations=args.restore)
+    tumour: list[Prepared] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for i, kind in enumerate(KIND_COHORT):
+            synthesize(tmp / kind, args.per_kind, seed=args.seed + i, kind=kind, progress=False)
+            tumour += prepare(tmp / kind, kind, model, CPU, restore)
+        synthesize(tmp / "h", args.healthy, seed=args.seed + 10, healthy=True, progress=False)
+        healthy = prepare(tmp / "h", "healthy", model, CPU, restore)
+    rows = []
+    chosen = [v for v in VARIANTS if not args.only or v.name in args.only.split("|")]
+    for v in chosen:
+        start = time.time()
+        rows.append(run_variant(v, model, base, tumour, healthy))
+        print(json.dumps(rows[-1]), f"({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+    text = markdown(rows, args, meta)
     args.out.mkdir(exist_ok=True)
     (args.out / f"experiments-{args.weights.stem}.md").write_text(text)
     (args.out / f"experiments-{args.weights.stem}.json").write_text(json.dumps(rows, indent=2))
