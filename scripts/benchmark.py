@@ -8,11 +8,13 @@ results/benchmark-<commit>.{json,md}.
 Data sets: phantoms from `brats-goat synth` of every tumour kind (seeds 2000+: never used to
 calibrate anything), healthy phantoms (false positives per case), and the real cases of
 ../shared/data/real (lesion-wise scores where a `-ref` label map exists; detection of the
-rough mask of BraTS-GLI-00001-000, which is a box, not a segmentation), and the same real
-cases with only t1c and t2f (the missing-modality scenario).
+rough mask of BraTS-GLI-00001-000, which is a box, not a segmentation), the same real
+cases with only t1c and t2f (the missing-modality scenario), and the expert-labelled
+gliomas of ../shared/data/real-expert (t2f + t1c only), scored per case and as a mean.
 
     python scripts/benchmark.py [--per-kind 3] [--healthy 3]
                                 [--methods intensity,mvitae,mvitae+litemedsam]
+                                [--real-expert ../shared/data/real-expert]
 
 A method is `METHOD[+REFINE[:SLICES]]`: `mvitae+litemedsam` is `predict --method mvitae
 --refine litemedsam`, `mvitae+litemedsam:0` the same with `--refine-max-slices 0` (every
@@ -138,12 +140,17 @@ def run_predict(
 
 
 def lesionwise(out: Path, ref_dir: Path, cohort: str) -> dict:
-    means = evaluate_folder(out, ref_dir, cohort, output_dir=out).means()
+    result = evaluate_folder(out, ref_dir, cohort, output_dir=out)
+    means = result.means()
     return {
         "lw_dice": {r: round(means[r]["lesionwise_dice"], 3) for r in ("WT", "TC", "ET")},
         "lesion_detection": round(means["WT"]["lesion_detection_rate"], 3),
         "case_detection": round(means["WT"]["case_detection_rate"], 3),
         "scored_cases": int(means["WT"]["n_cases"]),
+        "per_case": {
+            case_id: {r: round(s[r].lesionwise_dice, 3) for r in ("WT", "TC", "ET")}
+            for case_id, s in sorted(result.cases.items())
+        },
     }
 
 
@@ -225,6 +232,27 @@ def accepted(row: dict) -> str:
     return f"{row['sam_accepted']}/{row['sam_prompts']}"
 
 
+def per_case_tables(rows: list[dict], data: str = "real-expert") -> list[str]:
+    """Lesion-wise Dice per case of the expert-labelled set, one row per case and method."""
+    scored = [r for r in rows if r["data"] == data and r.get("per_case")]
+    if not scored:
+        return []
+    lines = [
+        "",
+        f"{data}, per case:",
+        "",
+        "| case | method | WT | TC | ET |",
+        "|---|---|---|---|---|",
+    ]
+    for row in scored:
+        for case_id, dice in row["per_case"].items():
+            lines.append(
+                f"| {case_id} | {row['method']} | {dice['WT']:.3f} | {dice['TC']:.3f} | "
+                f"{dice['ET']:.3f} |"
+            )
+    return lines
+
+
 def markdown(result: dict) -> str:
     head = (
         "| data | method | cases (scored) | LW-Dice WT | LW-Dice TC | LW-Dice ET | lesion det. | "
@@ -266,15 +294,16 @@ def markdown(result: dict) -> str:
             f"| {row['method']} | {fmt(row, 'lw_dice', 'WT')} | {fmt(row, 'lw_dice', 'TC')} | "
             f"{fmt(row, 'lw_dice', 'ET')} |"
         )
+    lines += per_case_tables(result["rows"])
     for row in result["rows"]:
-        if "rough_mask_detected" in row:
+        if row.get("rough_mask_detected"):
             lines.append("")
             lines.append(f"Rough-mask detection ({row['method']}): {row['rough_mask_detected']}")
     lines.append("")
     lines.append(
-        "LW = BraTS 2023 lesion-wise (misses and false positives score 0); real cases are "
-        "scored against model-made references (see ../shared/data/real/README), so they "
-        "measure agreement, not truth."
+        "LW = BraTS 2023 lesion-wise (misses and false positives score 0); the real cases "
+        "are scored against model-made references (see ../shared/data/real/README), so they "
+        "measure agreement, not truth; the real-expert cases against expert labels."
     )
     return "\n".join(lines) + "\n"
 
@@ -285,6 +314,9 @@ def main() -> None:
     parser.add_argument("--healthy", type=int, default=3, help="healthy phantoms")
     parser.add_argument("--methods", default="intensity,mvitae,mvitae+litemedsam")
     parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real")
+    parser.add_argument(
+        "--real-expert", type=Path, default=ROOT.parent / "shared" / "data" / "real-expert"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--weights", type=Path, help="MViT-AE weights (default: shipped)")
     parser.add_argument("--seed", type=int, default=SEED)
@@ -313,6 +345,8 @@ def main() -> None:
             sets.append(("real", args.real, "gli"))
             subset = subset_copy(args.real, tmp / "real-t1c-t2f")
             sets.append(("real t1c+t2f only", subset, "gli"))
+        if args.real_expert.is_dir():
+            sets.append(("real-expert", args.real_expert, "gli"))
         if args.sets:
             wanted = set(args.sets.split(","))
             sets = [s for s in sets if s[0].replace(" ", "-") in wanted]
