@@ -24,8 +24,8 @@ from brats_goat.io.read import CaseVolumes
 from brats_goat.model.checkpoint import load_verified
 from brats_goat.model.network import MViTAE
 from brats_goat.serialise import from_dict
-from brats_goat.stages.anomaly import analysis_mask, case_score, residual_maps
-from brats_goat.stages.labels import fuse_labels
+from brats_goat.stages.anomaly import analysis_mask, case_score, residual_maps, z_map
+from brats_goat.stages.labels import LabelsConfig, enhancement_near, fuse_labels
 from brats_goat.stages.normalise import NormaliseConfig, normalise_case
 from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
@@ -76,6 +76,7 @@ class PipelineConfig:
     #: Tolerance when comparing the affines of the four modalities (mm / direction units).
     affine_atol: float = 1e-3
     refine: RefineConfig = field(default_factory=RefineConfig)
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
 
     def __post_init__(self) -> None:
         if self.component_rule not in COMPONENT_RULES:
@@ -211,6 +212,20 @@ class Segmenter:
         binary["t1c"] = drop_up_to(binary["t1c"], self.et_min_voxels(present))
         return binary
 
+    def labels(
+        self, binary: dict[str, np.ndarray], cand: Candidates, present: tuple[str, ...]
+    ) -> np.ndarray:
+        """The labels stage. With the ``near-wt`` rule, ET is the bright t1c (z-scored image)
+        in and around the whole tumour, for every method alike; the ``channel`` rule takes
+        the method's own t1c component (and a refined one, where t1c was refined)."""
+        post, cfg = self.postprocess, self.config.labels
+        if cfg.et_rule == "near-wt" and "t1c" in present:
+            mask = analysis_mask(cand.brain, post.brain_erosion)
+            t1c_z = z_map(cand.normalised, mask, post)
+            et = enhancement_near(t1c_z, binary["t2f"], mask, cfg)
+            return fuse_labels(binary["t2f"], et, 0)
+        return fuse_labels(binary["t2f"], binary["t1c"], post.et_within_wt_dilation)
+
     def segment(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Segmentation:
         timer = timer or StageTimer()
         post = self.postprocess
@@ -226,7 +241,7 @@ class Segmenter:
                 )
                 refined = stats.to_dict()
         with timer.stage("labels"):
-            labels = fuse_labels(binary["t2f"], binary["t1c"], post.et_within_wt_dilation)
+            labels = self.labels(binary, cand, volumes.present)
         return Segmentation(
             labels=labels,
             maps=cand.maps,

@@ -154,7 +154,13 @@ def twenty_line(seg: Segmenter, cand: Candidates, present: tuple[str, ...]) -> n
     return out
 
 
+def library(seg: Segmenter, cand: Candidates, present: tuple[str, ...]) -> np.ndarray:
+    """The labels stage as shipped (``Segmenter.labels`` with the default LabelsConfig)."""
+    return seg.labels(cand.binary, cand, present)
+
+
 RULES: dict[str, Rule] = {
+    "library": library,
     "current": current,
     "twenty-line": twenty_line,
     "near x1.0": near_wt(1.0),

@@ -15,6 +15,7 @@ from brats_goat.cli.main import main
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case
 from brats_goat.segmenter import PipelineConfig, make_segmenter
+from brats_goat.stages.labels import LabelsConfig
 from tests.conftest import synthetic_volumes
 
 
@@ -39,7 +40,8 @@ def test_intensity_baseline_finds_bright_lesion(tmp_path: Path, case_writer) -> 
 
 def test_et_minimum_removes_an_enhancing_component_no_larger_than_it(case_writer) -> None:
     """The calibrated ET minimum drops a t1c component of at most that many voxels and
-    leaves the whole tumour alone; 0 (checkpoints calibrated before it) drops nothing."""
+    leaves the whole tumour alone; 0 (checkpoints calibrated before it) drops nothing. It
+    belongs to the method's own t1c channel (the ``channel`` ET rule)."""
     (case,) = discover_cases(case_writer("ET-1"))
     volumes = load_case(case)
 
@@ -47,7 +49,8 @@ def test_et_minimum_removes_an_enhancing_component_no_larger_than_it(case_writer
         base = PipelineConfig().intensity
         gated = {key: et_min for key in base.et_min_voxels_by_subset}
         post = dataclasses.replace(base, et_min_voxels_by_subset=gated)
-        seg = make_segmenter("intensity", None, PipelineConfig(intensity=post))
+        config = PipelineConfig(intensity=post, labels=LabelsConfig(et_rule="channel"))
+        seg = make_segmenter("intensity", None, config)
         return seg.segment(volumes).labels
 
     free, gated = segment(0), segment(10**6)
@@ -101,3 +104,34 @@ def test_peak_rule_without_calibrated_peaks_warns(
     assert run([*args, "-q", "--refine", "none"]).exit_code == 0
     case = json.loads((out / "report.json").read_text())["cases"][0]
     assert any("no peak values" in w for w in case["warnings"]), case["warnings"]
+
+
+def test_enhancement_is_found_near_the_tumour_when_a_larger_bright_t1c_structure_is_elsewhere(
+    case_writer,
+) -> None:
+    """A bright healthy t1c structure larger than the tumour's enhancement (a vessel, the
+    choroid plexus) wins the paper's largest-component rule and costs the case its ET; the
+    near-tumour rule keeps the tumour's ET and ignores the structure."""
+    folder = case_writer("VESSEL-1")
+    path = folder / "VESSEL-1-t1c.nii.gz"
+    image = nib.load(path)
+    data = np.asarray(image.dataobj).astype(np.int16)
+    shape = data.shape
+    grid = np.indices(shape)
+    far = ((grid - np.array([12, 32, 9.5])[:, None, None, None]) ** 2).sum(0) <= 6.5**2
+    far &= data > 0
+    data[far] = 1300
+    nib.save(nib.Nifti1Image(data, image.affine, image.header), path)
+    (case,) = discover_cases(folder)
+    volumes = load_case(case)
+    _, lesion = synthetic_volumes()
+    assert far.sum() > lesion.sum()
+
+    def labels(rule: str) -> np.ndarray:
+        config = PipelineConfig(labels=LabelsConfig(et_rule=rule))
+        return make_segmenter("intensity", None, config).segment(volumes).labels
+
+    channel, near = labels("channel"), labels("near-wt")
+    assert not (channel == 3).any()
+    assert (near[lesion] == 3).mean() > 0.5 and not (near[far] == 3).any()
+    np.testing.assert_array_equal(channel > 0, near > 0)

@@ -58,3 +58,12 @@ def case_score(maps: dict[str, np.ndarray], brain: np.ndarray) -> float:
     """
     combined = np.maximum.reduce(list(maps.values()))[brain]
     return float(np.percentile(combined, 99.9)) if combined.size else 0.0
+
+
+def z_map(
+    normalised: np.ndarray, mask: np.ndarray, cfg: PostprocessConfig, name: str = "t1c"
+) -> np.ndarray:
+    """The z-scored image itself as an anomaly map (the intensity baseline's map): the same
+    median filter and mask as :func:`residual_maps`, against a healthy estimate of 0."""
+    zero = np.zeros((len(MODALITIES), 1, 1, 1), dtype=np.float32)
+    return residual_maps(normalised, zero, mask, cfg, (name,))[name]

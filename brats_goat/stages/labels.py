@@ -1,11 +1,66 @@
-"""Label fusion: binary anomaly masks -> BraTS labels (1 NETC, 2 SNFH, 3 ET)."""
+"""Label fusion: binary anomaly masks -> BraTS labels (1 NETC, 2 SNFH, 3 ET).
+
+Enhancing tumour is looked for in and around the whole tumour, on the t1c image itself, the
+same way for every method and after refinement: a bright healthy structure elsewhere in the
+brain (a vessel, the choroid plexus) can then never take the place of the tumour's own
+enhancement, and several enhancing parts are all kept.
+"""
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
 
 import numpy as np
 from scipy import ndimage
 
 from brats_goat.conventions import LABEL_ET, LABEL_NETC, LABEL_SNFH
+from brats_goat.stages.threshold import select_components
+
+#: The enhancement threshold measured on real healthy t1c, with its provenance.
+ENHANCEMENT = "enhancement.json"
+#: ``LabelsConfig.et_rule`` choices.
+ET_RULES: tuple[str, ...] = ("near-wt", "channel")
+
+
+def enhancement_threshold() -> float:
+    """The t1c z above which tissue near the tumour counts as enhancing (``ENHANCEMENT``)."""
+    data = json.loads(resources.files("brats_goat").joinpath(ENHANCEMENT).read_text())
+    return float(data["et_threshold_z"])
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    """How ET and the tumour core are found from the whole tumour and the t1c image."""
+
+    #: ``near-wt``: ET = t1c above ``et_threshold_z`` (z-scored, median-filtered image) in the
+    #: whole tumour grown by ``et_search_dilation``, every component of at least
+    #: ``et_min_voxels``. ``channel`` (paper): the method's own t1c component, kept where it
+    #: touches the whole tumour (``PostprocessConfig.et_within_wt_dilation``).
+    et_rule: str = "near-wt"
+    #: Label-free: the 99.5th percentile of real healthy t1c (``scripts/calibrate_enhancement.py``).
+    et_threshold_z: float = field(default_factory=enhancement_threshold)
+    et_search_dilation: int = 3
+    et_min_voxels: int = 50
+
+    def __post_init__(self) -> None:
+        if self.et_rule not in ET_RULES:
+            raise ValueError(f"et_rule must be one of {', '.join(ET_RULES)}")
+        if self.et_search_dilation < 0 or self.et_min_voxels < 1:
+            raise ValueError("et_search_dilation must be >= 0 and et_min_voxels >= 1")
+
+
+def enhancement_near(
+    t1c_z: np.ndarray, wt: np.ndarray, mask: np.ndarray, cfg: LabelsConfig
+) -> np.ndarray:
+    """Every component of bright t1c in and around the whole tumour ``wt`` (none without
+    one): enhancement is part of the tumour, so it is only looked for there."""
+    if not wt.any():
+        return np.zeros_like(wt)
+    grown = ndimage.binary_dilation(wt, iterations=cfg.et_search_dilation)
+    region = (grown if cfg.et_search_dilation > 0 else wt) & mask
+    return select_components((t1c_z > cfg.et_threshold_z) & region, cfg.et_min_voxels, False)
 
 
 def fill_holes_axial(mask: np.ndarray) -> np.ndarray:
@@ -33,14 +88,23 @@ def et_near_wt(et: np.ndarray, wt: np.ndarray, dilation: int) -> np.ndarray:
 
 
 def fuse_labels(flair: np.ndarray, t1c: np.ndarray, et_dilation: int = 3) -> np.ndarray:
-    """Paper's late fusion: FLAIR -> 2, t1c -> 3 (overrides 2), enclosed holes -> 1."""
+    """Paper's late fusion: FLAIR -> 2, t1c -> 3 (overrides 2), enclosed holes -> 1.
+
+    The core (NETC) is what ET encloses, in 3D or in-plane (a rim that does not close in
+    one axial slice may close in the volume), FLAIR-bright or not: necrosis inside the rim
+    is core. A tumour without ET keeps the paper's core, the in-plane holes of the whole
+    tumour; with ET, holes of the whole tumour far from it are not core (they would be
+    false tumour-core lesions).
+    """
     et = et_near_wt(t1c, flair, et_dilation)
     tumour = flair | et
     labels = np.zeros(flair.shape, dtype=np.uint8)
     labels[flair] = LABEL_SNFH
     labels[et] = LABEL_ET
-    core_holes = (fill_holes_axial(et) | fill_holes_axial(tumour)) & ~tumour
-    labels[core_holes] = LABEL_NETC
+    if et.any():
+        labels[(fill_holes_axial(et) | ndimage.binary_fill_holes(et)) & ~et] = LABEL_NETC
+    else:
+        labels[fill_holes_axial(tumour) & ~tumour] = LABEL_NETC
     return labels
 
 

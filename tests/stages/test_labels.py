@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from brats_goat.stages.labels import fuse_labels, voxels_per_label
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from brats_goat.stages.labels import (
+    LabelsConfig,
+    enhancement_near,
+    enhancement_threshold,
+    fuse_labels,
+    voxels_per_label,
+)
 from tests.conftest import ball
 
 
@@ -26,3 +36,55 @@ def test_et_far_from_flair_is_dropped() -> None:
     labels = fuse_labels(flair, far, et_dilation=3)
     assert not (labels == 3).any()
     assert (fuse_labels(flair, far, et_dilation=0) == 3).any()
+
+
+def test_core_inside_an_enhancing_rim_is_netc_even_where_flair_is_bright() -> None:
+    """Necrosis inside the rim is core whether FLAIR flags it or not (3D and in-plane)."""
+    shape = (40, 40, 30)
+    shell = ball(shape, (20, 20, 15), 8) & ~ball(shape, (20, 20, 15), 5)
+    flair = ball(shape, (20, 20, 15), 12)  # the whole tumour, core included
+    labels = fuse_labels(flair, shell, et_dilation=0)
+    assert labels[20, 20, 15] == 1 and labels[20, 20, 11] == 1
+    assert (labels[ball(shape, (20, 20, 15), 4)] == 1).all()
+    assert labels[20, 27, 15] == 3 and labels[20, 31, 15] == 2
+
+
+def test_without_et_only_holes_of_the_whole_tumour_are_core() -> None:
+    shape = (40, 40, 10)
+    flair = ball(shape, (20, 20, 5), 10) & ~ball(shape, (20, 20, 5), 3)
+    labels = fuse_labels(flair, np.zeros(shape, dtype=bool), et_dilation=3)
+    assert labels[20, 20, 5] == 1 and labels[20, 26, 5] == 2
+    assert not (labels == 3).any()
+
+
+def test_enhancement_is_searched_near_the_whole_tumour_only() -> None:
+    """Every bright component in or around the WT is ET; one far away, however large, and
+    one smaller than the minimum are not."""
+    shape = (60, 60, 20)
+    wt = ball(shape, (20, 20, 10), 8)
+    t1c = np.zeros(shape, dtype=np.float32)
+    near_a = ball(shape, (20, 14, 10), 3)  # inside the WT
+    near_b = ball(shape, (20, 29, 10), 3)  # just outside it, within the search rim
+    far = ball(shape, (48, 48, 10), 7)  # larger than both, far from the WT
+    tiny = np.zeros(shape, dtype=bool)
+    tiny[20, 20, 10] = True
+    for part in (near_a, near_b, far, tiny):
+        t1c[part] = 5.0
+    cfg = LabelsConfig(et_threshold_z=2.0, et_search_dilation=3, et_min_voxels=20)
+    et = enhancement_near(t1c, wt, np.ones(shape, dtype=bool), cfg)
+    assert et[near_a].all() and et[near_b].mean() > 0.8  # cut at the edge of the rim
+    grown = ndimage.binary_dilation(wt, iterations=3)
+    assert not (et & ~grown).any()
+    assert not et[far].any() and not et[tiny].any()
+    assert not enhancement_near(t1c, np.zeros(shape, dtype=bool), wt | ~wt, cfg).any()
+    lower = LabelsConfig(et_threshold_z=6.0, et_search_dilation=3, et_min_voxels=20)
+    assert not enhancement_near(t1c, wt, np.ones(shape, dtype=bool), lower).any()
+
+
+def test_labels_config_is_checked_and_reads_the_measured_threshold() -> None:
+    assert LabelsConfig().et_threshold_z == enhancement_threshold()
+    assert 1.0 < enhancement_threshold() < 4.0
+    with pytest.raises(ValueError, match="et_rule"):
+        LabelsConfig(et_rule="largest")
+    with pytest.raises(ValueError, match="et_min_voxels"):
+        LabelsConfig(et_min_voxels=0)

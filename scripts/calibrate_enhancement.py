@@ -1,0 +1,85 @@
+"""Label-free enhancement threshold from real healthy t1c (issue 15).
+
+Near a tumour, t1c counts as enhancing above the ``--percentile`` of the z-scored t1c of
+*real* healthy brains: the same normalisation, median filter and eroded brain mask as
+`predict`, pooled over every subject of ``--data`` that has a t1c, with the voxels of each
+subject's known lesions (``<ID>-lesion.nii.gz``) left out. The whole-brain 99.9th
+percentile of real healthy t1c is 4-5 z (vessels, choroid plexus), far above real
+enhancement; the search is restricted to the tumour and its rim, so a lower percentile
+(99.5, chosen on the development cases: results/experiments-et-core.md) keeps the false
+enhancement volume small there.
+
+    python scripts/calibrate_enhancement.py [--data ../shared/data/healthy-real]
+                                            [--percentile 99.5] [--write]
+
+``--write`` stores the value with this provenance in brats_goat/enhancement.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from brats_goat import discover_cases, load_case
+from brats_goat.conventions import MODALITIES
+from brats_goat.segmenter import PipelineConfig, intensity_baseline
+from brats_goat.stages.anomaly import analysis_mask, z_map
+from brats_goat.stages.normalise import normalise_case
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def healthy_t1c(case_dir: Path) -> np.ndarray | None:
+    """The t1c map values of one subject inside its eroded brain, lesions left out."""
+    case = discover_cases(case_dir)[0]
+    if "t1c" not in case.files:
+        return None
+    volumes = load_case(case, allow_missing=True)
+    post = intensity_baseline()
+    normalised, brain, _ = normalise_case(volumes.stack(MODALITIES), PipelineConfig().normalise)
+    mask = analysis_mask(brain, post.brain_erosion)
+    lesion_file = case_dir / f"{case.case_id}-lesion.nii.gz"
+    if lesion_file.is_file():  # stored LPS, like the canonical arrays (healthy-real README)
+        mask &= ~(np.asarray(nib.load(lesion_file).dataobj) > 0)
+    return z_map(normalised, mask, post)[mask]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/healthy-real")
+    parser.add_argument("--percentile", type=float, default=99.5)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    used, pooled = [], []
+    for folder in sorted(p for p in args.data.iterdir() if p.is_dir()):
+        values = healthy_t1c(folder)
+        if values is not None:
+            used.append(folder.name)
+            pooled.append(values)
+            print(f"{folder.name}: {np.percentile(values, args.percentile):.2f}")
+    if not pooled:
+        raise SystemExit(f"no subject with a t1c in {args.data}")
+    value = round(float(np.percentile(np.concatenate(pooled), args.percentile)), 2)
+    print(f"et_threshold_z = {value}  # {args.percentile}th percentile, {len(used)} subjects")
+    if args.write:
+        record = {
+            "about": "t1c z above which tissue in and around the whole tumour is enhancing "
+            "(LabelsConfig.et_threshold_z); label-free, from real healthy brains.",
+            "et_threshold_z": value,
+            "provenance": {
+                "command": f"python scripts/calibrate_enhancement.py --percentile "
+                f"{args.percentile} --write",
+                "data": f"{args.data.name}: {', '.join(used)} (their lesion masks left out)",
+                "percentile": args.percentile,
+            },
+        }
+        out = ROOT / "brats_goat" / "enhancement.json"
+        out.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
