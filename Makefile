@@ -14,7 +14,7 @@ BRATS_PKG ?= brats==0.1.14
 BRATS_PYTHON ?= $(PYTHON)
 LINTED   = brats_goat tests scripts experiments
 
-.PHONY: setup setup-eval setup-brats demo test lint container-test benchmark clean
+.PHONY: setup setup-eval setup-brats demo test lint container-test benchmark gpu-carry gpu-wheels clean
 
 setup: $(VENV)/.installed
 
@@ -76,5 +76,10 @@ benchmark: setup
 	$(BIN)/python scripts/benchmark.py
 	$(BIN)/python -m scripts.benchmark_predict
 
+## gpu-carry: fill .gpu-carry/ (ignored) with the wheels and real cases that
+## scripts/gpu_check.sh needs on a GPU machine without network (docs/development.md)
+gpu-carry gpu-wheels: setup
+	$(BIN)/python scripts/gpu_carry.py
+
 clean:
-	rm -rf $(VENV) $(EVAL_VENV) $(BRATS_VENV) demo .pytest_cache .ruff_cache build docker/wheelhouse/*.whl
+	rm -rf $(VENV) $(EVAL_VENV) $(BRATS_VENV) .gpu-carry demo .pytest_cache .ruff_cache build docker/wheelhouse/*.whl
