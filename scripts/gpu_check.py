@@ -96,9 +96,14 @@ def version_of(package: str) -> str | None:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """What ran: machine, torch and CUDA, GPU, package versions, commit."""
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    try:  # the GPU machine gets the working tree, maybe without git or .git
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
     env: dict[str, Any] = {
         "commit": commit or None,
         "python": platform.python_version(),
