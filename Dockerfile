@@ -3,12 +3,19 @@
 #   docker build -t brats-goat .
 #   docker run --gpus all --network none -v IN:/input:ro -v OUT:/output brats-goat
 #
-# See README "Running as a challenge container". Build arguments:
-#   BASE_IMAGE             a PyTorch image with python3 and torch installed (the default is
-#                          the official CUDA runtime image; the local test passes a Debian
-#                          image with the CPU torch wheel, see docker/local-base.sh)
+# See docs/container.md. Build arguments:
+#   BASE_IMAGE             an image with python3 (3.11, like the local test's base); default the
+#                          slim Python image. The local test passes a Debian image that already
+#                          holds the CPU build of the same torch release (docker/local-base.sh)
+#   TORCH                  the torch requirement: the Makefile's pin, the release every test runs
+#                          (tests/test_torch_pin.py keeps them equal). From PyPI that is the
+#                          CUDA 13 build (NVIDIA driver >= 580); a base that already has this
+#                          release (the local test's CPU build) satisfies it as it is
+#   PIP_EXTRA_INDEX_URL    another index for torch, e.g. PyTorch's own for a CUDA 12 build of
+#                          the same release where it offers one (not tried here)
 #   EXTRAS                 pip extras of brats-goat to install: "sam" (default: segment-anything
-#                          + LiteMedSAM for --refine; needs the base's torchvision); empty = none
+#                          + LiteMedSAM for --refine, with the torchvision matching TORCH);
+#                          empty = none
 #   PIP_NO_INDEX           1 = install only from docker/wheelhouse/ (offline build); 0 = PyPI
 #                          too, with docker/wheelhouse/ searched first
 #   SAM_CHECKPOINT_URL     SAM checkpoint fetched at build time and verified against
@@ -16,7 +23,7 @@
 #                          route to dl.fbaipublicfiles.com)
 # Few instructions on purpose: each one is a full filesystem copy on the vfs storage driver
 # of the test machine.
-ARG BASE_IMAGE=pytorch/pytorch:2.7.1-cuda12.8-cudnn9-runtime
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # ---- build: everything under /opt/brats-goat, then copied alone into the final image -------
 FROM ${BASE_IMAGE} AS build
@@ -40,15 +47,19 @@ RUN if [ -z "${SAM_CHECKPOINT_URL}" ]; then \
     fi
 ARG EXTRAS="sam"
 ARG PIP_NO_INDEX=0
+ARG TORCH="torch==2.13.0"
+ARG PIP_EXTRA_INDEX_URL=""
 # The build context is only what .dockerignore lets through: sources, weights, entrypoint,
 # wheelhouse.
 COPY . /src/
-# --system-site-packages: torch (and its CUDA libraries) stay those of the base image; the
-# venv holds only what brats-goat adds. pip itself is removed from it afterwards.
+# --system-site-packages: a base that already holds the pinned torch release (the local
+# test's) keeps it; otherwise pip installs it, with its CUDA libraries, into the venv. pip
+# itself is removed from the venv afterwards.
 RUN python3 -m venv --system-site-packages /opt/brats-goat/venv \
     && PIP_FIND_LINKS=/src/docker/wheelhouse PIP_NO_CACHE_DIR=1 \
        PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INDEX="${PIP_NO_INDEX}" \
-       /opt/brats-goat/venv/bin/python -m pip install "/src${EXTRAS:+[${EXTRAS}]}" \
+       PIP_EXTRA_INDEX_URL="${PIP_EXTRA_INDEX_URL}" \
+       /opt/brats-goat/venv/bin/python -m pip install "/src${EXTRAS:+[${EXTRAS}]}" "${TORCH}" \
     && /opt/brats-goat/venv/bin/python -m pip uninstall --yes --quiet pip \
     && mkdir -p /opt/brats-goat/weights /opt/brats-goat/bin \
     && cp /src/weights/manifest.json /src/weights/*.pt /opt/brats-goat/weights/ \

@@ -8,12 +8,21 @@
 #   brats-goat ARGS...                    run any brats-goat command (e.g. merge-reports)
 #   --help                                this text
 #
-# Exit codes are predict's: 0 every case segmented, 1 some case failed, 2 usage error.
+# The output folder receives label maps only (organisers' tools load every file in it);
+# the report goes to the log, and to $BRATS_GOAT_REPORT_DIR when that is set.
+# Exit codes: 0 every input case has its label map (a case that failed has an empty one and
+# is named FAILED in the log), 1 a case has no file at all, or (BRATS_GOAT_STRICT=1) any
+# case failed, 2 usage error.
 set -uo pipefail
 
 PROG="brats-goat container"
 INPUT=/input
 OUTPUT=/output
+REPORT_DIR="${BRATS_GOAT_REPORT_DIR-}"
+case "${BRATS_GOAT_STRICT-0}" in
+    1 | true | yes) STRICT=1 ;;
+    *) STRICT=0 ;;
+esac
 
 say() { echo "$PROG: $*" >&2; }
 warn() { echo "$PROG: WARNING: $*" >&2; }
@@ -30,7 +39,10 @@ Usage (organisers, BraTS 2025+):
   docker run --gpus all --network none -v IN:/input:ro -v OUT:/output IMAGE [OPTIONS]
     IN holds one folder per case, <ID>/<ID>-t1n.nii.gz, -t1c, -t2w, -t2f (legacy names
     _t1, _t1ce, _t2, _flair also work). Writes OUT/<ID>.nii.gz (uint8 labels 1 NETC, 2 SNFH,
-    3 ET, geometry of the input) per case, and OUT/report.json.
+    3 ET, geometry of the input) per case and nothing else; a case that fails gets an
+    EMPTY label map (FAILED in its header) and is named FAILED in the log.
+    The full report (JSON) is printed at the end of the log; for a file as well, add
+    -v REPORTS:/reports -e BRATS_GOAT_REPORT_DIR=/reports  (-> REPORTS/report.json).
     Add --user "$(id -u):$(id -g)" so the outputs belong to you.
 
 MLCube form (older BraTS orchestrator):
@@ -39,17 +51,21 @@ MLCube form (older BraTS orchestrator):
     (--parameters_file and weight-folder arguments are accepted and ignored: the weights
     ship in the image.)
 
-Split a large test set over N containers (no coordinator), then join the reports:
-  docker run ... IMAGE --shard K/N          # K = 1..N; report-shard-K-of-N.json
-  docker run ... IMAGE brats-goat merge-reports /output
+Split a large test set over N containers (no coordinator), then join the reports
+(shards need BRATS_GOAT_REPORT_DIR: the merge reads their reports from it):
+  docker run ... -v REPORTS:/reports -e BRATS_GOAT_REPORT_DIR=/reports IMAGE --shard K/N
+  docker run ... -v OUT:/output:ro -v REPORTS:/reports IMAGE \
+      brats-goat merge-reports /reports --outputs /output
 
 OPTIONS are passed to `brats-goat predict`, e.g. --method intensity, --device cpu,
 --batch-size 32, --save-maps, --quiet, --shard K/N (--qc-png needs an image built with
 --build-arg EXTRAS=plots).
 A GPU is used when one is visible and works; otherwise the CPU, with a warning.
 
-Exit codes: 0 every case segmented, 1 at least one case failed (named in the log and in
-report.json; the other cases are still written), 2 usage error (message above it).
+Exit codes: 0 every input case has its label map in OUT (a failed case an empty one; each
+failure is named FAILED in the log and the report), 1 a case has no file at all,
+2 usage error (message above it). -e BRATS_GOAT_STRICT=1: a failed case gets no file and
+the exit code is 1 (the BraTS orchestrator then discards the whole run).
 EOF
 }
 
@@ -108,18 +124,56 @@ EOF
     esac
 }
 
-# The output folder must be writable by the user the container runs as.
+# A folder must be writable by the user the container runs as.
+check_writable() {
+    local what="$1" folder="$2" hint="$3"
+    local probe="$folder/.brats-goat-write-test.$$"
+    if ! : 2>/dev/null >"$probe"; then
+        die "cannot write to $what $folder as uid $(id -u) (the folder belongs to uid" \
+            "$(stat -c %u "$folder"), mode $(stat -c %a "$folder")): $hint"
+    fi
+    rm -f "$probe"
+}
+
+# The output folder (and the report folder, if any) must be writable by the container's user.
 check_folders() {
     [[ -d "$INPUT" ]] || die "no input folder $INPUT: mount the cases, e.g. -v /path/to/cases:$INPUT:ro"
     [[ -r "$INPUT" && -x "$INPUT" ]] || die "input folder $INPUT is not readable by uid $(id -u)"
     [[ -d "$OUTPUT" ]] || die "no output folder $OUTPUT: mount one, e.g. -v /path/to/output:$OUTPUT"
-    local probe="$OUTPUT/.brats-goat-write-test.$$"
-    if ! : 2>/dev/null >"$probe"; then
-        die "cannot write to $OUTPUT as uid $(id -u) (the folder belongs to uid" \
-            "$(stat -c %u "$OUTPUT"), mode $(stat -c %a "$OUTPUT")): run the container as its" \
-            "owner, e.g. docker run --user \"\$(id -u):\$(id -g)\" ..., or make it writable"
+    local hint="run the container as its owner, e.g. docker run --user \"\$(id -u):\$(id -g)\" ..., or make it writable"
+    check_writable "output folder" "$OUTPUT" "$hint"
+    if [[ -n "$REPORT_DIR" ]]; then
+        [[ -d "$REPORT_DIR" ]] || die "BRATS_GOAT_REPORT_DIR=$REPORT_DIR is not a folder: mount" \
+            "one, e.g. -v /path/to/reports:$REPORT_DIR"
+        check_writable "report folder" "$REPORT_DIR" "$hint"
     fi
-    rm -f "$probe"
+}
+
+# What predict is asked for beyond the user's options: where the report goes and what a
+# failed case leaves. Sets PREDICT_ARGS.
+predict_args() {
+    local joined=" $* "
+    PREDICT_ARGS=("$@" --print-report)
+    if [[ "$joined" == *" --report-dir"* ]]; then
+        :
+    elif [[ -n "$REPORT_DIR" ]]; then
+        PREDICT_ARGS+=(--report-dir "$REPORT_DIR")
+    elif [[ "$joined" == *" --shard"* ]]; then
+        die "--shard needs a folder for the shard reports (merge-reports joins them there):" \
+            "add -v /path/to/reports:/reports -e BRATS_GOAT_REPORT_DIR=/reports"
+    else
+        PREDICT_ARGS+=(--no-report-file)
+    fi
+    if [[ "$joined" != *" --on-case-failure"* ]]; then
+        if ((STRICT)); then
+            PREDICT_ARGS+=(--on-case-failure exit-1)
+        else
+            PREDICT_ARGS+=(--on-case-failure placeholder)
+        fi
+    fi
+    if ((CPU_ONLY)) && [[ "$joined" != *" --device"* ]]; then
+        PREDICT_ARGS+=(--device cpu)
+    fi
 }
 
 # Run predict as a child that receives `docker stop` (bash as PID 1 would not pass it on).
@@ -135,8 +189,16 @@ run_predict() {
     done
     trap - TERM INT
     case "$rc" in
-        0) say "done: every case segmented into $OUTPUT" ;;
-        1) say "ERROR: some cases FAILED (named above and in the report in $OUTPUT); the others were written" ;;
+        0)
+            if ((STRICT)); then
+                say "done: every case segmented into $OUTPUT"
+            else
+                say "exit 0: every input case has its label map in $OUTPUT (a case that failed" \
+                    "is named FAILED above and its map is EMPTY; BRATS_GOAT_STRICT=1 makes a" \
+                    "failure exit 1)"
+            fi
+            ;;
+        1) say "ERROR: some cases FAILED (named above and in the report); the others were written" ;;
         2) say "ERROR: usage error (see the message above); nothing was segmented" ;;
         *) say "ERROR: brats-goat predict stopped with exit code $rc" ;;
     esac
@@ -165,9 +227,9 @@ esac
 
 check_folders
 check_device
-extra=("$@")
-if ((CPU_ONLY)) && [[ " ${extra[*]} " != *" --device"* ]]; then
-    extra+=(--device cpu)
+predict_args "$@"
+if ((STRICT)); then
+    say "BRATS_GOAT_STRICT=1: a case that fails gets no file and makes the exit code 1"
 fi
 say "segmenting $INPUT -> $OUTPUT as uid $(id -u)"
-run_predict "${extra[@]}"
+run_predict "${PREDICT_ARGS[@]}"

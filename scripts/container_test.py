@@ -8,15 +8,23 @@
    then the repository's ``Dockerfile`` built with that base, offline (``--network none``).
 4. Phantom cases from ``brats-goat synth``, segmented by ``docker run --network none`` with a
    read-only ``/input`` and ``--user`` of a non-root uid, in each entry form: no arguments,
-   MLCube ``infer``, ``--shard K/N`` + ``merge-reports``, ``--help``, usage errors.
-5. Checks: one ``<ID>.nii.gz`` per case and nothing else, geometry equal to the input, labels
-   in {0,1,2,3}, exit 1 and the case named when a case is broken, the CPU-fallback warning,
-   no file owned by root. Build time, image size and seconds per case go to a Markdown log.
+   MLCube ``infer``, the strict switch, ``--shard K/N`` + ``merge-reports`` with a report
+   folder, ``--help``, usage errors.
+5. Checks: one ``<ID>.nii.gz`` per input case and nothing else in the output folder (an
+   empty, FAILED-marked one for a broken case), geometry equal to the input, labels in
+   {0,1,2,3}, the broken case named in the log and the report, the report in the log and in
+   the report folder, the CPU-fallback warning, no file owned by root, the image's torch
+   equal to the tests' pin.
+6. The official BraTS orchestrator (PyPI ``brats``, pinned in ``.venv-brats``) on the same
+   image, through ``scripts/orchestrator_driver.py``: both year forms (2025+ plain, 2024
+   MLCube), ``infer_single`` and ``infer_batch`` (one good and one truncated case), run as
+   root and as a non-root user; every good case must come back with the input's geometry.
+Build time, image size and seconds per run and case go to a Markdown log.
 
-Any problem, including an engine that cannot start, fails the test (exit 1): it never passes
-by skipping.
+Any problem, including an engine that cannot start or a missing ``brats`` package, fails the
+test (exit 1): it never passes by skipping.
 
-    python scripts/container_test.py [--cases 3] [--no-cache] [--log build/container-test.md]
+    python scripts/container_test.py [--cases 3] [--no-cache] [--keep] [--log FILE.md]
 """
 
 from __future__ import annotations
@@ -37,11 +45,21 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from brats_goat.run.placeholder import is_placeholder
+from brats_goat.run.report import REPORT_BEGIN, REPORT_END
+
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "brats-goat:container-test"
 TEST_LABEL = "brats-goat.container-test=1"
 UID = 4242  # the "host user" the container runs as: any non-root uid
 TORCH_PIN = "torch==2.13.0"
+#: The official orchestrator's version, as the Makefile installs it into .venv-brats.
+BRATS_PIN = "0.1.14"
+#: Where the container writes its report when asked to (the docs' example mount).
+REPORTS = "/reports"
+#: Axial slices of the phantoms given to the orchestrator (8 runs; a whole head each would
+#: add minutes of CPU time and test nothing more about how the orchestrator runs us).
+ORCHESTRATOR_DEPTH = 40
 CPU_WARNING = "no GPU visible"
 #: dockerd command lines tried in turn when no engine runs: overlay2 starts containers in
 #: about a second; vfs works everywhere but copies the whole image for every container and
@@ -79,6 +97,7 @@ class Record:
     builds: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
     cases: list[str] = field(default_factory=list)
+    orchestrator: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
 
     def check(self, ok: bool, what: str, detail: str = "") -> None:
@@ -118,7 +137,8 @@ class Record:
             "",
             f"Each run: `docker run --rm --network none --user {UID}:{UID} "
             "-v IN:/input:ro -v OUT:/output IMAGE [ARGS]` (MLCube form: `/mlcube_io0`, "
-            "`/mlcube_io2`). No `--gpus`: the machine has none.",
+            "`/mlcube_io2`; with a report folder: `-v REPORTS:/reports "
+            "-e BRATS_GOAT_REPORT_DIR=/reports`). No `--gpus`: the machine has none.",
             "",
             "| run | cases | wall time | per case (incl. container start-up) |",
             "|---|---|---|---|",
@@ -129,6 +149,17 @@ class Record:
             "| run | case | status | total s | stages s |",
             "|---|---|---|---|---|",
             *self.cases,
+            "",
+            "## The official orchestrator",
+            "",
+            f"`brats=={BRATS_PIN}` (in `.venv-brats`) driving the image through "
+            "`SegmentationAlgorithmWith4Modalities` with our algorithm entry "
+            "(`scripts/orchestrator_driver.py`); the batch is one good and one truncated case. "
+            "Wall time includes the orchestrator's copying and checks and the container start.",
+            "",
+            "| orchestrator user | year form | call | cases | wall time |",
+            "|---|---|---|---|---|",
+            *self.orchestrator,
             "",
             "## Checks",
             "",
@@ -280,12 +311,25 @@ def image_size(tag: str) -> int:
 
 
 def docker_run(
-    name: str, inp: Path, out: Path, args: Sequence[str], *, mounts: tuple[str, str] | None = None
+    name: str,
+    inp: Path,
+    out: Path,
+    args: Sequence[str],
+    *,
+    mounts: tuple[str, str] | None = None,
+    reports: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Run:
-    """``docker run`` as organisers do: no network, read-only input, a non-root --user."""
+    """``docker run`` as organisers do: no network, read-only input, a non-root --user;
+    ``reports``: a report folder mounted at /reports and named in BRATS_GOAT_REPORT_DIR."""
     in_mount, out_mount = mounts or ("/input", "/output")
     cmd = ["docker", "run", "--rm", "--network", "none", "--user", f"{UID}:{UID}"]
-    cmd += ["-v", f"{inp}:{in_mount}:ro", "-v", f"{out}:{out_mount}", IMAGE, *args]
+    cmd += ["-v", f"{inp}:{in_mount}:ro", "-v", f"{out}:{out_mount}"]
+    if reports is not None:
+        cmd += ["-v", f"{reports}:{REPORTS}", "-e", f"BRATS_GOAT_REPORT_DIR={REPORTS}"]
+    for key, value in (env or {}).items():
+        cmd += ["-e", f"{key}={value}"]
+    cmd += [IMAGE, *args]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
     wall = time.perf_counter() - start
@@ -302,6 +346,33 @@ def make_dir(path: Path, owner: int | None = None) -> Path:
     return path
 
 
+def break_case(src: Path, dst_root: Path, new_id: str, keep_bytes) -> Path:
+    """A copy of case ``src`` named ``new_id`` whose t1c is cut to ``keep_bytes(size)`` bytes."""
+    folder = dst_root / new_id
+    folder.mkdir(parents=True)
+    for path in sorted(src.glob("*.nii.gz")):
+        data = path.read_bytes()
+        if path.name.endswith("-t1c.nii.gz"):
+            data = data[: keep_bytes(len(data))]
+        (folder / path.name.replace(src.name, new_id)).write_bytes(data)
+    return folder
+
+
+def slab_case(src: Path, dst_root: Path, depth: int) -> Path:
+    """A copy of phantom ``src`` cut to the ``depth`` axial slices around its tumour, the
+    affine moved with the cut (nibabel's slicer): the orchestrator runs need whole cases,
+    not whole heads, and the model's time grows with the number of slices."""
+    seg = nib.load(next(src.glob("*-seg.nii.gz")))
+    z = np.flatnonzero(np.asarray(seg.dataobj).any(axis=(0, 1)))
+    centre = int(z.mean()) if z.size else seg.shape[2] // 2
+    z0 = min(max(0, centre - depth // 2), seg.shape[2] - depth)
+    folder = dst_root / src.name
+    folder.mkdir(parents=True)
+    for path in sorted(src.glob("*.nii.gz")):
+        nib.save(nib.load(path).slicer[:, :, z0 : z0 + depth], folder / path.name)
+    return folder
+
+
 def make_cases(workdir: Path, n: int) -> tuple[Path, Path, str]:
     """N phantom cases; a second input folder with one good and one broken case."""
     cases = make_dir(workdir / "cases")
@@ -313,137 +384,214 @@ def make_cases(workdir: Path, n: int) -> tuple[Path, Path, str]:
     mixed = make_dir(workdir / "mixed")
     shutil.copytree(cases / ids[0], mixed / ids[0])
     broken = f"{ids[1]}-BROKEN"
-    (mixed / broken).mkdir()
-    for src in sorted((cases / ids[1]).glob("*.nii.gz")):
-        dst = mixed / broken / src.name.replace(ids[1], broken)
-        dst.write_bytes(
-            src.read_bytes()[:600] if src.name.endswith("-t1c.nii.gz") else src.read_bytes()
-        )
+    break_case(cases / ids[1], mixed, broken, lambda size: 600)
     for path in workdir.rglob("*"):  # readable by the container's uid
         path.chmod(0o755 if path.is_dir() else 0o644)
     return cases, mixed, broken
 
 
+def report_from_log(record: Record, run: Run) -> dict:
+    """The full report the container prints between the marker lines."""
+    record.check(
+        REPORT_BEGIN in run.log and REPORT_END in run.log,
+        f"{run.name}: the full report is in the log",
+        run.log[-2000:],
+    )
+    text = run.log.split(REPORT_BEGIN, 1)[1].split(REPORT_END, 1)[0]
+    return json.loads(text)
+
+
 def input_image(case_dir: Path) -> nib.Nifti1Image:
-    return nib.load(next(case_dir.glob("*-t1c.nii.gz")))
+    """The grid every output must have (t1n: the broken cases' t1c is cut short)."""
+    return nib.load(next(case_dir.glob("*-t1n.nii.gz")))
+
+
+def check_label_map(
+    record: Record, name: str, pred_path: Path, ref_case: Path, empty: bool = False
+) -> None:
+    """Geometry equal to the input (shape, affine, codes), uint8, labels in {0,1,2,3}; an
+    ``empty`` one must be the all-zero placeholder of a failed case."""
+    case_id = pred_path.name.removesuffix(".nii.gz")
+    ref, pred = input_image(ref_case), nib.load(pred_path)
+    labels = np.asarray(pred.dataobj)
+    same = (
+        pred.shape == ref.shape
+        and np.allclose(pred.affine, ref.affine, atol=1e-5)
+        and int(pred.header["qform_code"]) == int(ref.header["qform_code"])
+        and int(pred.header["sform_code"]) == int(ref.header["sform_code"])
+    )
+    record.check(same, f"{name}: {case_id} geometry equals the input (shape, affine, codes)")
+    valid = pred.get_data_dtype() == np.uint8 and set(np.unique(labels)) <= {0, 1, 2, 3}
+    record.check(valid, f"{name}: {case_id} is uint8 with labels in {{0,1,2,3}}")
+    if empty:
+        record.check(
+            not labels.any() and is_placeholder(pred_path),
+            f"{name}: {case_id} (failed) is an all-zero label map marked FAILED in its header",
+        )
+    else:
+        record.check(not is_placeholder(pred_path), f"{name}: {case_id} is a real segmentation")
 
 
 def check_outputs(
-    record: Record, run: Run, inp: Path, out: Path, expected: Sequence[str], reports: set[str]
+    record: Record,
+    run: Run,
+    inp: Path,
+    out: Path,
+    expected: Sequence[str],
+    placeholders: Sequence[str] = (),
 ) -> None:
-    """Exactly one valid label map per expected case, the reports, and nothing else."""
+    """One label map per input case (an empty one for each failed case) and nothing else."""
     names = {p.name for p in out.iterdir()}
-    wanted = {f"{case_id}.nii.gz" for case_id in expected} | reports
+    wanted = {f"{case_id}.nii.gz" for case_id in [*expected, *placeholders]}
     record.check(
         names == wanted,
-        f"{run.name}: one <ID>.nii.gz per case and the report, nothing else",
+        f"{run.name}: one <ID>.nii.gz per input case in the output folder, nothing else",
         f"found {sorted(names)}, expected {sorted(wanted)}",
     )
     for case_id in expected:
-        ref, pred = input_image(inp / case_id), nib.load(out / f"{case_id}.nii.gz")
-        labels = np.asarray(pred.dataobj)
-        same = (
-            pred.shape == ref.shape
-            and np.allclose(pred.affine, ref.affine, atol=1e-5)
-            and int(pred.header["qform_code"]) == int(ref.header["qform_code"])
-            and int(pred.header["sform_code"]) == int(ref.header["sform_code"])
-        )
-        record.check(
-            same, f"{run.name}: {case_id} geometry equals the input (shape, affine, codes)"
-        )
-        valid = pred.get_data_dtype() == np.uint8 and set(np.unique(labels)) <= {0, 1, 2, 3}
-        record.check(valid, f"{run.name}: {case_id} is uint8 with labels in {{0,1,2,3}}")
-    check_ownership(record, run, out)
+        check_label_map(record, run.name, out / f"{case_id}.nii.gz", inp / case_id)
+    for case_id in placeholders:
+        check_label_map(record, run.name, out / f"{case_id}.nii.gz", inp / case_id, empty=True)
+    check_ownership(record, run.name, out)
 
 
-def check_ownership(record: Record, run: Run, out: Path) -> None:
+def check_ownership(record: Record, name: str, out: Path, owner: int = UID) -> None:
     paths = [out, *out.rglob("*")]
-    root_owned = [str(p) for p in paths if p.stat().st_uid == 0 and p != out]
-    record.check(not root_owned, f"{run.name}: no file owned by root", ", ".join(root_owned))
-    foreign = [str(p) for p in paths if p.stat().st_uid != UID]
-    record.check(not foreign, f"{run.name}: every output belongs to --user {UID}", str(foreign))
+    if owner != 0:
+        root_owned = [str(p) for p in paths if p.stat().st_uid == 0 and p != out]
+        record.check(not root_owned, f"{name}: no file owned by root", ", ".join(root_owned))
+    foreign = [str(p) for p in paths if p.stat().st_uid != owner]
+    record.check(not foreign, f"{name}: every output belongs to uid {owner}", str(foreign))
     unreadable = [str(p) for p in paths[1:] if not p.stat().st_mode & 0o004]
-    record.check(not unreadable, f"{run.name}: outputs readable by others (0644)", str(unreadable))
+    record.check(not unreadable, f"{name}: outputs readable by others (0644)", str(unreadable))
 
 
 def host_reference(record: Record, cases: Path, workdir: Path) -> None:
-    """The same cases through the host's .venv, for a like-for-like time per case."""
+    """The same cases through the host's .venv, for a like-for-like time per case: without
+    refinement, like the test image (built with no extras; the host's ``--refine auto``
+    would pick LiteMedSAM, about 40 s more per case here)."""
     out = workdir / "out-host"
     cmd = [str(Path(sys.executable).with_name("brats-goat")), "predict", str(cases), str(out)]
     start = time.perf_counter()
-    sh([*cmd, "--device", "cpu", "--quiet"], timeout=1800)
+    sh([*cmd, "--device", "cpu", "--refine", "none", "--quiet"], timeout=1800)
     wall = time.perf_counter() - start
-    run = Run(name="host .venv, same cases (reference)", args=cmd, rc=0, log="", wall_s=wall)
+    run = Run(
+        name="host .venv, same cases, --refine none (reference)",
+        args=cmd,
+        rc=0,
+        log="",
+        wall_s=wall,
+    )
     record.add_run(run, json.loads((out / "report.json").read_text()))
 
 
-def run_all(record: Record, workdir: Path, n_cases: int) -> None:
-    """Every organiser-style run, and its checks."""
-    cases, mixed, broken = make_cases(workdir, n_cases)
-    ids = sorted(p.name for p in cases.iterdir())
-
+def run_plain(record: Record, workdir: Path, cases: Path, ids: list[str]) -> None:
+    """No arguments: label maps only in /output, the report in the log, CPU fallback."""
     out = make_dir(workdir / "out-plain", owner=UID)
     run = docker_run("organiser form (no arguments)", cases, out, [])
     record.check(run.rc == 0, f"{run.name}: exit 0", run.log[-3000:])
     record.check(
         CPU_WARNING in run.log, f"{run.name}: CPU-fallback warning in the log", run.log[-2000:]
     )
-    check_outputs(record, run, cases, out, ids, {"report.json"})
-    report = json.loads((out / "report.json").read_text())
+    check_outputs(record, run, cases, out, ids)
+    report = report_from_log(record, run)
     record.check(
-        report["summary"] == {"cases": n_cases, "succeeded": n_cases, "failed": 0}
+        report["summary"] == {"cases": len(ids), "succeeded": len(ids), "failed": 0}
         and report["device"] == "cpu",
-        f"{run.name}: report.json lists every case as ok, device cpu",
+        f"{run.name}: the report lists every case as ok, device cpu",
         json.dumps(report["summary"]),
+    )
+    pin = TORCH_PIN.split("==")[1]
+    record.check(
+        report["torch_version"].split("+")[0] == pin,
+        f"{run.name}: the image runs torch {pin}, the version every test runs",
+        report["torch_version"],
     )
     record.add_run(run, report)
 
+
+def run_broken(record: Record, workdir: Path, mixed: Path, good: str, broken: str) -> None:
+    """MLCube form with a broken case, then the strict switch on the same input."""
     out = make_dir(workdir / "out-mlcube", owner=UID)
+    reports = make_dir(workdir / "reports-mlcube", owner=UID)
+    mlcube = ["infer", "--data_path=/mlcube_io0", "--output_path=/mlcube_io2"]
     run = docker_run(
-        "MLCube form with a broken case",
-        mixed,
-        out,
-        ["infer", "--data_path=/mlcube_io0", "--output_path=/mlcube_io2"],
-        mounts=("/mlcube_io0", "/mlcube_io2"),
-    )
-    record.check(run.rc == 1, f"{run.name}: exit 1", f"exit {run.rc}: {run.log[-3000:]}")
+        "MLCube form with a broken case, report folder",
+        mixed, out, mlcube, mounts=("/mlcube_io0", "/mlcube_io2"), reports=reports,
+    )  # fmt: skip
+    record.check(run.rc == 0, f"{run.name}: exit 0 (every case has its file)", run.log[-3000:])
     record.check(
         f"FAILED {broken}" in run.log and f"{broken}-t1c.nii.gz" in run.log,
         f"{run.name}: the log names the broken case and its file",
         run.log[-3000:],
     )
-    check_outputs(record, run, mixed, out, [ids[0]], {"report.json"})
-    report = json.loads((out / "report.json").read_text())
+    check_outputs(record, run, mixed, out, [good], [broken])
+    report = json.loads((reports / "report.json").read_text())
+    record.check(
+        sorted(p.name for p in reports.iterdir()) == ["report.json"]
+        and report == report_from_log(record, run),
+        f"{run.name}: the report folder holds report.json, the same report as the log's",
+    )
     status = {c["case_id"]: c for c in report["cases"]}
     record.check(
-        status[broken]["status"] == "failed" and broken in status[broken]["error"],
-        f"{run.name}: report.json marks the broken case failed with its reason",
+        status[broken]["status"] == "failed"
+        and broken in status[broken]["error"]
+        and status[broken]["placeholder"] == f"/mlcube_io2/{broken}.nii.gz",
+        f"{run.name}: the report marks the broken case failed, with its reason and placeholder",
     )
+    check_ownership(record, f"{run.name} (report folder)", reports)
     record.add_run(run, report)
 
+    out = make_dir(workdir / "out-strict", owner=UID)
+    run = docker_run(
+        "BRATS_GOAT_STRICT=1 with a broken case (--method intensity)",
+        mixed, out, ["--method", "intensity"], env={"BRATS_GOAT_STRICT": "1"},
+    )  # fmt: skip
+    record.check(
+        run.rc == 1 and f"FAILED {broken}" in run.log,
+        f"{run.name}: exit 1, the broken case named",
+        f"exit {run.rc}: {run.log[-3000:]}",
+    )
+    check_outputs(record, run, mixed, out, [good])
+    record.add_run(run, report_from_log(record, run))
+
+
+def run_shards(record: Record, workdir: Path, cases: Path, ids: list[str]) -> None:
+    """Two shards sharing one /output and one report folder, then merge-reports."""
     out = make_dir(workdir / "out-shards", owner=UID)
+    reports = make_dir(workdir / "reports-shards", owner=UID)
+    run = docker_run("--shard without a report folder", cases, out, ["--shard", "1/2"])
+    record.check(
+        run.rc == 2 and "BRATS_GOAT_REPORT_DIR" in run.log,
+        f"{run.name}: usage error, exit 2, naming BRATS_GOAT_REPORT_DIR",
+        f"exit {run.rc}: {run.log[-2000:]}",
+    )
     for k in (1, 2):
-        run = docker_run(
-            f"shard {k}/2 (--method intensity)",
-            cases,
-            out,
-            ["--shard", f"{k}/2", "--method", "intensity", "--quiet"],
-        )
+        args = ["--shard", f"{k}/2", "--method", "intensity", "--quiet"]
+        run = docker_run(f"shard {k}/2 (--method intensity)", cases, out, args, reports=reports)
         record.check(run.rc == 0, f"{run.name}: exit 0", run.log[-3000:])
-        shard_report = json.loads((out / f"report-shard-{k}-of-2.json").read_text())
-        record.add_run(run, shard_report)
-    run = docker_run("merge-reports", cases, out, ["brats-goat", "merge-reports", "/output"])
+        record.add_run(run, json.loads((reports / f"report-shard-{k}-of-2.json").read_text()))
+    merge = ["brats-goat", "merge-reports", REPORTS, "--outputs", "/output"]
+    run = docker_run("merge-reports", cases, out, merge, reports=reports)
     record.check(run.rc == 0, f"{run.name}: exit 0", run.log[-3000:])
-    shard_reports = {"report.json", "report-shard-1-of-2.json", "report-shard-2-of-2.json"}
-    check_outputs(record, run, cases, out, ids, shard_reports)
-    merged = json.loads((out / "report.json").read_text())
+    check_outputs(record, run, cases, out, ids)
+    names = sorted(p.name for p in reports.iterdir())
+    record.check(
+        names == ["report-shard-1-of-2.json", "report-shard-2-of-2.json", "report.json"],
+        "shards: their reports and the merged one are in the report folder",
+        str(names),
+    )
+    merged = json.loads((reports / "report.json").read_text())
     record.check(
         [c["case_id"] for c in merged["cases"]] == ids and len(merged["shards"]) == 2,
         "merge-reports: the two shards together cover every case once",
     )
 
+
+def run_usage_errors(record: Record, workdir: Path, cases: Path) -> None:
     out = make_dir(workdir / "out-usage", owner=UID)
-    run = docker_run("bad --shard", cases, out, ["--shard", "3/2"])
+    reports = make_dir(workdir / "reports-usage", owner=UID)
+    run = docker_run("bad --shard", cases, out, ["--shard", "3/2"], reports=reports)
     record.check(
         run.rc == 2 and "between 1 and 2" in run.log,
         f"{run.name}: usage error, exit 2 with the reason",
@@ -452,7 +600,7 @@ def run_all(record: Record, workdir: Path, n_cases: int) -> None:
     locked = make_dir(workdir / "out-locked", owner=UID + 1)
     run = docker_run("output not writable by --user", cases, locked, [])
     record.check(
-        run.rc == 2 and "cannot write to /output" in run.log and "--user" in run.log,
+        run.rc == 2 and "cannot write to output folder /output" in run.log and "--user" in run.log,
         f"{run.name}: exit 2 with a message naming --user",
         f"exit {run.rc}: {run.log[-2000:]}",
     )
@@ -461,7 +609,141 @@ def run_all(record: Record, workdir: Path, n_cases: int) -> None:
         run.rc == 0 and "infer --data_path" in run.log and "--shard K/N" in run.log,
         "--help: exit 0, documents the organiser, MLCube and shard forms",
     )
-    record.check(not any(out.iterdir()), "usage errors write nothing to the output")
+    record.check(
+        not any(out.iterdir()) and not any(reports.iterdir()),
+        "usage errors write nothing to the output or report folder",
+    )
+
+
+def orchestrator_log_report(log_file: Path) -> dict | None:
+    """Our report as it reaches the orchestrator's log file (brats logs the container's
+    output at DEBUG level, its chunks joined by "\\n\\r": undone before parsing)."""
+    text = log_file.read_bytes().decode(errors="replace").replace("\n\r", "")
+    if REPORT_BEGIN not in text or REPORT_END not in text:
+        return None
+    return json.loads(text.split(REPORT_BEGIN, 1)[1].split(REPORT_END, 1)[0])
+
+
+def check_orchestrator_batch(
+    record: Record, name: str, run: dict, batch: Path, good: str, broken: str, uid: int
+) -> None:
+    """The good case returned, the broken one an empty placeholder, the failure in the log."""
+    out = Path(run["output"])
+    names = sorted(p.name for p in out.iterdir())
+    record.check(
+        names == sorted([f"{good}.nii.gz", f"{broken}.nii.gz"]),
+        f"{name}: every case returned under the user's names (good and broken)",
+        str(names),
+    )
+    check_label_map(record, name, out / f"{good}.nii.gz", batch / good)
+    check_label_map(record, name, out / f"{broken}.nii.gz", batch / broken, empty=True)
+    check_ownership(record, name, out, owner=uid)
+    log = Path(run["log"])
+    report = orchestrator_log_report(log)
+    record.check(report is not None, f"{name}: our full report is in the orchestrator's log")
+    failed = [c for c in report["cases"] if c["status"] == "failed"]
+    record.check(
+        report["summary"] == {"cases": 2, "succeeded": 1, "failed": 1}
+        and "-t1c.nii.gz" in failed[0]["error"],
+        f"{name}: the report names the failed case and its t1c file",
+        json.dumps(report["summary"]),
+    )
+    record.check(
+        f"subject {broken} contains only zeros" in log.read_text(errors="replace"),
+        f"{name}: the orchestrator's own log warns that {broken}'s output is empty",
+    )
+
+
+def check_orchestrator(
+    record: Record, who: str, uid: int, results: dict, single: Path, batch: Path, broken: str
+) -> None:
+    """Every run returned; outputs valid; batch and single agree on the good case."""
+    labels: dict[int, np.ndarray] = {}
+    for run in results["runs"]:
+        form = "plain" if run["year"] >= 2025 else "MLCube"
+        name = f"orchestrator as {who}, {run['year']} ({form}) {run['mode']}"
+        n = 1 if run["mode"] == "infer_single" else 2
+        record.orchestrator.append(
+            f"| {who} | {run['year']} ({form}) | {run['mode']} | {n} | {run['wall_s']} s |"
+        )
+        record.check(run["ok"], f"{name}: brats returned without an exception", run["error"])
+        if run["mode"] == "infer_single":
+            out = Path(run["output"])
+            check_label_map(record, name, out, single)
+            check_ownership(record, name, out.parent, owner=uid)
+            labels[run["year"]] = np.asarray(nib.load(out).dataobj)
+            continue
+        check_orchestrator_batch(record, name, run, batch, single.name, broken, uid)
+        good = np.asarray(nib.load(Path(run["output"]) / f"{single.name}.nii.gz").dataobj)
+        record.check(
+            np.array_equal(good, labels[run["year"]]),
+            f"{name}: the good case's labels equal infer_single's",
+        )
+
+
+def socket_gid() -> int:
+    """Group of the Docker socket: what a non-root user needs to reach the engine."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return os.stat(host.removeprefix("unix://")).st_gid
+
+
+def run_orchestrator(
+    record: Record, workdir: Path, cases: Path, ids: list[str], python: Path
+) -> None:
+    """The pinned ``brats`` package on the image, as root and as uid UID."""
+    python = python.absolute()
+    if not python.is_file():
+        raise TestFailure(
+            f"{python} not found: the orchestrator venv is missing (make setup-brats installs "
+            f"brats=={BRATS_PIN} into .venv-brats)"
+        )
+    slabs = make_dir(workdir / "orchestrator-slabs")
+    good = slab_case(cases / ids[0], slabs, ORCHESTRATOR_DEPTH)
+    batch = make_dir(workdir / "orchestrator-batch")
+    shutil.copytree(good, batch / ids[0])
+    broken = f"{ids[1]}-truncated"
+    break_case(
+        slab_case(cases / ids[1], slabs, ORCHESTRATOR_DEPTH), batch, broken, lambda n: n // 2
+    )
+    for path in [*slabs.rglob("*"), *batch.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    for who, uid in (("root", 0), (f"uid {UID}", UID)):
+        work = make_dir(workdir / f"orchestrator-{uid}", owner=uid)
+        env = {**os.environ, "HOME": str(work), "TMPDIR": str(make_dir(work / "tmp", uid))}
+        cmd = [str(python), str(ROOT / "scripts" / "orchestrator_driver.py"), "--image", IMAGE]
+        cmd += ["--single", str(good), "--batch", str(batch)]
+        cmd += ["--work", str(work), "--json", str(work / "runs.json")]
+        if uid:  # util-linux's setpriv: the uid, its group and the socket's group, no caps
+            groups = f"--groups={socket_gid()}"
+            cmd = ["setpriv", f"--reuid={uid}", f"--regid={uid}", groups, "--", *cmd]
+        print(f"orchestrator (brats=={BRATS_PIN}) as {who}:", flush=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+        except OSError as exc:
+            raise TestFailure(f"orchestrator as {who}: cannot start {cmd[0]}: {exc}") from exc
+        (work / "driver.log").write_text(proc.stdout + proc.stderr)
+        print(proc.stdout, end="", flush=True)
+        record.check(
+            proc.returncode == 0,
+            f"orchestrator as {who}: the driver ran",
+            f"exit {proc.returncode} (as uid {uid} it needs to run {python} and read "
+            f"{ROOT / 'scripts'}; if the venv's interpreter lies where that user cannot go, "
+            f"remake it: make BRATS_PYTHON=/usr/bin/python3 setup-brats):\n"
+            f"{(proc.stdout + proc.stderr)[-3000:]}",
+        )
+        results = json.loads((work / "runs.json").read_text())
+        check_orchestrator(record, who, uid, results, good, batch, broken)
+
+
+def run_all(record: Record, workdir: Path, n_cases: int, orchestrator_python: Path) -> None:
+    """Every organiser-style run, and its checks."""
+    cases, mixed, broken = make_cases(workdir, n_cases)
+    ids = sorted(p.name for p in cases.iterdir())
+    run_plain(record, workdir, cases, ids)
+    run_broken(record, workdir, mixed, ids[0], broken)
+    run_shards(record, workdir, cases, ids)
+    run_usage_errors(record, workdir, cases)
+    run_orchestrator(record, workdir, cases, ids, orchestrator_python)
     host_reference(record, cases, workdir)
 
 
@@ -493,6 +775,12 @@ def main() -> int:
     parser.add_argument("--no-cache", action="store_true", help="build without layer cache")
     parser.add_argument("--log", type=Path, default=ROOT / "build" / "container-test.md")
     parser.add_argument(
+        "--orchestrator-python",
+        type=Path,
+        default=ROOT / ".venv-brats" / "bin" / "python",
+        help=f"python of the venv holding brats=={BRATS_PIN} (make setup-brats)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the work folder and the test image"
     )
     args = parser.parse_args()
@@ -507,7 +795,7 @@ def main() -> int:
         base = build_base(record)
         build_wheelhouse(args.extras)
         build_image(base, args.extras, args.no_cache, workdir, record)
-        run_all(record, workdir, max(2, args.cases))
+        run_all(record, workdir, max(2, args.cases), args.orchestrator_python)
     except (TestFailure, subprocess.TimeoutExpired) as exc:
         args.log.write_text(record.markdown(False, str(exc)))
         print(

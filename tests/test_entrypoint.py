@@ -13,16 +13,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
+
+from brats_goat.run.placeholder import is_placeholder
+from brats_goat.run.report import REPORT_BEGIN, REPORT_END
 
 ENTRYPOINT = Path(__file__).resolve().parents[1] / "entrypoint.sh"
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 
-def entrypoint(*args: str, weights: Path | None = None) -> subprocess.CompletedProcess:
+def entrypoint(
+    *args: str, weights: Path | None = None, **env_vars: str
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for name in ("BRATS_GOAT_REPORT_DIR", "BRATS_GOAT_STRICT"):
+        env.pop(name, None)
+    env.update(env_vars)
     if weights is not None:
         env["BRATS_GOAT_WEIGHTS"] = str(weights)
     return subprocess.run(
@@ -37,7 +47,13 @@ def test_help_documents_every_form() -> None:
         assert text in result.stdout
 
 
-def test_mlcube_infer_maps_paths_and_reports_a_broken_case(
+def report_in_log(log: str) -> dict:
+    """The full report printed between the marker lines."""
+    begin, end = log.index(REPORT_BEGIN), log.index(REPORT_END)
+    return json.loads(log[begin + len(REPORT_BEGIN) : end])
+
+
+def test_mlcube_infer_maps_paths_and_leaves_only_label_maps(
     tmp_path: Path, case_writer, tiny_weights: Path
 ) -> None:
     case_writer("GOOD-1")
@@ -53,13 +69,55 @@ def test_mlcube_infer_maps_paths_and_reports_a_broken_case(
         weights=tiny_weights,
     )
     log = result.stdout + result.stderr
-    assert result.returncode == 1, log
+    # Every input case has its file, so exit 0 (what the orchestrator needs to keep them)...
+    assert result.returncode == 0, log
     assert "ignoring MLCube argument --parameters_file" in log
+    assert sorted(p.name for p in out.iterdir()) == ["BAD-2.nii.gz", "GOOD-1.nii.gz"]
+    # ... and the failure is loud in the log, in the report and in the file's header.
     assert "FAILED BAD-2" in log and "missing modality t1c, t2f" in log
-    assert "some cases FAILED" in log
-    assert sorted(p.name for p in out.iterdir()) == ["GOOD-1.nii.gz", "report.json"]
-    report = json.loads((out / "report.json").read_text())
+    assert "1 of 2 cases FAILED: BAD-2" in log
+    assert is_placeholder(out / "BAD-2.nii.gz") and not is_placeholder(out / "GOOD-1.nii.gz")
+    assert not np.asarray(nib.load(out / "BAD-2.nii.gz").dataobj).any()
+    report = report_in_log(log)
     assert report["device"] == "cpu"
+    status = {c["case_id"]: c for c in report["cases"]}
+    assert status["BAD-2"]["status"] == "failed"
+    assert status["BAD-2"]["placeholder"] == str(out / "BAD-2.nii.gz")
+    assert status["GOOD-1"]["status"] == "ok" and status["GOOD-1"]["placeholder"] is None
+    assert report["summary"] == {"cases": 2, "succeeded": 1, "failed": 1}
+
+
+def test_strict_switch_keeps_failures_out_and_exits_1(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    case_writer("GOOD-1")
+    case_writer("BAD-2", skip=("t2f", "t1c"))
+    out, reports = tmp_path / "out", tmp_path / "reports"
+    out.mkdir()
+    reports.mkdir()
+    args = ("infer", f"--data_path={tmp_path / 'in'}", f"--output_path={out}")
+    result = entrypoint(
+        *args, weights=tiny_weights, BRATS_GOAT_STRICT="1", BRATS_GOAT_REPORT_DIR=str(reports)
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 1, log
+    assert "some cases FAILED" in log and "FAILED BAD-2" in log
+    assert sorted(p.name for p in out.iterdir()) == ["GOOD-1.nii.gz"]
+    assert sorted(p.name for p in reports.iterdir()) == ["report.json"]
+    report = json.loads((reports / "report.json").read_text())
+    assert report == report_in_log(log)
+    assert [c["status"] for c in report["cases"]] == ["failed", "ok"]
+
+
+def test_report_folder_must_exist(tmp_path: Path, case_writer) -> None:
+    case_writer("GOOD-1")
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ("infer", f"--data_path={tmp_path / 'in'}", f"--output_path={out}")
+    result = entrypoint(*args, BRATS_GOAT_REPORT_DIR=str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert f"BRATS_GOAT_REPORT_DIR={tmp_path / 'nope'} is not a folder" in result.stderr
+    assert not any(out.iterdir())
 
 
 def test_no_gpu_warns_and_runs_on_cpu(tmp_path: Path, case_writer, tiny_weights: Path) -> None:
@@ -71,7 +129,7 @@ def test_no_gpu_warns_and_runs_on_cpu(tmp_path: Path, case_writer, tiny_weights:
     assert result.returncode == 0, result.stderr
     if not torch.cuda.is_available():
         assert "WARNING: no GPU visible" in result.stderr
-    assert "done: every case segmented" in result.stderr
+    assert "exit 0: every input case has its label map" in result.stderr
 
 
 @pytest.mark.parametrize(

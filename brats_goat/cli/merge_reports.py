@@ -18,22 +18,34 @@ from brats_goat.run.merge_reports import MergeError, merge_folder
 @click.command("merge-reports")
 @click.argument(
     "output_dir",
-    metavar="OUTPUT",
+    metavar="FOLDER",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
 )
 @click.argument(
     "reports", metavar="[REPORT]...", nargs=-1, type=click.Path(dir_okay=False, path_type=Path)
 )
+@click.option(
+    "--outputs",
+    "outputs_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the label maps, when the shard reports were written elsewhere "
+    "(predict --report-dir; the container's BRATS_GOAT_REPORT_DIR) [default: next to "
+    "each shard report].",
+)
 @quiet_option("Print only problems.")
-def merge_reports(output_dir: Path, reports: tuple[Path, ...], quiet: bool) -> None:
-    """Join shard reports into OUTPUT/report.json.
+def merge_reports(
+    output_dir: Path, reports: tuple[Path, ...], outputs_dir: Path | None, quiet: bool
+) -> None:
+    """Join shard reports into FOLDER/report.json.
 
-    REPORTs default to OUTPUT/report-shard-K-of-N.json (shards sharing one OUTPUT); name them
-    when the shards wrote into separate folders. Each case's output file is looked for next
+    FOLDER is where the shards wrote their reports: OUTPUT, or the --report-dir they were
+    given. REPORTs default to FOLDER/report-shard-K-of-N.json; name them when the shards
+    wrote into separate folders. Each case's label map is looked for in --outputs, else next
     to its shard's report.
     """
     try:
-        result = merge_folder(output_dir, reports)
+        result = merge_folder(output_dir, reports, outputs_dir)
     except MergeError as exc:
         click.echo(f"merge-reports failed: {exc}", err=True)
         sys.exit(1)

@@ -1,7 +1,9 @@
 """``brats-goat predict``: segment a folder of cases with ``brats_goat.run.predict``.
 
 Exit codes: 0 every case succeeded, 1 at least one case failed, 2 usage error (no cases,
-unusable weights or options).
+unusable weights or options). With ``--on-case-failure placeholder`` (the container's
+default, for the BraTS orchestrator) a failed case gets an empty label map and the exit
+code is 0 when every case has its file; failures are still named in the log and report.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from brats_goat.cli.options import (
 )
 from brats_goat.model.manifest import WeightsError
 from brats_goat.run.predict import InputError, predict
-from brats_goat.run.report import RunReport
+from brats_goat.run.report import REPORT_BEGIN, REPORT_END, RunReport
 from brats_goat.run.shard import Shard
 from brats_goat.segmenter import COMPONENT_RULES, METHODS, PipelineConfig
 from brats_goat.stages.reconstruct import InferenceConfig
@@ -54,15 +56,48 @@ def pipeline_config(
     return PipelineConfig(inference=inference, refine=refine_cfg, component_rule=component_rule)
 
 
-def echo_report(report: RunReport, output_dir: Path, quiet: bool) -> None:
-    """The summary table, or with ``--quiet`` only the failures (on stderr, for scripts)."""
+#: ``--on-case-failure`` choices: what a failed case leaves and what it does to the exit code.
+ON_CASE_FAILURE = ("exit-1", "placeholder")
+
+
+def echo_report(report: RunReport, report_path: Path | None, quiet: bool, full: bool) -> None:
+    """The full report (``--print-report``), then the summary table, or with ``--quiet`` only
+    the failures (on stderr, for scripts)."""
+    if full:
+        click.echo(f"{REPORT_BEGIN}\n{report.to_json()}{REPORT_END}")
     if not quiet:
         click.echo(report.summary_table())
-        click.echo(f"report: {output_dir / report.file_name}")
+        where = report_path or "no file (--no-report-file)" + (", printed above" if full else "")
+        click.echo(f"report: {where}")
     elif not report.ok:
         for case in report.cases:
             if case.error:
                 click.echo(f"FAILED {case.case_id}: {case.error}", err=True)
+
+
+def exit_code(report: RunReport, on_case_failure: str) -> int:
+    """0 all cases segmented; 1 a case failed (``exit-1``), or a failed case has no file in
+    OUTPUT (``placeholder``). Failures are announced on stderr whatever the code."""
+    if report.ok:
+        return 0
+    failed = [c for c in report.cases if c.status != "ok"]
+    names = ", ".join(c.case_id for c in failed)
+    click.echo(
+        f"brats-goat predict: {len(failed)} of {len(report.cases)} cases FAILED: {names}",
+        err=True,
+    )
+    if on_case_failure == "exit-1":
+        return 1
+    missing = [c.case_id for c in failed if not c.placeholder]
+    if missing:
+        click.echo(f"brats-goat predict: no output file at all for {', '.join(missing)}", err=True)
+        return 1
+    click.echo(
+        "brats-goat predict: each failed case has an EMPTY label map (placeholder) in OUTPUT; "
+        "exit 0 because every case has its file (--on-case-failure placeholder)",
+        err=True,
+    )
+    return 0
 
 
 @click.command("predict")
@@ -123,6 +158,31 @@ def echo_report(report: RunReport, output_dir: Path, quiet: bool) -> None:
 @click.option("--save-maps", is_flag=True, help="Also write float32 anomaly maps per case.")
 @click.option("--qc-png", is_flag=True, help="Also write OUTPUT/qc/<ID>.png (needs matplotlib).")
 @shard_option()
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the report (report.json, or report-shard-K-of-N.json) [default: OUTPUT].",
+)
+@click.option(
+    "--no-report-file",
+    is_flag=True,
+    help="Write no report file (the container's default: its report goes to the log).",
+)
+@click.option(
+    "--print-report",
+    is_flag=True,
+    help="Print the full report (JSON) at the end, between BEGIN/END marker lines.",
+)
+@click.option(
+    "--on-case-failure",
+    type=click.Choice(ON_CASE_FAILURE),
+    default="exit-1",
+    show_default=True,
+    help="exit-1: a failed case has no file and makes the exit code 1. placeholder: it gets "
+    "an empty label map (marked FAILED in its header) and the exit code is 0 when every case "
+    "has its file, as the BraTS orchestrator needs; the case is still failed in the report.",
+)
 @quiet_option("No progress bars or summary table.")
 def predict_cmd(
     input_dir: Path,
@@ -139,6 +199,10 @@ def predict_cmd(
     save_maps: bool,
     qc_png: bool,
     shard: Shard | None,
+    report_dir: Path | None,
+    no_report_file: bool,
+    print_report: bool,
+    on_case_failure: str,
     quiet: bool,
 ) -> None:
     """Segment every case in INPUT (a folder of case folders, or one case folder).
@@ -146,6 +210,8 @@ def predict_cmd(
     Writes OUTPUT/<ID>.nii.gz (uint8, labels 1 NETC, 2 SNFH, 3 ET, input geometry) per case
     and OUTPUT/report.json. Exit 0 if all cases succeeded, 1 if any failed.
     """
+    if report_dir is not None and no_report_file:
+        raise click.UsageError("--report-dir and --no-report-file exclude each other")
     config = pipeline_config(
         device, batch_size, refine, sam_model, sam_checkpoint, refine_max_slices, component_rule
     )
@@ -160,8 +226,12 @@ def predict_cmd(
             quiet=quiet,
             method=method,
             shard=shard,
+            report_dir=report_dir,
+            write_report=not no_report_file,
+            placeholders=on_case_failure == "placeholder",
         )
     except (InputError, WeightsError, RuntimeError) as exc:
         raise click.UsageError(str(exc)) from exc
-    echo_report(report, output_dir, quiet)
-    sys.exit(0 if report.ok else 1)
+    report_path = None if no_report_file else (report_dir or output_dir) / report.file_name
+    echo_report(report, report_path, quiet, print_report)
+    sys.exit(exit_code(report, on_case_failure))

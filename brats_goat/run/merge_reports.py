@@ -98,11 +98,15 @@ def _check_complete(reports: dict[Path, dict[str, Any]]) -> None:
         )
 
 
-def merge_reports(paths: Sequence[Path]) -> tuple[dict[str, Any], dict[str, str]]:
+def merge_reports(
+    paths: Sequence[Path], outputs_dir: Path | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The merged report and ``{case_id: error}`` of every failed case.
 
-    Raises ``MergeError`` when a shard is missing or given twice, a case appears twice, the
-    shards disagree (N, case total, method, weights, configuration) or a shard stopped early.
+    An ``ok`` case's label map is looked for in ``outputs_dir``, by default next to its
+    shard's report. Raises ``MergeError`` when a shard is missing or given twice, a case
+    appears twice, the shards disagree (N, case total, method, weights, configuration) or a
+    shard stopped early.
     """
     if not paths:
         raise MergeError(f"no shard reports ({SHARD_REPORT_GLOB}) to merge")
@@ -121,7 +125,7 @@ def merge_reports(paths: Sequence[Path]) -> tuple[dict[str, Any], dict[str, str]
                     "(overlapping shards, or one shard run on different inputs)"
                 )
             case = dict(case)
-            output = path.parent / f"{case_id}.nii.gz"
+            output = (outputs_dir or path.parent) / f"{case_id}.nii.gz"
             if case.get("status") == "ok" and not output.is_file():
                 case["status"] = "failed"
                 case["error"] = f"case {case_id}: the report says ok but {output} is missing"
@@ -165,17 +169,22 @@ def write_json_atomic(data: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def merge_folder(output_dir: Path, reports: Sequence[Path] | None = None) -> MergeResult:
+def merge_folder(
+    output_dir: Path, reports: Sequence[Path] | None = None, outputs_dir: Path | None = None
+) -> MergeResult:
     """Merge ``reports`` (default: the shard reports in ``output_dir``) into its report.json.
 
-    Nothing is written when the shards do not add up (``MergeError``); a merge with failed
-    cases is written, like a ``predict`` run with failed cases, and is not ``ok``.
+    ``outputs_dir``: where the label maps are, when the shard reports were written to a
+    report folder of their own (the container's ``BRATS_GOAT_REPORT_DIR``); by default
+    next to each shard report. Nothing is written when the shards do not add up
+    (``MergeError``); a merge with failed cases is written, like a ``predict`` run with
+    failed cases, and is not ``ok``.
     """
     output_dir = Path(output_dir)
     paths = list(reports) if reports else find_shard_reports(output_dir)
     if not paths:
         raise MergeError(f"no shard reports ({SHARD_REPORT_GLOB}) in {output_dir}")
-    merged, failed = merge_reports(paths)
-    merged["output"] = str(output_dir)
+    merged, failed = merge_reports(paths, Path(outputs_dir) if outputs_dir else None)
+    merged["output"] = str(outputs_dir or output_dir)
     path = write_json_atomic(merged, output_dir / REPORT_NAME)
     return MergeResult(report=merged, path=path, failed=failed)

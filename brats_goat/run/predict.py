@@ -18,6 +18,7 @@ from tqdm import tqdm
 from brats_goat.io.discover import Case, discover_cases
 from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
 from brats_goat.io.write import like_reference, write_nifti_atomic
+from brats_goat.run.placeholder import write_placeholder
 from brats_goat.run.qc import require_matplotlib, write_qc_png
 from brats_goat.run.report import CaseResult, RunReport
 from brats_goat.run.shard import Shard, select_shard
@@ -37,23 +38,27 @@ class InputError(Exception):
     """A problem with the run as a whole (usage), as opposed to one case."""
 
 
-def check_folders(input_dir: Path, output_dir: Path) -> None:
+def check_folders(input_dir: Path, output_dir: Path, report_dir: Path | None = None) -> None:
     """Usage errors that make the whole run pointless; raised before any case is read."""
     if not input_dir.is_dir():
         raise InputError(f"INPUT {input_dir} is not a folder")
-    inp, out = input_dir.resolve(), output_dir.resolve()
-    if out == inp or inp in out.parents:
-        raise InputError(
-            f"OUTPUT {output_dir} is INPUT or inside it: outputs would mix with the inputs "
-            "(and inputs are never modified); choose a separate folder"
-        )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".brats-goat-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise InputError(f"OUTPUT {output_dir} is not writable: {exc}") from exc
+    inp = input_dir.resolve()
+    for what, folder in (("OUTPUT", output_dir), ("the report folder", report_dir)):
+        if folder is None:
+            continue
+        out = folder.resolve()
+        if out == inp or inp in out.parents:
+            raise InputError(
+                f"{what} {folder} is INPUT or inside it: outputs would mix with the inputs "
+                "(and inputs are never modified); choose a separate folder"
+            )
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".brats-goat-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise InputError(f"{what} {folder} is not writable: {exc}") from exc
 
 
 def write_outputs(
@@ -142,6 +147,19 @@ def predict_case(
     return result
 
 
+def fill_in_placeholder(case: Case, result: CaseResult, output_dir: Path) -> None:
+    """An empty label map in place of a failed case; the case stays ``failed``."""
+    try:
+        path = write_placeholder(case, output_dir)
+    except Exception as exc:  # never let the stand-in hide the case's own error
+        result.warnings.append(f"no placeholder written: {type(exc).__name__}: {exc}")
+        return
+    if path is None:
+        result.warnings.append("no placeholder written: no input header could be read")
+    else:
+        result.placeholder = str(path)
+
+
 def predict(
     input_dir: str | Path,
     output_dir: str | Path,
@@ -154,15 +172,23 @@ def predict(
     segmenter: Segmenter | None = None,
     method: str = "mvitae",
     shard: Shard | None = None,
+    report_dir: str | Path | None = None,
+    write_report: bool = True,
+    placeholders: bool = False,
 ) -> RunReport:
     """Segment every case under ``input_dir`` into ``output_dir``; returns the run report.
 
     With ``shard`` only that part of the sorted cases is run (``brats_goat.run.shard``) and the
-    report is ``report-shard-K-of-N.json``. Raises ``InputError`` for problems with the run
-    itself (no cases, bad output folder).
+    report is ``report-shard-K-of-N.json``. The report file goes to ``report_dir`` (default
+    ``output_dir``), or nowhere with ``write_report=False``. ``placeholders``: a failed case
+    gets an empty label map in ``output_dir`` (``brats_goat.run.placeholder``) and stays
+    failed in the report. Raises ``InputError`` for problems with the run itself (no cases,
+    bad output or report folder).
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    check_folders(input_dir, output_dir)
+    report_dir = Path(report_dir) if report_dir is not None else None
+    check_folders(input_dir, output_dir, report_dir if write_report else None)
+    report_dir = report_dir or output_dir
     if qc_png:
         try:
             require_matplotlib()
@@ -189,16 +215,19 @@ def predict(
         config={**to_dict(segmenter.config), "postprocess": to_dict(segmenter.postprocess)},
         shard=shard.to_dict(cases_total) if shard else None,
     )
-    report.write(output_dir)  # a shard with no cases (N > cases) still leaves its report
+    if write_report:
+        report.write(report_dir)  # a shard with no cases (N > cases) still leaves its report
     for i, case in enumerate(cases, 1):
         if not quiet:
             tqdm.write(f"[{i}/{len(cases)}] {case.case_id}", file=sys.stderr)
-        report.cases.append(
-            predict_case(
-                case, segmenter, output_dir, save_maps=save_maps, qc_png=qc_png, quiet=quiet
-            )
+        result = predict_case(
+            case, segmenter, output_dir, save_maps=save_maps, qc_png=qc_png, quiet=quiet
         )
-        report.write(output_dir)
+        if placeholders and result.status != "ok":
+            fill_in_placeholder(case, result, output_dir)
+        report.cases.append(result)
+        if write_report:
+            report.write(report_dir)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return report

@@ -11,10 +11,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from brats_goat import __version__
 from brats_goat.run.shard import Shard
 
 REPORT_NAME = "report.json"
+#: Lines around the full report when it is printed into the log (``--print-report``): the
+#: JSON between them is exactly what the report file would hold.
+REPORT_BEGIN = "----- BEGIN brats-goat report (JSON) -----"
+REPORT_END = "----- END brats-goat report -----"
 
 
 @dataclass
@@ -34,6 +40,9 @@ class CaseResult:
     #: Share of the brain left out of the normalisation statistics: the bright lesion
     #: (``NormaliseConfig.exclude_z``); 0 on a scan with nothing large and bright.
     normalise_left_out: float | None = None
+    #: A failed case only: the empty label map written in its place
+    #: (``--on-case-failure placeholder``, ``brats_goat.run.placeholder``).
+    placeholder: str | None = None
 
 
 @dataclass
@@ -47,6 +56,7 @@ class RunReport:
     #: Refinement backend that ran ("none", "litemedsam", "sam-vit_b", ...).
     refine: str = "none"
     version: str = __version__
+    torch_version: str = torch.__version__
     host: str = field(default_factory=platform.node)
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     config: dict[str, Any] = field(default_factory=dict)
@@ -78,13 +88,16 @@ class RunReport:
             return REPORT_NAME
         return Shard(self.shard["index"], self.shard["count"]).report_name
 
+    def to_json(self) -> str:
+        """The report file's text."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
     def write(self, folder: str | Path) -> Path:
         """Write the report atomically (it is rewritten after every case)."""
         folder = Path(folder)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.file_name}.", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "w") as fh:
-            json.dump(self.to_dict(), fh, indent=2)
-            fh.write("\n")
+            fh.write(self.to_json())
         os.chmod(tmp, 0o644)
         path = folder / self.file_name
         os.replace(tmp, path)
@@ -109,7 +122,8 @@ class RunReport:
         lines.append(f"{len(self.cases) - self.n_failed}/{len(self.cases)} cases succeeded")
         for c in self.cases:
             if c.error:
-                lines.append(f"FAILED {c.case_id}: {c.error}")
+                instead = f" [empty placeholder written: {c.placeholder}]" if c.placeholder else ""
+                lines.append(f"FAILED {c.case_id}: {c.error}{instead}")
             for w in c.warnings:
                 lines.append(f"warning {c.case_id}: {w}")
         return "\n".join(lines)

@@ -13,6 +13,8 @@ from click.testing import CliRunner
 
 from brats_goat.cli.main import main
 from brats_goat.io.write import write_nifti_atomic
+from brats_goat.run.placeholder import is_placeholder
+from brats_goat.run.report import REPORT_BEGIN, REPORT_END
 from tests.conftest import NAMES_LEGACY, tree_digest
 
 RAS = np.eye(4)
@@ -248,3 +250,67 @@ def test_help_lists_commands() -> None:
     assert result.exit_code == 0
     for command in ("predict", "train"):
         assert command in result.output
+
+
+def test_placeholder_policy_gives_every_case_a_file_and_exit_0(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """What the container does for the BraTS orchestrator: a failed case gets an empty label
+    map in its input's geometry, the report goes elsewhere, the failure is still named."""
+    case_writer("GOOD-1")
+    bad = case_writer("BAD-2")
+    _break_truncated(bad)
+    inp, out, reports = tmp_path / "in", tmp_path / "out", tmp_path / "reports"
+    args = ["--report-dir", reports, "--on-case-failure", "placeholder", "--print-report"]
+    result = run(predict_args(inp, out, tiny_weights, *args))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["BAD-2.nii.gz", "GOOD-1.nii.gz"]
+    assert sorted(p.name for p in reports.iterdir()) == ["report.json"]
+    assert "FAILED BAD-2" in result.output and "1 of 2 cases FAILED: BAD-2" in result.output
+    placeholder = nib.load(out / "BAD-2.nii.gz")
+    ref = nib.load(bad / "BAD-2-t1n.nii.gz")
+    assert placeholder.shape == ref.shape and placeholder.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(placeholder.affine, ref.affine)
+    assert int(placeholder.header["sform_code"]) == int(ref.header["sform_code"])
+    assert not np.asarray(placeholder.dataobj).any() and is_placeholder(out / "BAD-2.nii.gz")
+    report = json.loads((reports / "report.json").read_text())
+    status = {c["case_id"]: c for c in report["cases"]}
+    assert status["BAD-2"]["status"] == "failed" and "BAD-2-t1c.nii.gz" in status["BAD-2"]["error"]
+    assert status["BAD-2"]["placeholder"] == str(out / "BAD-2.nii.gz")
+    assert report["summary"]["failed"] == 1
+    printed = result.output.split(REPORT_BEGIN)[1].split(REPORT_END)[0]
+    assert json.loads(printed) == report
+
+
+def test_placeholder_policy_exits_1_when_a_case_has_no_file(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """No input header readable: no geometry for a placeholder, so no file and exit 1."""
+    bad = case_writer("BAD-1")
+    for path in bad.glob("BAD-1-t*.nii.gz"):
+        path.write_bytes(b"not a NIfTI file")
+    out = tmp_path / "out"
+    args = ["--no-report-file", "--on-case-failure", "placeholder"]
+    result = run(predict_args(tmp_path / "in", out, tiny_weights, *args))
+    assert result.exit_code == 1
+    assert "no output file at all for BAD-1" in result.output
+    assert not any(out.iterdir())
+
+
+def test_report_dir_and_no_report_file_exclude_each_other(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    case_writer("GOOD-1")
+    args = ["--report-dir", tmp_path / "r", "--no-report-file"]
+    result = run(predict_args(tmp_path / "in", tmp_path / "out", tiny_weights, *args))
+    assert result.exit_code == 2 and "exclude each other" in result.output
+
+
+def test_report_dir_inside_input_is_usage_error(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    folder = case_writer("GOOD-1")
+    args = ["--report-dir", folder / "reports"]
+    result = run(predict_args(tmp_path / "in", tmp_path / "out", tiny_weights, *args))
+    assert result.exit_code == 2 and "the report folder" in result.output
+    assert not (folder / "reports").exists()

@@ -41,7 +41,7 @@ def write_shard(
     return report.write(folder)
 
 
-def merge_cli(*args: Path):
+def merge_cli(*args: Path | str):
     return CliRunner().invoke(main, ["merge-reports", *map(str, args)], catch_exceptions=False)
 
 
@@ -132,3 +132,24 @@ def test_no_shard_reports_and_unsharded_reports_are_refused(tmp_path: Path) -> N
     (tmp_path / "report-shard-1-of-1.json").write_text("{truncated")
     with pytest.raises(MergeError, match="cannot read shard report"):
         merge_folder(tmp_path)
+
+
+def test_reports_in_their_own_folder_merge_with_outputs(tmp_path: Path) -> None:
+    """The container's shards: reports in BRATS_GOAT_REPORT_DIR, label maps in /output."""
+    reports, outputs = tmp_path / "reports", tmp_path / "out"
+    write_shard(reports, 1, 2, {"A": "ok"}, total=2, outputs=False)
+    write_shard(reports, 2, 2, {"B": "ok"}, total=2, outputs=False)
+    outputs.mkdir()
+    (outputs / "A.nii.gz").write_bytes(b"label map")
+    # Without --outputs the label maps are looked for next to the reports: B is missing.
+    (reports / "A.nii.gz").write_bytes(b"label map")
+    result = merge_cli(reports)
+    assert result.exit_code == 1 and "FAILED B" in result.output
+    result = merge_cli(reports, "--outputs", outputs)
+    assert result.exit_code == 1 and "FAILED B" in result.output and "FAILED A" not in result.output
+    (outputs / "B.nii.gz").write_bytes(b"label map")
+    result = merge_cli(reports, "--outputs", outputs)
+    assert result.exit_code == 0, result.output
+    merged = json.loads((reports / "report.json").read_text())
+    assert merged["summary"]["succeeded"] == 2 and merged["output"] == str(outputs)
+    assert sorted(p.name for p in outputs.iterdir()) == ["A.nii.gz", "B.nii.gz"]
