@@ -64,7 +64,7 @@ class PipelineConfig:
     #: Thresholds of the training-free intensity baseline (``--method intensity``), in z
     #: units of the image itself: measured data with their provenance, read from
     #: ``intensity_baseline.json`` (``scripts/calibrate_intensity.py``).
-    intensity: PostprocessConfig = field(default_factory=lambda: intensity_baseline())
+    intensity: PostprocessConfig = field(default_factory=intensity_baseline)
     #: Which 3D components each channel keeps. ``largest`` (paper, default): one. With
     #: ``largest+peaks`` also every component more abnormal than healthy calibration data
     #: ever was (``PostprocessConfig.peak_thresholds_by_subset``; where the weights carry
@@ -114,6 +114,8 @@ class Candidates:
 
     normalised: np.ndarray  # (C, X, Y, Z) z-scored modalities, MODALITIES order
     brain: np.ndarray
+    #: The eroded brain the maps were made in (the anomaly stage's analysis mask).
+    mask: np.ndarray
     maps: dict[str, np.ndarray]
     score: float
     binary: dict[str, np.ndarray]
@@ -186,7 +188,7 @@ class Segmenter:
         with timer.stage("threshold"):
             binary = self.threshold(maps, mask, present)
         left = round(float(left_out.sum() / max(int(brain.sum()), 1)), 4)
-        return Candidates(normalised, brain, maps, score, binary, left)
+        return Candidates(normalised, brain, mask, maps, score, binary, left)
 
     def anomaly(
         self, normalised: np.ndarray, recon: np.ndarray, brain: np.ndarray, present: tuple[str, ...]
@@ -220,9 +222,8 @@ class Segmenter:
         the method's own t1c component (and a refined one, where t1c was refined)."""
         post, cfg = self.postprocess, self.config.labels
         if cfg.et_rule == "near-wt" and "t1c" in present:
-            mask = analysis_mask(cand.brain, post.brain_erosion)
-            t1c_z = z_map(cand.normalised, mask, post)
-            et = enhancement_near(t1c_z, binary["t2f"], mask, cfg)
+            t1c_z = z_map(cand.normalised, cand.mask, post)
+            et = enhancement_near(t1c_z, binary["t2f"], cand.mask, cfg)
             return fuse_labels(binary["t2f"], et, 0)
         return fuse_labels(binary["t2f"], binary["t1c"], post.et_within_wt_dilation)
 

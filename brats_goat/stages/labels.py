@@ -58,8 +58,10 @@ def enhancement_near(
     one): enhancement is part of the tumour, so it is only looked for there."""
     if not wt.any():
         return np.zeros_like(wt)
-    grown = ndimage.binary_dilation(wt, iterations=cfg.et_search_dilation)
-    region = (grown if cfg.et_search_dilation > 0 else wt) & mask
+    region = wt
+    if cfg.et_search_dilation > 0:  # scipy reads iterations=0 as "until nothing changes"
+        region = ndimage.binary_dilation(wt, iterations=cfg.et_search_dilation)
+    region = region & mask
     return select_components((t1c_z > cfg.et_threshold_z) & region, cfg.et_min_voxels, False)
 
 
