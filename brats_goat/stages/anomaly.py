@@ -35,6 +35,9 @@ def residual_maps(
     (the :func:`analysis_mask`, computed once per case by the caller); a modality the
     case does not have gets no map.
 
+    With ``cfg.fusion_weight`` w > 0 the reconstruction is shrunk by (1 - w) first: the
+    map is then the late fusion (1 - w) * residual + w * image.
+
     Signed, because tumour is *hyper*intense on FLAIR (edema) and post-contrast T1 (ET);
     dark residuals are mostly reconstruction blur and would only add false positives.
     """
@@ -43,7 +46,7 @@ def residual_maps(
         if name not in present:
             continue
         c = MODALITIES.index(name)
-        res = normalised[c] - recon[c]
+        res = normalised[c] - np.float32(1.0 - cfg.fusion_weight) * recon[c]
         if cfg.median_size > 1:
             res = ndimage.median_filter(res, size=(cfg.median_size, cfg.median_size, 1))
         maps[name] = np.where(mask, res, np.float32(0)).astype(np.float32)

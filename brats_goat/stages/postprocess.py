@@ -60,6 +60,13 @@ class PostprocessConfig:
     restore_maps: tuple[str, ...] = ("t1c", "t2f")
     #: Median filter size applied to the residual maps (0 = off).
     median_size: int = 3
+    #: Late fusion of the learned and the intensity evidence (issue 15): the anomaly map is
+    #: ``(1 - w) * (input - reconstruction) + w * input``, i.e. the residual against a
+    #: reconstruction shrunk towards the healthy mean (0 z). 0 = the model's residual alone
+    #: (paper); 1 = the z-scored image (the intensity baseline). A voxel scores high only
+    #: where the image is bright *and* the model cannot explain it, in one map that is
+    #: calibrated like any other.
+    fusion_weight: float = 0.0
     #: An ET component is kept only where it touches the FLAIR component (tumour core
     #: sits inside the whole tumour); 0 disables the check.
     et_within_wt_dilation: int = 3
@@ -69,3 +76,5 @@ class PostprocessConfig:
             raise ValueError(f"restore_maps may name t1c and t2f only, not {sorted(unknown)}")
         if self.restore_iterations < 0:
             raise ValueError("restore_iterations must be >= 0")
+        if not 0.0 <= self.fusion_weight <= 1.0:
+            raise ValueError("fusion_weight must lie in [0, 1]")
