@@ -34,16 +34,32 @@ from brats_goat.evaluation.metrics import COHORTS
     default=None,
     help="Folder for metrics.csv and metrics.json (default: PRED_DIR).",
 )
+@click.option(
+    "--legacy-et4",
+    is_flag=True,
+    help="Read label 4 (ET in BraTS releases before 2023) as 3 in references and predictions. "
+    "Without it a label map with any value outside 0-3 fails its case.",
+)
 @quiet_option("Print only failures, not the table.")
-def evaluate(pred_dir: Path, ref_dir: Path, cohort: str, output_dir: Path | None, quiet: bool):
+def evaluate(
+    pred_dir: Path,
+    ref_dir: Path,
+    cohort: str,
+    output_dir: Path | None,
+    legacy_et4: bool,
+    quiet: bool,
+):
     """Score PRED_DIR/<ID>.nii.gz against references in REF_DIR.
 
     References are <ID>-seg.nii.gz, <ID>-ref.nii.gz or <ID>.nii.gz, directly in REF_DIR or in
     BraTS case folders REF_DIR/<ID>/. A reference without a prediction is scored as an empty
     prediction and listed. Writes metrics.csv and metrics.json (per case and region, plus means).
+    A label map with values outside 0-3 fails its case (exit 1) unless --legacy-et4.
     """
     try:
-        result = evaluate_folder(pred_dir, ref_dir, cohort=cohort.lower(), output_dir=output_dir)
+        result = evaluate_folder(
+            pred_dir, ref_dir, cohort=cohort.lower(), output_dir=output_dir, legacy_et4=legacy_et4
+        )
     except EvaluationUsageError as exc:
         raise click.UsageError(str(exc)) from exc
     if quiet:

@@ -1,7 +1,8 @@
 """``brats-goat merge-reports``: one report.json from the reports of ``predict --shard`` runs.
 
 Exit codes follow ``predict``: 0 all shards present and every case succeeded, 1 a shard is
-missing, a case appears twice or any case failed, 2 usage error.
+missing, a case appears twice or any case failed, 2 usage error (among them a file that is
+not a shard report as ``predict`` wrote it: unreadable, hand-edited, renamed).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import click
 
 from brats_goat.cli.options import quiet_option
-from brats_goat.run.merge_reports import MergeError, merge_folder
+from brats_goat.run.merge_reports import MergeError, ShardReportError, merge_folder
 
 
 @click.command("merge-reports")
@@ -46,6 +47,8 @@ def merge_reports(
     """
     try:
         result = merge_folder(output_dir, reports, outputs_dir)
+    except ShardReportError as exc:  # a report that is not what predict wrote: usage
+        raise click.UsageError(str(exc)) from exc
     except MergeError as exc:
         click.echo(f"merge-reports failed: {exc}", err=True)
         sys.exit(1)

@@ -21,6 +21,7 @@ from brats_goat.cli.options import (
     shard_option,
     weights_option,
 )
+from brats_goat.io.discover import DiscoveryError
 from brats_goat.model.manifest import WeightsError
 from brats_goat.run.predict import InputError, predict
 from brats_goat.run.report import REPORT_BEGIN, REPORT_END, RunReport
@@ -54,6 +55,38 @@ def pipeline_config(
             refine_cfg, max_slices=refine_max_slices, max_slices_gpu=refine_max_slices
         )
     return PipelineConfig(inference=inference, refine=refine_cfg, component_rule=component_rule)
+
+
+def missing_folders(*folders: Path | None) -> list[Path]:
+    """Each of ``folders`` that does not exist yet, and its missing parents, deepest first:
+    what a run may create and must remove again when it ends in a usage error."""
+    missing: set[Path] = set()
+    for folder in folders:
+        while folder is not None and not folder.exists():
+            missing.add(folder)
+            folder = folder.parent
+    return sorted(missing, key=lambda p: len(p.absolute().parts), reverse=True)
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed run created, as long as they are still empty (a folder
+    something else wrote into in the meantime is left alone)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            continue
+
+
+def warn_unused_weights(method: str, weights: Path | None) -> None:
+    """``--weights`` means nothing to the intensity baseline: say so rather than let a user
+    believe (or a typo in the path go unnoticed) that the file was used."""
+    if method == "intensity" and weights is not None:
+        click.echo(
+            f"brats-goat predict: warning: --weights {weights} is ignored: --method intensity "
+            "uses no weights",
+            err=True,
+        )
 
 
 #: ``--on-case-failure`` choices: what a failed case leaves and what it does to the exit code.
@@ -215,6 +248,8 @@ def predict_cmd(
     config = pipeline_config(
         device, batch_size, refine, sam_model, sam_checkpoint, refine_max_slices, component_rule
     )
+    warn_unused_weights(method, weights)
+    created = missing_folders(output_dir, None if no_report_file else report_dir)
     try:
         report = predict(
             input_dir,
@@ -230,7 +265,8 @@ def predict_cmd(
             write_report=not no_report_file,
             placeholders=on_case_failure == "placeholder",
         )
-    except (InputError, WeightsError, RuntimeError) as exc:
+    except (InputError, DiscoveryError, WeightsError, RuntimeError) as exc:
+        remove_empty(created)  # a usage error leaves nothing behind
         raise click.UsageError(str(exc)) from exc
     report_path = None if no_report_file else (report_dir or output_dir) / report.file_name
     echo_report(report, report_path, quiet, print_report)

@@ -68,6 +68,19 @@ class EvaluationUsageError(ValueError):
     """The folders cannot be evaluated at all (missing, or nothing to pair)."""
 
 
+class LabelError(ValueError):
+    """A label map holds values that are not BraTS 2023 labels; that case is not scored."""
+
+
+#: Labels of a BraTS 2023 label map: background, NETC, SNFH, ET.
+VALID_LABELS: tuple[int, ...] = (0, 1, 2, 3)
+#: ET before BraTS 2023 (2017-2021 releases); ``legacy_et4`` reads it as 3.
+LEGACY_ET = 4
+#: A float label map may carry header rounding (2.0000001); farther from a whole number it
+#: is not a label map (a probability map, a resampled map) and is refused.
+LABEL_ROUNDING_TOLERANCE = 1e-3
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
@@ -87,6 +100,8 @@ class EvaluationResult:
     regions: tuple[str, ...] = DEFAULT_RULES.region_names
     csv_path: Path | None = None
     json_path: Path | None = None
+    #: Label 4 (legacy ET) was read as 3 (``--legacy-et4``).
+    legacy_et4: bool = False
 
     @property
     def ok(self) -> bool:
@@ -132,6 +147,8 @@ class EvaluationResult:
         lines.insert(1, "-" * len(lines[0]))
         n = len(self.cases)
         lines.append(f"{n} case(s) scored, cohort {self.cohort.name}")
+        if self.legacy_et4:
+            lines.append("label 4 (legacy ET) read as ET, 3 (--legacy-et4)")
         if self.missing:
             lines.append(
                 f"{len(self.missing)} reference(s) without prediction, scored as empty: "
@@ -195,16 +212,58 @@ def find_references(ref_dir: Path, layout: FolderLayout = DEFAULT_LAYOUT) -> dic
     }
 
 
-def _load_labels(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+def _load_labels(
+    path: Path, legacy_et4: bool = False
+) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """Integer labels, affine and voxel spacing (mm) of a label map."""
     img = nib.load(str(path))
     data = np.asanyarray(img.dataobj)
     if data.ndim != 3:
         raise ValueError(f"{path.name}: expected a 3-D label map, got shape {data.shape}")
     if not np.issubdtype(data.dtype, np.integer):
-        data = np.rint(data)
+        data = whole_numbers(data, path)
     spacing = tuple(float(z) for z in img.header.get_zooms()[:3])
-    return data.astype(np.int16, copy=False), np.asarray(img.affine), spacing
+    # Checked before the cast, which would wrap a value such as 65539 round to a label.
+    labels = check_labels(data, path, legacy_et4).astype(np.int16, copy=False)
+    return labels, np.asarray(img.affine), spacing
+
+
+def whole_numbers(data: np.ndarray, path: Path) -> np.ndarray:
+    """A float label map rounded to whole numbers; refused when it is not one (NaN, or
+    values such as probabilities that rounding would silently turn into labels)."""
+    rounded = np.rint(data)
+    off = ~(np.abs(data - rounded) <= LABEL_ROUNDING_TOLERANCE)  # NaN counts as off
+    if off.any():
+        examples = ", ".join(f"{v:g}" for v in np.unique(data[off])[:5])
+        raise LabelError(
+            f"{path} holds values that are not whole numbers ({examples}, in "
+            f"{int(off.sum())} voxels): a label map holds the labels 0, 1, 2, 3"
+        )
+    return rounded
+
+
+def check_labels(data: np.ndarray, path: Path, legacy_et4: bool = False) -> np.ndarray:
+    """``data`` if it holds only BraTS 2023 labels; with ``legacy_et4`` label 4 becomes 3.
+
+    Anything else is a ``LabelError`` naming the file and the values: scoring a legacy map
+    as it is would give ET a Dice of 0 without a word.
+    """
+    if data.min() >= min(VALID_LABELS) and data.max() <= max(VALID_LABELS):
+        return data  # the usual case, without a full np.unique
+    if legacy_et4:
+        data = np.where(data == LEGACY_ET, VALID_LABELS[-1], data)
+    values = np.unique(data)
+    bad = values[~np.isin(values, VALID_LABELS)]
+    if bad.size:
+        hint = (
+            " (4 is ET in BraTS releases before 2023: pass --legacy-et4 to read it as 3)"
+            if LEGACY_ET in bad
+            else ""
+        )
+        raise LabelError(
+            f"{path} holds labels {', '.join(map(str, bad[:10]))} outside 0, 1, 2, 3{hint}"
+        )
+    return data
 
 
 def score_pair(
@@ -213,13 +272,15 @@ def score_pair(
     cohort: Cohort | str = "gli",
     rules: ScoringRules = DEFAULT_RULES,
     layout: FolderLayout = DEFAULT_LAYOUT,
+    legacy_et4: bool = False,
 ) -> dict[str, RegionScore]:
-    """Score one file pair (``pred_path=None``: an empty prediction), checking geometry."""
-    ref, ref_affine, spacing = _load_labels(ref_path)
+    """Score one file pair (``pred_path=None``: an empty prediction), checking geometry and
+    labels (``legacy_et4``: label 4 in either file is read as ET, 3)."""
+    ref, ref_affine, spacing = _load_labels(ref_path, legacy_et4)
     if pred_path is None:
         pred = np.zeros_like(ref)
     else:
-        pred, pred_affine, _ = _load_labels(pred_path)
+        pred, pred_affine, _ = _load_labels(pred_path, legacy_et4)
         if pred.shape != ref.shape:
             raise ValueError(
                 f"shape mismatch: prediction {pred_path.name} {pred.shape} vs reference "
@@ -268,6 +329,7 @@ def write_outputs(
             "min_lesion_voxels": result.cohort.min_lesion_voxels,
         },
         "hd95_penalty": rules.hd95_penalty,
+        "legacy_et4": result.legacy_et4,
         "mean": {
             region: {k: _finite(v) for k, v in values.items()}
             for region, values in result.means().items()
@@ -300,10 +362,13 @@ def evaluate_folder(
     rules: ScoringRules = DEFAULT_RULES,
     layout: FolderLayout = DEFAULT_LAYOUT,
     cases: Sequence[str] | None = None,
+    legacy_et4: bool = False,
 ) -> EvaluationResult:
     """Score every reference case; write ``metrics.csv``/``metrics.json`` to ``output_dir``.
 
     ``output_dir`` defaults to ``pred_dir``; ``cases`` restricts scoring to those IDs.
+    A label map with values outside 0-3 fails its case (``LabelError``); ``legacy_et4``
+    reads label 4 (ET before BraTS 2023) as 3 instead.
     Raises EvaluationUsageError when a folder is missing or no prediction pairs with a reference.
     """
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
@@ -334,10 +399,13 @@ def evaluate_folder(
         missing=sorted(set(references) - set(predictions)),
         unpaired=sorted(set(predictions) - set(references)),
         regions=rules.region_names,
+        legacy_et4=legacy_et4,
     )
     for case, ref_path in references.items():
         try:
-            result.cases[case] = score_pair(predictions.get(case), ref_path, cohort, rules, layout)
+            result.cases[case] = score_pair(
+                predictions.get(case), ref_path, cohort, rules, layout, legacy_et4
+            )
         except Exception as exc:  # one unreadable case must not hide the others' scores
             result.failed[case] = f"{type(exc).__name__}: {exc}"
     write_outputs(result, Path(output_dir) if output_dir is not None else pred_dir, rules, layout)

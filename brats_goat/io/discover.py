@@ -4,10 +4,19 @@ Challenge data arrives with 2023 names (``<ID>-t1n.nii.gz``), legacy names
 (``<ID>_t1ce.nii``), ``-`` or ``_`` separators and ``.nii`` or ``.nii.gz``. Naming mismatches
 are a top complaint about challenge containers, so discovery accepts all of them and
 reports ambiguity per case instead of guessing.
+
+The layout rule (docs/cli.md, "Which folders are cases"): a folder that directly holds
+modality files is a case folder; INPUT itself is one only when none of its sub-folders is.
+Other folders are searched for case folders down to ``MAX_CASE_DEPTH`` levels below INPUT.
+A layout that could be read two ways (image files next to case folders) or that hides
+images deeper than the search goes is refused as a whole (``DiscoveryError``), because
+picking one reading would drop cases in silence. A folder that cannot be listed becomes a
+case with a problem, so one unreadable folder fails alone.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +40,19 @@ MODALITY_ALIASES: dict[str, str] = {
 REFERENCE_SUFFIXES: tuple[str, ...] = ("seg", "ref", "roughmask", "label", "labels", "mask")
 
 _NIFTI = re.compile(r"^(?P<stem>.+?)\.nii(\.gz)?$", re.IGNORECASE)
+
+#: Folder levels below INPUT searched for case folders (``INPUT/<ID>/`` is level 1), so
+#: ``INPUT/<cohort>/<split>/<ID>/`` is still found.
+MAX_CASE_DEPTH = 3
+#: Folders that are never cases: ext4's ``lost+found`` is root-only on a mounted volume and
+#: would otherwise fail as an unreadable case in every non-root container run.
+IGNORED_FOLDERS: frozenset[str] = frozenset({"lost+found"})
+#: How many names an error message lists before it says how many there are in all.
+LISTED_NAMES = 6
+
+
+class DiscoveryError(Exception):
+    """INPUT as a whole cannot be read as a set of cases: a usage error, no case is run."""
 
 
 @dataclass
@@ -67,15 +89,21 @@ def scan_case(folder: Path, case_id: str | None = None, prefix: str | None = Non
     """Assign NIfTI files in ``folder`` to modalities (or a reference label map).
 
     ``prefix`` restricts the scan to files of one case when several cases share a folder.
+    A folder that cannot be listed gives a case with a problem (the run goes on).
     """
     case = Case(case_id=case_id or folder.name, folder=folder)
-    for path in nifti_files(folder):
+    try:
+        files = nifti_files(folder)
+    except PermissionError as exc:
+        case.problems.append(unreadable_problem(folder, exc))
+        return case
+    for path in files:
         parts = split_suffix(path.name)
         if parts is None or (prefix is not None and parts[0] != prefix):
             continue
         _, suffix = parts
         if suffix in REFERENCE_SUFFIXES:
-            if case.reference is None:
+            if case.reference is None and path.exists():
                 case.reference = path
             continue
         modality = MODALITY_ALIASES.get(suffix)
@@ -87,65 +115,196 @@ def scan_case(folder: Path, case_id: str | None = None, prefix: str | None = Non
             )
             continue
         case.files[modality] = path
+        if _is_dangling(path):
+            case.problems.append(dangling_problem(modality, path))
     if not case.files:
-        names = ", ".join(p.name for p in nifti_files(folder)[:6])
         case.problems.append(
-            f"no image named like <ID>-t1n/-t1c/-t2w/-t2f.nii.gz in {folder} (found: {names})"
+            f"no image named like <ID>-t1n/-t1c/-t2w/-t2f.nii.gz in {folder} "
+            f"(found: {listed(files)})"
         )
     return case
 
 
 def nifti_files(folder: Path) -> list[Path]:
+    """NIfTI files directly in ``folder``, hidden ones left out.
+
+    Dangling symbolic links are kept (``is_file`` is false for them), so that a link to a
+    moved or unmounted file is reported as such instead of as an absent modality.
+    """
     return sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and _NIFTI.match(p.name)
+        if not p.name.startswith(".") and _NIFTI.match(p.name) and (p.is_file() or _is_dangling(p))
+    )
+
+
+def sub_folders(folder: Path) -> list[Path]:
+    """Visible sub-folders of ``folder`` that may hold cases (``lost+found`` never does)."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in IGNORED_FOLDERS
     )
 
 
 def modality_prefixes(folder: Path) -> list[str]:
     """Distinct case prefixes of the modality files directly in ``folder``."""
-    prefixes = set()
-    for path in nifti_files(folder):
-        parts = split_suffix(path.name)
-        if parts and parts[1] in MODALITY_ALIASES:
-            prefixes.add(parts[0])
-    return sorted(prefixes)
+    return sorted({parts[0] for parts in _modality_parts(nifti_files(folder))})
+
+
+def _modality_parts(files: list[Path]) -> list[tuple[str, str]]:
+    parts = [split_suffix(p.name) for p in files]
+    return [p for p in parts if p is not None and p[1] in MODALITY_ALIASES]
+
+
+def modality_files(files: list[Path]) -> list[Path]:
+    """The files among ``files`` named like a modality (``<ID>-t1c.nii.gz``, ...)."""
+    return [p for p in files if _modality_parts([p])]
+
+
+def _is_dangling(path: Path) -> bool:
+    """A symbolic link whose target does not exist (or that loops)."""
+    return path.is_symlink() and not path.exists()
+
+
+def dangling_problem(modality: str, path: Path) -> str:
+    """Why a modality file that is a link to nothing fails its case."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    return (
+        f"{modality} file {path} is a dangling symbolic link: its target {target} does not "
+        "exist (restore the target or copy the file in)"
+    )
+
+
+def unreadable_problem(folder: Path, exc: PermissionError) -> str:
+    """Why a folder that cannot be listed fails as a case."""
+    where = "" if exc.filename in (None, str(folder)) else f" (at {exc.filename})"
+    return (
+        f"cannot read folder {folder}: permission denied{where}; give the user running "
+        "brats-goat read and execute permission on it"
+    )
+
+
+def listed(paths: list[Path], under: Path | None = None) -> str:
+    """Names for a message (relative to ``under``): the first few, then how many in all."""
+    names = ", ".join(str(p.relative_to(under)) if under else p.name for p in paths[:LISTED_NAMES])
+    return names + (f", ... ({len(paths)} in all)" if len(paths) > LISTED_NAMES else "")
+
+
+def case_folders_below(folder: Path, depth: int) -> list[Path]:
+    """Folders below ``folder`` (itself at ``depth``) that directly hold modality files,
+    down to ``MAX_CASE_DEPTH``; folders that cannot be listed are passed over."""
+    found: list[Path] = []
+    if depth >= MAX_CASE_DEPTH:
+        return found
+    try:
+        subs = sub_folders(folder)
+    except PermissionError:
+        return found
+    for sub in subs:
+        try:
+            is_case = bool(modality_prefixes(sub))
+        except PermissionError:
+            continue
+        found += [sub] if is_case else case_folders_below(sub, depth + 1)
+    return found
+
+
+def _first_modality_file_below(folder: Path) -> Path | None:
+    """Any modality file anywhere below ``folder`` (hidden folders and files left out)."""
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        images = [Path(parent) / f for f in sorted(files) if _NIFTI.match(f)]
+        found = modality_files([p for p in images if not p.name.startswith(".")])
+        if found:
+            return found[0]
+    return None
+
+
+def mixed_layout_error(root: Path, folder: Path, nested: list[Path]) -> DiscoveryError:
+    """Image files next to case folders: one case or a folder of cases? Refuse to guess."""
+    files = modality_files(nifti_files(folder))
+    where = "INPUT" if folder == root else "case folder"
+    return DiscoveryError(
+        f"{where} {folder} holds image files of its own ({listed(files)}) and also case "
+        f"folders ({listed(nested, folder)}): it cannot be both one case and a folder of "
+        "cases. Move the loose image files into a case folder of their own "
+        "(or remove them), or pass one case folder as INPUT"
+    )
+
+
+def too_deep_error(root: Path, image: Path) -> DiscoveryError:
+    """Images below the searched depth would be dropped without a word: refuse instead."""
+    return DiscoveryError(
+        f"{image} is more than {MAX_CASE_DEPTH} folder levels below INPUT {root}: case "
+        f"folders are searched {MAX_CASE_DEPTH} levels deep (INPUT/<ID>/ is level 1). Move "
+        "those cases up, or pass the folder that holds them as INPUT"
+    )
+
+
+def _walk(root: Path, folder: Path, depth: int) -> list[Case]:
+    """Cases at or below ``folder``, which is ``depth`` levels below ``root``."""
+    try:
+        prefixes = modality_prefixes(folder)
+        subs = sub_folders(folder)
+    except PermissionError as exc:
+        if depth == 0:
+            raise DiscoveryError(f"cannot read INPUT {folder}: {exc.strerror}") from exc
+        return [Case(folder.name, folder, problems=[unreadable_problem(folder, exc)])]
+    if prefixes:
+        nested = case_folders_below(folder, depth)
+        if nested:
+            raise mixed_layout_error(root, folder, nested)
+        if depth == 0 and len(prefixes) > 1:  # several cases' files side by side in INPUT
+            return [scan_case(folder, case_id=p, prefix=p) for p in prefixes]
+        return [scan_case(folder)]
+    if depth == MAX_CASE_DEPTH:
+        deeper = next(filter(None, map(_first_modality_file_below, subs)), None)
+        if deeper is not None:
+            raise too_deep_error(root, deeper)
+        cases = []
+    else:
+        cases = [case for sub in subs for case in _walk(root, sub, depth + 1)]
+    if not cases and depth > 0 and nifti_files(folder):
+        # NIfTI files but no recognisable modality: reported, not skipped.
+        cases = [scan_case(folder)]
+    return cases
+
+
+def flag_duplicates(cases: list[Case]) -> None:
+    """Two case IDs that differ only by letter case (or one ID in two folders) would write
+    the same output file, on a case-insensitive file system too: both get a problem."""
+    seen: dict[str, Case] = {}
+    for case in cases:
+        key = case.case_id.lower()
+        if key not in seen:
+            seen[key] = case
+            continue
+        other = seen[key]
+        msg = (
+            f"duplicate case ID: folders {other.folder} and {case.folder} "
+            "would write the same output file"
+        )
+        case.problems.append(msg)
+        if msg not in other.problems:
+            other.problems.append(msg)
 
 
 def discover_cases(root: str | Path) -> list[Case]:
-    """Cases under ``root``: ``root`` itself if it is a case folder, else its sub-folders.
+    """Cases under ``root``: ``root`` itself if it is a case folder, else the case folders
+    found below it (see the module docstring for the rule).
 
-    Files of several cases directly in ``root`` are grouped by file-name prefix. Sub-folders
-    without any NIfTI file are ignored (they are not cases). Two case folders
-    whose IDs differ only by letter case would write the same output file on a
-    case-insensitive file system, so both are flagged as duplicates rather than one silently
-    overwriting the other.
+    Files of several cases directly in ``root`` are grouped by file-name prefix. Folders
+    without any NIfTI file are not cases; a folder with NIfTI files but no recognisable
+    modality is a case with a problem. Raises ``DiscoveryError`` when ``root`` cannot be
+    read or its layout is ambiguous.
     """
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"input is not a folder: {root}")
-    prefixes = modality_prefixes(root)
-    if len(prefixes) == 1:
-        cases = [scan_case(root)]
-    elif prefixes:  # several cases' files side by side: one case per file-name prefix
-        cases = [scan_case(root, case_id=p, prefix=p) for p in prefixes]
-    else:
-        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        # A sub-folder with NIfTI files but no recognisable modality is reported, not skipped.
-        cases = [scan_case(f) for f in folders if nifti_files(f)]
-    seen: dict[str, Case] = {}
-    for case in cases:
-        key = case.case_id.lower()
-        if key in seen:
-            other = seen[key]
-            msg = (
-                f"duplicate case ID: folders {other.folder} and {case.folder} "
-                "would write the same output file"
-            )
-            case.problems.append(msg)
-            if msg not in other.problems:
-                other.problems.append(msg)
-        else:
-            seen[key] = case
+    cases = _walk(root, root, 0)
+    flag_duplicates(cases)
     return cases

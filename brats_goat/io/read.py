@@ -8,6 +8,7 @@ write, so results never depend on how the array happens to be stored.
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 from dataclasses import dataclass, field
 
@@ -25,6 +26,10 @@ from brats_goat.io.discover import Case
 
 #: Storage order the model works in (that of BraTS 2023 releases).
 CANONICAL_AXCODES: tuple[str, str, str] = ("L", "P", "S")
+#: Fewest voxels along any axis of a volume that is segmented. A single slice or a 10 mm
+#: cube is no brain scan: its "brain", statistics and 3D components are meaningless, and a
+#: quiet "ok" on it would hide a wrong file. Thick-slice clinical scans (24+ slices) pass.
+MIN_VOXELS_PER_AXIS = 16
 
 
 class CaseError(Exception):
@@ -69,6 +74,7 @@ class CaseVolumes:
 def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.ndarray, list[str]]:
     """Load one volume fully (so truncation is detected now) and validate it."""
     where = f"case {case_id}: {modality} file {path}"
+    check_readable(where, path)
     try:
         image = nib.load(str(path))
     except (nib.filebasedimages.ImageFileError, gzip.BadGzipFile, OSError, EOFError) as exc:
@@ -83,6 +89,7 @@ def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.n
         data = data[..., 0]
     if data.ndim != 3:
         raise CaseError(f"{where} has shape {data.shape}: a single 3D volume is required")
+    check_size(where, data.shape)
     warnings: list[str] = []
     finite = np.isfinite(data)
     if not finite.all():
@@ -94,6 +101,29 @@ def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.n
     if not np.any(data):
         raise CaseError(f"{where} is all zero (empty volume)")
     return image, data, warnings
+
+
+def check_readable(where: str, path: str | os.PathLike[str]) -> None:
+    """Name a permission problem as one: nibabel turns it into "Could not read file"."""
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError as exc:
+        raise CaseError(
+            f"{where} cannot be read: permission denied (give the user running brats-goat "
+            "read permission on it)"
+        ) from exc
+    except OSError:
+        return  # missing, a folder, ...: nibabel's own error says it
+
+
+def check_size(where: str, shape: tuple[int, ...]) -> None:
+    """Refuse a volume too small on some axis to be a brain scan (``MIN_VOXELS_PER_AXIS``)."""
+    if min(shape) < MIN_VOXELS_PER_AXIS:
+        raise CaseError(
+            f"{where} has shape {tuple(shape)}: at least {MIN_VOXELS_PER_AXIS} voxels per "
+            "axis are needed (a single slice or a tiny crop is not a brain scan)"
+        )
 
 
 def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image, atol: float) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,9 @@ def load_checkpoint(
     """Verify, then load a checkpoint into a float32 model in eval mode.
 
     ``expected_sha256=None`` is allowed only for files being produced right now (training,
-    tests); predict always goes through ``load_verified``.
+    tests); predict always goes through ``load_verified``. A file whose checksum is right but
+    whose content is not a complete checkpoint (a hand-made or edited one) is a
+    ``WeightsError`` that names the file and the entry, never a ``KeyError``.
     """
     path = Path(path)
     if expected_sha256 is not None:
@@ -106,20 +109,79 @@ def load_checkpoint(
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for bad files
         raise WeightsError(f"cannot load checkpoint {path}: {exc}") from exc
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise WeightsError(f"{path}: unsupported checkpoint format {payload.get('format_version')}")
-    cfg = from_dict(ModelConfig, payload["model_config"])
-    model = MViTAE(cfg)
-    model.load_state_dict({k: v.float() for k, v in payload["state_dict"].items()})
-    model.eval()
+    check_payload(payload, path)
+    model = build_model(payload, path)
+    postprocess = payload.get("postprocess", {})
     meta = {
-        "model_config": cfg,
-        "postprocess": from_dict(PostprocessConfig, payload.get("postprocess", {})),
-        "info": json.loads(payload.get("info", "{}")),
+        "model_config": model.cfg,
+        "postprocess": _parsed(
+            path, "postprocess", lambda: from_dict(PostprocessConfig, postprocess)
+        ),
+        "info": _parsed(path, "info", lambda: json.loads(payload.get("info", "{}"))),
         "path": str(path),
         "sha256": expected_sha256,
     }
     return model, meta
+
+
+#: Entries every checkpoint holds, with their type (``postprocess`` and ``info`` are optional).
+REQUIRED_ENTRIES: dict[str, type] = {"model_config": dict, "state_dict": dict}
+
+
+def check_payload(payload: Any, path: Path) -> None:
+    """The checkpoint is a dict of this format with every required entry, of the right type."""
+    if not isinstance(payload, dict):
+        raise WeightsError(
+            f"{path} is not a brats-goat checkpoint (holds a {type(payload).__name__}, not a dict)"
+        )
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise WeightsError(f"{path}: unsupported checkpoint format {payload.get('format_version')}")
+    for key, kind in REQUIRED_ENTRIES.items():
+        if key not in payload:
+            raise WeightsError(f"{path}: checkpoint entry '{key}' is missing")
+        if not isinstance(payload[key], kind):
+            raise WeightsError(
+                f"{path}: checkpoint entry '{key}' must be a {kind.__name__}, "
+                f"got {type(payload[key]).__name__}"
+            )
+    bad = [k for k, v in payload["state_dict"].items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise WeightsError(f"{path}: state_dict entries that are not tensors: {_few(bad)}")
+
+
+def build_model(payload: dict[str, Any], path: Path) -> MViTAE:
+    """The model its ``model_config`` describes, with the weights of its ``state_dict``."""
+    try:
+        model = MViTAE(from_dict(ModelConfig, payload["model_config"]))
+    except (TypeError, ValueError, ArithmeticError, RuntimeError) as exc:
+        raise WeightsError(f"{path}: model_config describes no valid model: {exc}") from exc
+    state = payload["state_dict"]
+    expected = model.state_dict().keys()
+    missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
+    if missing or unexpected:
+        raise WeightsError(
+            f"{path}: state_dict does not fit its model_config: "
+            f"{len(missing)} tensor(s) missing ({_few(missing)}), "
+            f"{len(unexpected)} unexpected ({_few(unexpected)})"
+        )
+    try:
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as exc:  # tensor shapes that do not fit
+        raise WeightsError(f"{path}: state_dict does not fit its model_config: {exc}") from exc
+    return model.eval()
+
+
+def _parsed(path: Path, key: str, read: Callable[[], Any]) -> Any:
+    """An optional entry as ``read`` parses it; one that cannot be parsed is named."""
+    try:
+        return read()
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise WeightsError(f"{path}: checkpoint entry '{key}' cannot be read: {exc}") from exc
+
+
+def _few(names: list[str]) -> str:
+    """The first few names of a list, for a message."""
+    return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "") if names else "none"
 
 
 def load_verified(weights: str | Path | None = None) -> tuple[MViTAE, dict[str, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import time
 from collections.abc import Sequence
@@ -41,6 +42,9 @@ TRAINED_INFO_KEYS = (
 )
 
 
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
 class WeightsError(Exception):
     """Missing, unlisted or corrupt weights."""
 
@@ -57,11 +61,60 @@ def default_weights_dir() -> Path:
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of ``folder``; without one no checkpoint there can be verified."""
+    """The manifest of ``folder``; without one no checkpoint there can be verified.
+
+    A hand-edited or truncated manifest is a ``WeightsError`` naming the file and the field,
+    so the CLI reports it as a usage error instead of a traceback.
+    """
     path = folder / MANIFEST_NAME
     if not path.is_file():
         raise WeightsError(f"no {MANIFEST_NAME} in {folder}: cannot verify weights")
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise WeightsError(f"{path} is not a readable JSON file: {exc}") from exc
+    check_manifest(manifest, path)
+    return manifest
+
+
+def check_manifest(manifest: Any, path: Path) -> None:
+    """Every field that loading relies on, with the type it must have."""
+    if not isinstance(manifest, dict):
+        raise WeightsError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise WeightsError(
+            f"{path}: field 'files' must be an object mapping checkpoint file names to their "
+            f"sha256 and provenance, got {_kind(files)}"
+        )
+    default = manifest.get("default")
+    if default is not None and not _is_file_name(default):
+        raise WeightsError(
+            f"{path}: field 'default' must be the name of a checkpoint file in this folder, "
+            f"got {default!r}"
+        )
+    for name, entry in files.items():
+        if not _is_file_name(name):
+            raise WeightsError(f"{path}: files key {name!r} is not a plain file name")
+        sha = entry.get("sha256") if isinstance(entry, dict) else None
+        if not isinstance(sha, str) or not _SHA256.match(sha):
+            raise WeightsError(
+                f"{path}: field 'files.{name}.sha256' must be a sha256 (64 hex digits), "
+                f"got {_kind(sha if isinstance(entry, dict) else entry)}"
+            )
+
+
+def _is_file_name(name: Any) -> bool:
+    """A plain file name: not empty, no folder part, not ``.`` or ``..``."""
+    return isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name
+
+
+def _kind(value: Any) -> str:
+    """A field's value for a message: missing, or its type and (short) value."""
+    if value is None:
+        return "nothing (missing)"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
 def resolve_checkpoint(weights: str | Path | None = None) -> tuple[Path, str]:
@@ -88,7 +141,7 @@ def resolve_checkpoint(weights: str | Path | None = None) -> tuple[Path, str]:
         raise WeightsError(f"{path.name} is not listed in {folder / MANIFEST_NAME}")
     if not path.is_file():
         raise WeightsError(f"checkpoint {path} listed in the manifest does not exist")
-    return path, entry["sha256"]
+    return path, entry["sha256"].lower()
 
 
 def register_in_manifest(
@@ -96,7 +149,7 @@ def register_in_manifest(
 ) -> None:
     """Add or update ``path`` in the manifest of its folder."""
     manifest_path = path.parent / MANIFEST_NAME
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"files": {}}
+    manifest = read_manifest(path.parent) if manifest_path.is_file() else {"files": {}}
     entry = {"sha256": sha256, "bytes": path.stat().st_size, **provenance}
     manifest.setdefault("files", {})[path.name] = entry
     if default or not manifest.get("default"):

@@ -28,6 +28,11 @@ class MergeError(Exception):
     """The shard reports do not add up to one complete run."""
 
 
+class ShardReportError(MergeError):
+    """A file that is not a shard report as ``predict`` writes it (hand-edited, truncated,
+    another report): a usage error, unlike shards that are valid but do not add up."""
+
+
 @dataclass
 class MergeResult:
     """The merged report and where it was written."""
@@ -47,15 +52,81 @@ def find_shard_reports(folder: Path) -> list[Path]:
 
 
 def load_shard_report(path: Path) -> dict[str, Any]:
-    """One shard report; ``MergeError`` when it is unreadable or not a shard's report."""
+    """One shard report, checked field by field (``check_shard_report``)."""
     try:
         report = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise MergeError(f"cannot read shard report {path}: {exc}") from exc
-    shard = report.get("shard") if isinstance(report, dict) else None
-    if not isinstance(shard, dict) or not {"index", "count", "cases_total"} <= set(shard):
-        raise MergeError(f"{path} is not the report of a --shard run (no 'shard' entry)")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ShardReportError(f"cannot read shard report {path}: {exc}") from exc
+    check_shard_report(report, path)
     return report
+
+
+def check_shard_report(report: Any, path: Path) -> None:
+    """Every field the merge reads, with its type, so that an edited report is refused with
+    the file and the field named instead of a ``KeyError`` or a wrong conclusion."""
+    if not isinstance(report, dict):
+        raise ShardReportError(f"{path}: expected a JSON object, got {type(report).__name__}")
+    shard = report.get("shard")
+    if not isinstance(shard, dict):
+        raise ShardReportError(f"{path} is not the report of a --shard run (no 'shard' entry)")
+    index, count, _ = (_count_field(shard, key, path) for key in SHARD_FIELDS)
+    if not 1 <= index <= count:
+        raise ShardReportError(
+            f"{path}: field 'shard.index' is {index}, outside 1..{count} ('shard.count')"
+        )
+    named = shard_of_report_name(path.name)
+    if named is not None and (named.index, named.count) != (index, count):
+        raise ShardReportError(
+            f"{path}: the file name says shard {named} but field 'shard' says {index}/{count} "
+            "(an edited or renamed report)"
+        )
+    if not isinstance(report.get("config", {}), dict):
+        raise ShardReportError(f"{path}: field 'config' must be an object")
+    cases = report.get("cases")
+    if not isinstance(cases, list):
+        raise ShardReportError(f"{path}: field 'cases' must be a list, got {_kind(cases)}")
+    for i, case in enumerate(cases):
+        _check_case(case, path, f"cases[{i}]")
+
+
+#: The fields of a report's ``shard`` entry (``Shard.to_dict``).
+SHARD_FIELDS: tuple[str, ...] = ("index", "count", "cases_total")
+
+
+def _count_field(shard: dict[str, Any], key: str, path: Path) -> int:
+    value = shard.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ShardReportError(
+            f"{path}: field 'shard.{key}' must be a whole number, got {_kind(value)}"
+        )
+    return value
+
+
+def _check_case(case: Any, path: Path, where: str) -> None:
+    """A case entry: a dict with a plain case ID (it names the output file) and a status."""
+    if not isinstance(case, dict):
+        raise ShardReportError(f"{path}: field '{where}' must be an object, got {_kind(case)}")
+    case_id, status = case.get("case_id"), case.get("status")
+    if not isinstance(case_id, str) or Path(case_id).name != case_id or case_id in ("", ".."):
+        raise ShardReportError(
+            f"{path}: field '{where}.case_id' must be a case ID, got {_kind(case_id)}"
+        )
+    if not isinstance(status, str):
+        raise ShardReportError(
+            f"{path}: field '{where}.status' must be a string, got {_kind(status)}"
+        )
+    if not isinstance(case.get("error"), str | None):
+        raise ShardReportError(
+            f"{path}: field '{where}.error' must be a string or null, got {_kind(case['error'])}"
+        )
+
+
+def _kind(value: Any) -> str:
+    """A field's value for a message: missing, or its type and (short) value."""
+    if value is None:
+        return "nothing (missing or null)"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
 def _check_consistent(reports: dict[Path, dict[str, Any]]) -> None:

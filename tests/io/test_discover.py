@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from brats_goat.io.discover import discover_cases, split_suffix
-from tests.conftest import NAMES_LEGACY
+from brats_goat.io.discover import MAX_CASE_DEPTH, DiscoveryError, discover_cases, split_suffix
+from brats_goat.io.read import CaseError, load_case
+from tests.conftest import NAMES_LEGACY, write_case
+from tests.unprivileged import requires_file_modes, run_unprivileged
 
 
 @pytest.mark.parametrize(
@@ -81,8 +84,6 @@ def test_folder_with_unrecognised_images_is_reported(tmp_path: Path, case_writer
 
 
 def test_flat_folder_of_several_cases_groups_by_prefix(tmp_path: Path) -> None:
-    from tests.conftest import write_case
-
     flat = tmp_path / "flat"
     for cid in ("C-1", "C-2"):
         folder = write_case(tmp_path / "src", cid)
@@ -92,3 +93,162 @@ def test_flat_folder_of_several_cases_groups_by_prefix(tmp_path: Path) -> None:
     cases = discover_cases(flat)
     assert [c.case_id for c in cases] == ["C-1", "C-2"]
     assert all(sorted(c.files) == ["t1c", "t1n", "t2f", "t2w"] and not c.problems for c in cases)
+
+
+# ------------------------------------------------ layouts: no case is ever dropped in silence
+
+
+def _move_files(folder: Path, into: Path) -> list[str]:
+    """Move a case's files into ``into`` (a stray set at INPUT's root); their names."""
+    names = sorted(p.name for p in folder.iterdir())
+    for name in names:
+        (folder / name).rename(into / name)
+    folder.rmdir()
+    return names
+
+
+def test_stray_image_files_next_to_case_folders_are_refused(tmp_path: Path, case_writer) -> None:
+    """Issue 17, item 1: INPUT's own images used to hide every case folder ("1/1 ok")."""
+    case_writer("A-1")
+    case_writer("B-2")
+    root = tmp_path / "in"
+    _move_files(case_writer("STRAY"), root)
+    with pytest.raises(DiscoveryError) as info:
+        discover_cases(root)
+    msg = str(info.value)
+    assert "STRAY-t1c.nii.gz" in msg and "A-1" in msg and "B-2" in msg
+    assert "cannot be both one case and a folder of cases" in msg
+
+
+def test_one_stray_modality_file_is_refused_too(tmp_path: Path, case_writer) -> None:
+    case_writer("A-1")
+    root = tmp_path / "in"
+    shutil.copy(root / "A-1" / "A-1-t2f.nii.gz", root / "copy-t2f.nii.gz")
+    with pytest.raises(DiscoveryError, match=r"copy-t2f\.nii\.gz.*A-1"):
+        discover_cases(root)
+
+
+def test_non_image_nifti_at_the_root_hides_nothing(tmp_path: Path, case_writer) -> None:
+    case_writer("A-1")
+    root = tmp_path / "in"
+    shutil.copy(root / "A-1" / "A-1-seg.nii.gz", root / "atlas.nii.gz")
+    assert [c.case_id for c in discover_cases(root)] == ["A-1"]
+
+
+def test_case_one_level_deeper_next_to_case_folders_is_found(tmp_path: Path) -> None:
+    """Issue 17, item 2: a nested case next to normal ones was skipped with exit 0."""
+    root = tmp_path / "in"
+    write_case(root, "A-1")
+    write_case(root, "B-2")
+    write_case(root / "extra", "C-3")
+    cases = discover_cases(root)
+    assert [c.case_id for c in cases] == ["A-1", "B-2", "C-3"]
+    assert cases[2].folder == root / "extra" / "C-3" and not cases[2].problems
+
+
+def test_folder_of_only_nested_cases_is_searched(tmp_path: Path) -> None:
+    """Issue 17, item 2: this used to say only "no cases found"."""
+    root = tmp_path / "in"
+    write_case(root / "GLI" / "val", "G-1")
+    write_case(root / "MET", "M-1")
+    assert [c.case_id for c in discover_cases(root)] == ["G-1", "M-1"]
+
+
+def test_cases_three_levels_down_are_found_four_are_refused(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    write_case(root / "a" / "b", "DEEP-3")
+    assert MAX_CASE_DEPTH == 3
+    assert [c.case_id for c in discover_cases(root)] == ["DEEP-3"]
+    write_case(root / "a" / "b" / "c", "DEEP-4")
+    with pytest.raises(DiscoveryError) as info:
+        discover_cases(root)
+    assert "DEEP-4-t1c.nii.gz" in str(info.value) and "3 levels deep" in str(info.value)
+
+
+def test_case_folder_that_also_holds_a_case_folder_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    outer = write_case(root, "OUT-1")
+    write_case(outer, "IN-2")
+    with pytest.raises(DiscoveryError, match=r"case folder .*OUT-1 holds image files.*IN-2"):
+        discover_cases(root)
+
+
+def test_one_case_folder_as_input_with_a_non_case_sub_folder(tmp_path: Path) -> None:
+    folder = write_case(tmp_path / "in", "ONE-1")
+    (folder / "notes").mkdir()
+    (folder / "notes" / "readme.txt").write_text("not a case")
+    (case,) = discover_cases(folder)
+    assert case.case_id == "ONE-1" and not case.problems
+
+
+def test_same_id_in_two_groups_is_a_duplicate(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    write_case(root / "train", "X-1")
+    write_case(root / "val", "X-1")
+    cases = discover_cases(root)
+    assert len(cases) == 2
+    assert all(any("duplicate case ID" in p for p in c.problems) for c in cases)
+
+
+def test_lost_and_found_is_never_a_case(tmp_path: Path, case_writer) -> None:
+    case_writer("A-1")
+    lost = tmp_path / "in" / "lost+found"
+    lost.mkdir()
+    (lost / "#1234.nii.gz").write_bytes(b"")
+    assert [c.case_id for c in discover_cases(tmp_path / "in")] == ["A-1"]
+
+
+def test_dangling_modality_link_is_a_problem_naming_the_link(case_writer) -> None:
+    """Issue 17, item 9: it used to count as an absent modality (exit 0, a warning)."""
+    folder = case_writer("L-1")
+    link = folder / "L-1-t2f.nii.gz"
+    link.unlink()
+    link.symlink_to(folder.parent / "gone" / "L-1-t2f.nii.gz")
+    (case,) = discover_cases(folder)
+    assert case.missing == []
+    (problem,) = case.problems
+    assert str(link) in problem and "dangling symbolic link" in problem and "gone" in problem
+    with pytest.raises(CaseError, match="dangling symbolic link"):
+        load_case(case, allow_missing=True)
+
+
+def test_dangling_reference_link_is_not_a_problem(case_writer) -> None:
+    folder = case_writer("L-2")
+    link = folder / "L-2-seg.nii.gz"
+    link.unlink()
+    link.symlink_to(folder / "nowhere.nii.gz")
+    (case,) = discover_cases(folder)
+    assert case.reference is None and not case.problems
+
+
+@requires_file_modes
+def test_unreadable_folders(tmp_path: Path, case_writer) -> None:
+    """Issue 17, item 10: an unreadable case folder is a case with a problem (it fails alone);
+    an unreadable INPUT is a ``DiscoveryError``, not a PermissionError traceback."""
+    case_writer("A-1")
+    locked = case_writer("B-2")
+    root = tmp_path / "in"
+    code = (
+        "import sys\n"
+        "from brats_goat.io.discover import DiscoveryError, discover_cases\n"
+        "try:\n"
+        "    for case in discover_cases(sys.argv[1]):\n"
+        "        print(case.case_id, case.problems)\n"
+        "except DiscoveryError as exc:\n"
+        "    print('DiscoveryError', exc)\n"
+    )
+    locked.chmod(0)
+    try:
+        per_case = run_unprivileged(["-c", code, str(root)])
+        root.chmod(0o600)  # listable names, but no entry can be looked at
+        whole = run_unprivileged(["-c", code, str(root)])
+    finally:
+        root.chmod(0o755)
+        locked.chmod(0o755)
+    assert per_case.returncode == 0, per_case.stderr
+    lines = per_case.stdout.splitlines()
+    assert lines[0] == "A-1 []"
+    assert lines[1].startswith("B-2 [") and f"cannot read folder {locked}" in lines[1]
+    assert "permission denied" in lines[1]
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout.startswith(f"DiscoveryError cannot read INPUT {root}")

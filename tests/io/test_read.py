@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from brats_goat.io.discover import discover_cases
-from brats_goat.io.read import CaseError, load_case
+from brats_goat.io.read import MIN_VOXELS_PER_AXIS, CaseError, load_case
+from tests.conftest import write_case
+from tests.unprivileged import requires_file_modes, run_unprivileged
 
 RAS = np.diag([1.0, 1.0, 1.0, 1.0])
 
@@ -139,3 +141,39 @@ def test_4d_image_rejected_but_singleton_accepted(case_writer) -> None:
     nib.save(nib.Nifti1Image(np.stack([data, data], -1), img.affine), folder / "F-1-t1n.nii.gz")
     msg = _error(folder)
     assert "F-1-t1n.nii.gz" in msg and "3D" in msg
+
+
+@pytest.mark.parametrize("shape", [(48, 48, 1), (10, 10, 10)], ids=["single-slice", "10-cube"])
+def test_degenerate_volume_is_a_case_error(tmp_path: Path, shape) -> None:
+    """Issue 17, item 13: a single slice and a 10x10x10 volume passed as "ok"."""
+    folder = write_case(tmp_path / "in", "TINY-1", shape=shape)
+    msg = _error(folder)
+    assert "TINY-1" in msg and "TINY-1-t1c.nii.gz" in msg and str(shape) in msg
+    assert f"at least {MIN_VOXELS_PER_AXIS} voxels per axis" in msg
+
+
+def test_smallest_accepted_volume_reads(tmp_path: Path) -> None:
+    side = MIN_VOXELS_PER_AXIS
+    (case,) = discover_cases(write_case(tmp_path / "in", "MIN-1", shape=(48, 48, side)))
+    assert load_case(case).arrays["t1c"].shape == (48, 48, side)
+
+
+@requires_file_modes
+def test_unreadable_file_names_permission(case_writer) -> None:
+    """Issue 17, item 10: it said "not a readable NIfTI image", with no word of permission."""
+    folder = case_writer("PERM-1")
+    path = folder / "PERM-1-t2w.nii.gz"
+    path.chmod(0)
+    code = (
+        "import sys\n"
+        "from brats_goat.io.discover import discover_cases\n"
+        "from brats_goat.io.read import CaseError, load_case\n"
+        "(case,) = discover_cases(sys.argv[1])\n"
+        "try:\n    load_case(case)\nexcept CaseError as exc:\n    print(exc)\n"
+    )
+    try:
+        result = run_unprivileged(["-c", code, str(folder)])
+    finally:
+        path.chmod(0o644)
+    assert result.returncode == 0, result.stderr
+    assert "PERM-1-t2w.nii.gz cannot be read: permission denied" in result.stdout
