@@ -12,7 +12,8 @@
 # the report goes to the log, and to $BRATS_GOAT_REPORT_DIR when that is set.
 # Exit codes: 0 every input case has its label map (a case that failed has an empty one and
 # is named FAILED in the log), 1 a case has no file at all, or (BRATS_GOAT_STRICT=1) any
-# case failed, 2 usage error.
+# case failed, 2 usage error (or the output folder is in use by another run), 3 the report
+# file could not be written, 143 stopped by docker stop (SIGTERM; 130 for SIGINT).
 set -uo pipefail
 
 PROG="brats-goat container"
@@ -64,8 +65,10 @@ A GPU is used when one is visible and works; otherwise the CPU, with a warning.
 
 Exit codes: 0 every input case has its label map in OUT (a failed case an empty one; each
 failure is named FAILED in the log and the report), 1 a case has no file at all,
-2 usage error (message above it). -e BRATS_GOAT_STRICT=1: a failed case gets no file and
-the exit code is 1 (the BraTS orchestrator then discards the whole run).
+2 usage error (message above it; also: OUT is in use by another run), 3 the report file
+could not be written, 143 stopped by docker stop (130: SIGINT); the report then says
+"state": "interrupted". -e BRATS_GOAT_STRICT=1: a failed case gets no file and the exit
+code is 1 (the BraTS orchestrator then discards the whole run).
 EOF
 }
 
@@ -200,6 +203,8 @@ run_predict() {
             ;;
         1) say "ERROR: some cases FAILED (named above and in the report); the others were written" ;;
         2) say "ERROR: usage error (see the message above); nothing was segmented" ;;
+        3) say "ERROR: the report could not be written (see above); the label maps are in $OUTPUT" ;;
+        130 | 143) say "ERROR: stopped by a signal; the report above says which cases were done (\"state\": \"interrupted\")" ;;
         *) say "ERROR: brats-goat predict stopped with exit code $rc" ;;
     esac
     return "$rc"

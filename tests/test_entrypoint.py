@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ import torch
 
 from brats_goat.run.placeholder import is_placeholder
 from brats_goat.run.report import REPORT_BEGIN, REPORT_END
+from tests.cli.test_predict_signals import wait_for_first_case
+from tests.conftest import write_case
 
 ENTRYPOINT = Path(__file__).resolve().parents[1] / "entrypoint.sh"
 
@@ -151,3 +154,44 @@ def test_missing_output_folder_is_usage_error(tmp_path: Path, case_writer) -> No
     args = ("infer", f"--data_path={tmp_path / 'in'}", f"--output_path={tmp_path / 'nope'}")
     result = entrypoint(*args)
     assert result.returncode == 2 and "no output folder" in result.stderr
+
+
+@pytest.mark.slow
+def test_docker_stop_leaves_an_interrupted_report_and_exits_143(tmp_path: Path) -> None:
+    """``docker stop`` sends SIGTERM to the entry point (PID 1), which passes it on: the
+    case that was running is marked, the report says interrupted, nothing else is left."""
+    inp, out, reports = tmp_path / "in", tmp_path / "out", tmp_path / "reports"
+    write_case(inp, "A-1")
+    write_case(inp, "B-2", shape=(160, 160, 96))
+    write_case(inp, "C-3")
+    out.mkdir()
+    reports.mkdir()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("BRATS_GOAT_STRICT", None)
+    env["BRATS_GOAT_REPORT_DIR"] = str(reports)
+    args = ["infer", f"--data_path={inp}", f"--output_path={out}", "--method", "intensity"]
+    proc = subprocess.Popen(
+        ["bash", str(ENTRYPOINT), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        wait_for_first_case(reports / "report.json", proc)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert "stopped by a signal" in stderr
+    assert sorted(p.name for p in out.iterdir()) == ["A-1.nii.gz"]
+    report = json.loads((reports / "report.json").read_text())
+    assert report == report_in_log(stdout + stderr)
+    assert (report["state"], report["stopped_by"], report["cases_done"]) == (
+        "interrupted",
+        "SIGTERM",
+        1,
+    )
+    assert [c["status"] for c in report["cases"]] == ["ok", "interrupted"]

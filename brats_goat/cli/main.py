@@ -1,6 +1,7 @@
 """The ``brats-goat`` root command: every subcommand lives in its own module and is added here.
 
-Exit codes: 0 every case succeeded, 1 at least one case failed, 2 usage error.
+Exit codes: 0 every case succeeded, 1 at least one case failed, 2 usage error; ``predict``
+also 3 (its report file could not be written) and 130/143 (stopped by SIGINT/SIGTERM).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """``brats-goat predict``: segment a folder of cases with ``brats_goat.run.predict``.
 
 Exit codes: 0 every case succeeded, 1 at least one case failed, 2 usage error (no cases,
-unusable weights or options). With ``--on-case-failure placeholder`` (the container's
-default, for the BraTS orchestrator) a failed case gets an empty label map and the exit
-code is 0 when every case has its file; failures are still named in the log and report.
+unusable weights or options, OUTPUT in use by another run), 3 the report file could not
+be written, 130/143 stopped by SIGINT/SIGTERM (the report says ``interrupted``). With
+``--on-case-failure placeholder`` (the container's default, for the BraTS orchestrator) a
+failed case gets an empty label map and the exit code is 0 when every case has its file;
+failures are still named in the log and report.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from brats_goat.cli.options import (
 )
 from brats_goat.io.discover import DiscoveryError
 from brats_goat.model.manifest import WeightsError
+from brats_goat.run.interrupt import RunInterrupted
 from brats_goat.run.predict import InputError, predict
 from brats_goat.run.report import REPORT_BEGIN, REPORT_END, RunReport
 from brats_goat.run.shard import Shard
@@ -105,7 +108,12 @@ def echo_report(report: RunReport, report_path: Path | None, quiet: bool, full: 
     elif not report.ok:
         for case in report.cases:
             if case.error:
-                click.echo(f"FAILED {case.case_id}: {case.error}", err=True)
+                word = "INTERRUPTED" if case.status == "interrupted" else "FAILED"
+                click.echo(f"{word} {case.case_id}: {case.error}", err=True)
+
+
+#: Exit code when the report file could not be written (its error is on stderr).
+EXIT_NO_REPORT = 3
 
 
 def exit_code(report: RunReport, on_case_failure: str) -> int:
@@ -268,6 +276,29 @@ def predict_cmd(
     except (InputError, DiscoveryError, WeightsError, RuntimeError) as exc:
         remove_empty(created)  # a usage error leaves nothing behind
         raise click.UsageError(str(exc)) from exc
+    except RunInterrupted as exc:
+        folder = None if no_report_file else report_dir or output_dir
+        sys.exit(interrupted(exc, folder, quiet, print_report))
     report_path = None if no_report_file else (report_dir or output_dir) / report.file_name
     echo_report(report, report_path, quiet, print_report)
-    sys.exit(exit_code(report, on_case_failure))
+    code = exit_code(report, on_case_failure)
+    if report.report_file_error:  # the run's only record would be missing: never exit 0
+        click.echo(f"brats-goat predict: exit 3: {report.report_file_error}", err=True)
+        code = EXIT_NO_REPORT
+    sys.exit(code)
+
+
+def interrupted(exc: RunInterrupted, report_folder: Path | None, quiet: bool, full: bool) -> int:
+    """What a signal leaves: the report as written (printed as at the end of a run), a line
+    on stderr, and the exit code 128 + signal number (130 SIGINT, 143 SIGTERM)."""
+    report = exc.report
+    if report is not None:
+        report_path = report_folder / report.file_name if report_folder else None
+        echo_report(report, report_path, quiet, full)
+        progress = report.progress_line()
+        if report.report_file_error:
+            progress += f"; {report.report_file_error}"
+    else:
+        progress = f"stopped by {exc.name} before any case was started"
+    click.echo(f"brats-goat predict: {progress}; exit {exc.exit_code}", err=True)
+    return exc.exit_code

@@ -1,33 +1,92 @@
-"""Atomic NIfTI output: never leave a partial file behind."""
+"""Atomic output: never leave a partial file behind, and recognise the temporary files a
+killed run left, so that the next run can remove them.
+
+Every output (label maps, anomaly maps, QC pictures, reports) is written to a temporary
+file ``.<NAME>.<8 random chars>.tmp[.nii.gz|.png]`` in the target's folder, flushed to
+disk, then renamed onto ``NAME``. A failure (a full disk, a signal) removes the temporary
+file; only a SIGKILL or a power cut can leave one, and ``find_temp_files`` finds those.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+#: The names ``write_atomic`` gives its temporary files (``tempfile.mkstemp``'s 8 random
+#: characters); ``target`` is the name of the file being written.
+TEMP_NAME = re.compile(
+    r"^\.(?P<target>.+\.(?:nii\.gz|json|png))\.[a-z0-9_]{8}\.tmp(?:\.nii\.gz|\.png)?$"
+)
 
-def write_nifti_atomic(image: nib.Nifti1Image, path: str | Path) -> Path:
-    """Write ``image`` to ``path`` through a temporary file in the same folder, then rename.
 
-    ``os.replace`` is atomic on one file system, so a reader (or a crash) sees either the
-    old file, no file, or the complete new one; never a truncated ``.nii.gz``.
+def write_atomic(path: str | Path, write: Callable[[str], None], suffix: str = ".tmp") -> Path:
+    """Write ``path`` by calling ``write(temporary_name)``, then rename the complete file.
+
+    The temporary file is fsynced before the rename, so a full disk fails here (not later,
+    inside a renamed file), and ``os.replace`` is atomic on one file system: a reader sees
+    the old file, no file, or the complete new one. On any failure, a signal included, the
+    temporary file is removed before the exception goes on. ``suffix`` keeps the extension
+    that ``write`` may need to pick a format (``.tmp.nii.gz`` for nibabel).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.nii.gz", dir=path.parent)
-    os.close(fd)
+    tmp_name = ""
     try:
-        nib.save(image, tmp_name)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
+        write(tmp_name)
+        _fsync(tmp_name)
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, path)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        if tmp_name:
+            Path(tmp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _fsync(name: str) -> None:
+    """Force the file's data to disk: where space runs out, the error is raised here."""
+    fd = os.open(name, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_nifti_atomic(image: nib.Nifti1Image, path: str | Path) -> Path:
+    """Write ``image`` to ``path`` atomically (``write_atomic``): never a truncated ``.nii.gz``."""
+    return write_atomic(path, lambda name: nib.save(image, name), suffix=".tmp.nii.gz")
+
+
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    """Write ``text`` to ``path`` atomically (``write_atomic``), readable by everyone."""
+
+    def write(name: str) -> None:
+        with open(name, "w") as fh:
+            fh.write(text)
+
+    return write_atomic(path, write)
+
+
+def find_temp_files(folder: str | Path) -> list[tuple[Path, str]]:
+    """``(temporary file, name of the file it was to become)`` for every temporary file of
+    ``write_atomic`` directly in ``folder`` (none when the folder does not exist)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.iterdir()):
+        match = TEMP_NAME.match(path.name)
+        if match and path.is_file():
+            found.append((path, match.group("target")))
+    return found
 
 
 def like_reference(

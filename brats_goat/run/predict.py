@@ -1,14 +1,22 @@
 """The folder runner: ``predict`` segments every case under INPUT into OUTPUT.
 
-Per-case isolation (one failure never stops the others), progress bars, the run report
-after every case, and outputs written atomically in the input's geometry. The segmentation
-itself is ``brats_goat.segmenter``.
+Per-case isolation (one failure never stops the others), progress bars, and outputs written
+atomically in the input's geometry. The run report is true at every moment: it is
+rewritten after every case with the number of cases and the run's state, a signal marks
+the running case and the run ``interrupted`` (``brats_goat.run.interrupt``), a case whose
+output cannot be written (a full disk) fails alone. One run at a time per OUTPUT
+(``brats_goat.run.lock``), and files that killed runs left behind are removed at the
+start. The segmentation itself is ``brats_goat.segmenter``.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import traceback
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +25,9 @@ from tqdm import tqdm
 
 from brats_goat.io.discover import Case, discover_cases
 from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
-from brats_goat.io.write import like_reference, write_nifti_atomic
+from brats_goat.io.write import find_temp_files, like_reference, write_nifti_atomic
+from brats_goat.run.interrupt import RunInterrupted, signals_deferred, stop_on_signals
+from brats_goat.run.lock import FolderBusy, lock_folders, stale_shard_locks
 from brats_goat.run.placeholder import write_placeholder
 from brats_goat.run.qc import require_matplotlib, write_qc_png
 from brats_goat.run.report import CaseResult, RunReport
@@ -32,6 +42,11 @@ from brats_goat.segmenter import (
 from brats_goat.serialise import to_dict
 from brats_goat.stages.labels import voxels_per_label
 from brats_goat.timing import StageTimer
+
+#: The write probe of ``check_folders`` (``.<name>.<PID>``) and of the container's entry
+#: point (the same name): left behind only by a run killed in that instant.
+PROBE_NAME = ".brats-goat-write-test"
+_PROBE = re.compile(r"^\.brats-goat-write-test(?:\.\d+)?$")
 
 
 class InputError(Exception):
@@ -54,9 +69,9 @@ def check_folders(input_dir: Path, output_dir: Path, report_dir: Path | None = N
             )
         try:
             out.mkdir(parents=True, exist_ok=True)
-            probe = out / ".brats-goat-write-test"
+            probe = out / f"{PROBE_NAME}.{os.getpid()}"
             probe.write_bytes(b"")
-            probe.unlink()
+            probe.unlink(missing_ok=True)
         except OSError as exc:
             raise InputError(f"{what} {folder} is not writable: {exc}") from exc
 
@@ -64,17 +79,27 @@ def check_folders(input_dir: Path, output_dir: Path, report_dir: Path | None = N
 def write_outputs(
     volumes: CaseVolumes, seg: Segmentation, output_dir: Path, save_maps: bool
 ) -> Path:
-    """Labels (and optionally float32 maps) in the input's storage order and header geometry."""
-    labels = volumes.to_stored(seg.labels)
-    out_path = write_nifti_atomic(
-        like_reference(labels, volumes.reference, np.uint8),
-        output_dir / f"{volumes.case_id}.nii.gz",
-    )
-    if save_maps:
-        for name, anomaly in seg.maps.items():
-            image = like_reference(volumes.to_stored(anomaly), volumes.reference, np.float32)
-            write_nifti_atomic(image, output_dir / f"{volumes.case_id}-anomaly-{name}.nii.gz")
-    return out_path
+    """Labels (and optionally float32 maps) in the input's storage order and header geometry.
+
+    The label map is written last, so that its presence means the case is complete. An
+    ``OSError`` (a full disk, a quota, a read-only mount) fails the case with the file and
+    the cause, and removes what the case had written: a failed case leaves no files.
+    """
+    written: list[Path] = []
+    target = output_dir / f"{volumes.case_id}.nii.gz"
+    try:
+        if save_maps:
+            for name, anomaly in seg.maps.items():
+                target = output_dir / f"{volumes.case_id}-anomaly-{name}.nii.gz"
+                image = like_reference(volumes.to_stored(anomaly), volumes.reference, np.float32)
+                written.append(write_nifti_atomic(image, target))
+        target = output_dir / f"{volumes.case_id}.nii.gz"
+        labels = volumes.to_stored(seg.labels)
+        return write_nifti_atomic(like_reference(labels, volumes.reference, np.uint8), target)
+    except OSError as exc:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise CaseError(f"case {volumes.case_id}: cannot write {target}: {exc}") from exc
 
 
 def write_qc(case: Case, volumes: CaseVolumes, seg: Segmentation, output_dir: Path) -> None:
@@ -135,7 +160,12 @@ def predict_case(
                     result.warnings.append(f"QC picture not written: {exc}")
     except CaseError as exc:
         result.status, result.error = "failed", str(exc)
-    except (KeyboardInterrupt, SystemExit):
+    except RunInterrupted as exc:  # a signal: the run stops, with this case marked
+        if result.status != "ok":  # after its label map was written, the case stays ok
+            stage = next(reversed(timer.timings), "start")
+            result.status = "interrupted"
+            result.error = f"case {case.case_id}: interrupted by {exc.name} during {stage}"
+        exc.result = result
         raise
     except Exception as exc:  # a bug or resource error in one case must not stop the others
         result.status = "failed"
@@ -143,7 +173,7 @@ def predict_case(
         result.warnings.append(traceback.format_exc(limit=5))
     finally:
         bar.close()
-    result.timings_s = timer.timings
+        result.timings_s = timer.timings
     return result
 
 
@@ -158,6 +188,176 @@ def fill_in_placeholder(case: Case, result: CaseResult, output_dir: Path) -> Non
         result.warnings.append("no placeholder written: no input header could be read")
     else:
         result.placeholder = str(path)
+
+
+def save_report(report: RunReport, folder: Path) -> None:
+    """Rewrite the report; when that fails (a full disk), say so on stderr, remove the
+    previous file (it would claim fewer cases than were run: a stale report is worse than
+    none) and keep the error in ``report_file_error``, which makes the exit code 3."""
+    path = folder / report.file_name
+    report.report_file_error = None
+    try:
+        report.write(folder)
+        return
+    except OSError as exc:
+        report.report_file_error = f"cannot write the report {path}: {exc}"
+    try:
+        path.unlink(missing_ok=True)
+        what = "the out-of-date report there was removed"
+    except OSError as exc:
+        what = f"the out-of-date report there could not be removed either ({exc})"
+    print(f"brats-goat predict: ERROR: {report.report_file_error}; {what}", file=sys.stderr)
+
+
+def interrupted_result(case: Case, exc: RunInterrupted) -> CaseResult:
+    """The running case's result when the signal came outside ``predict_case``."""
+    return CaseResult(
+        case_id=case.case_id,
+        input=str(case.folder),
+        status="interrupted",
+        error=f"case {case.case_id}: interrupted by {exc.name}",
+    )
+
+
+def segment_cases(
+    cases: list[Case],
+    segmenter: Segmenter,
+    report: RunReport,
+    output_dir: Path,
+    report_dir: Path | None,
+    *,
+    placeholders: bool,
+    quiet: bool,
+    **case_options: bool,
+) -> None:
+    """Every case in turn into ``report``, rewritten in ``report_dir`` after each and once
+    more with the final state: ``finished``, or ``interrupted`` with the running case
+    marked before the signal goes on."""
+    current: Case | None = None
+    try:
+        for i, case in enumerate(cases, 1):
+            if not quiet:
+                tqdm.write(f"[{i}/{len(cases)}] {case.case_id}", file=sys.stderr)
+            current = case
+            result = predict_case(case, segmenter, output_dir, quiet=quiet, **case_options)
+            report.cases.append(result)
+            current = None
+            if placeholders and result.status != "ok":
+                fill_in_placeholder(case, result, output_dir)
+            if report_dir is not None:
+                save_report(report, report_dir)
+        report.state = "finished"
+    except RunInterrupted as exc:
+        report.state, report.stopped_by = "interrupted", exc.name
+        if current is not None:
+            report.cases.append(exc.result or interrupted_result(current, exc))
+        raise
+    except BaseException as exc:  # a bug outside the cases: the report must not say running
+        report.state, report.stopped_by = "interrupted", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if report_dir is not None:
+            with signals_deferred():
+                save_report(report, report_dir)
+
+
+def _output_id(target: str) -> str | None:
+    """The case ID of an output file name: ``<ID>.nii.gz``, ``<ID>-anomaly-<map>.nii.gz``,
+    ``<ID>.png`` (QC); ``None`` for anything else."""
+    match = re.fullmatch(r"(.+?)(?:-anomaly-[a-z0-9]+)?\.(?:nii\.gz|png)", target)
+    return match.group(1) if match else None
+
+
+def owned_by(case_ids: Iterable[str], report_name: str) -> Callable[[str], bool]:
+    """Whether a file name is one this run writes: its cases' outputs and its report."""
+    ids = set(case_ids)
+    return lambda target: target == report_name or _output_id(target) in ids
+
+
+def remove_stale_files(folders: Iterable[Path], owns: Callable[[str], bool] | None) -> list[str]:
+    """Remove what earlier runs, killed while writing, left in ``folders``: temporary files
+    (``brats_goat.io.write``) of the files ``owns`` accepts. With ``owns=None`` (the run
+    holds the folders alone, so nothing in them belongs to a live run) every temporary
+    file, write probe and unheld shard lock. Returns the paths removed."""
+    stale: list[Path] = []
+    for folder in folders:
+        stale += [p for p, target in find_temp_files(folder) if owns is None or owns(target)]
+        if owns is None and folder.is_dir():
+            stale += [p for p in sorted(folder.iterdir()) if _PROBE.match(p.name)]
+            stale += stale_shard_locks(folder)
+    removed = []
+    for path in stale:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(str(path))
+    return removed
+
+
+def clean_up_killed_runs(
+    report: RunReport, cases: list[Case], report_dir: Path | None, exclusive: bool
+) -> None:
+    """``remove_stale_files`` on OUTPUT, OUTPUT/qc and the report folder, said on stderr and
+    in the report. A run without the folders to itself (a shard; no locks) removes only
+    the temporary files of its own outputs and report."""
+    output_dir = Path(report.output)
+    folders = [output_dir, output_dir / "qc"] + ([report_dir] if report_dir else [])
+    owns = None if exclusive else owned_by((c.case_id for c in cases), report.file_name)
+    removed = remove_stale_files(dict.fromkeys(p.resolve() for p in folders), owns)
+    report.stale_files_removed = removed
+    if removed:
+        print(
+            f"brats-goat predict: removed {len(removed)} file(s) left by an earlier run that "
+            f"was killed while writing: {', '.join(removed)}",
+            file=sys.stderr,
+        )
+
+
+def lock_run(
+    stack: ExitStack, output_dir: Path, report_dir: Path | None, shard: Shard | None
+) -> bool:
+    """Hold OUTPUT (and the report folder) for this run; ``InputError`` when another run
+    holds either. Returns whether the locks are real (not on a file system without them)."""
+    folders = [("OUTPUT", output_dir)]
+    if report_dir is not None:
+        folders.append(("the report folder", report_dir))
+    try:
+        locked = stack.enter_context(lock_folders(folders, shard))
+    except FolderBusy as exc:
+        raise InputError(str(exc)) from exc
+    if not locked:
+        print(
+            "brats-goat predict: WARNING: the file system of OUTPUT has no file locks; a "
+            "second run into the same folder would not be detected",
+            file=sys.stderr,
+        )
+    return locked
+
+
+def new_report(
+    segmenter: Segmenter,
+    input_dir: Path,
+    output_dir: Path,
+    shard: Shard | None,
+    cases_found: int,
+    cases_to_run: int,
+) -> RunReport:
+    """The report of a run about to start (``state`` running): everything that decides its
+    results (method, weights, device, every parameter) and how many cases it is to do."""
+    return RunReport(
+        input=str(input_dir),
+        output=str(output_dir),
+        method=segmenter.method,
+        weights=segmenter.meta.get("path"),
+        weights_sha256=segmenter.meta.get("sha256"),
+        device=str(segmenter.device),
+        refine=segmenter.refiner.name if segmenter.refiner is not None else "none",
+        # The post-processing actually applied (for the MViT-AE: the checkpoint's).
+        config={**to_dict(segmenter.config), "postprocess": to_dict(segmenter.postprocess)},
+        shard=shard.to_dict(cases_found) if shard else None,
+        cases_total=cases_to_run,
+    )
 
 
 def predict(
@@ -183,7 +383,8 @@ def predict(
     ``output_dir``), or nowhere with ``write_report=False``. ``placeholders``: a failed case
     gets an empty label map in ``output_dir`` (``brats_goat.run.placeholder``) and stays
     failed in the report. Raises ``InputError`` for problems with the run itself (no cases,
-    bad output or report folder).
+    bad output or report folder, another run holding either), and ``RunInterrupted`` on
+    SIGINT/SIGTERM, after writing the report (``state`` interrupted, in ``exc.report``).
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     report_dir = Path(report_dir) if report_dir is not None else None
@@ -202,32 +403,30 @@ def predict(
         )
     cases_total = len(cases)
     cases = select_shard(cases, shard)
-    segmenter = segmenter or make_segmenter(method, weights, config)
-    report = RunReport(
-        input=str(input_dir),
-        output=str(output_dir),
-        method=segmenter.method,
-        weights=segmenter.meta.get("path"),
-        weights_sha256=segmenter.meta.get("sha256"),
-        device=str(segmenter.device),
-        refine=segmenter.refiner.name if segmenter.refiner is not None else "none",
-        # The post-processing actually applied (for the MViT-AE: the checkpoint's).
-        config={**to_dict(segmenter.config), "postprocess": to_dict(segmenter.postprocess)},
-        shard=shard.to_dict(cases_total) if shard else None,
-    )
-    if write_report:
-        report.write(report_dir)  # a shard with no cases (N > cases) still leaves its report
-    for i, case in enumerate(cases, 1):
-        if not quiet:
-            tqdm.write(f"[{i}/{len(cases)}] {case.case_id}", file=sys.stderr)
-        result = predict_case(
-            case, segmenter, output_dir, save_maps=save_maps, qc_png=qc_png, quiet=quiet
-        )
-        if placeholders and result.status != "ok":
-            fill_in_placeholder(case, result, output_dir)
-        report.cases.append(result)
-        if write_report:
-            report.write(report_dir)
+    own_report_dir = report_dir if write_report else None
+    with stop_on_signals(), ExitStack() as stack:
+        locked = lock_run(stack, output_dir, own_report_dir, shard)
+        segmenter = segmenter or make_segmenter(method, weights, config)
+        report = new_report(segmenter, input_dir, output_dir, shard, cases_total, len(cases))
+        clean_up_killed_runs(report, cases, own_report_dir, exclusive=locked and shard is None)
+        if own_report_dir is not None:
+            # First write before any case: a shard with no cases (N > cases) still has one.
+            save_report(report, own_report_dir)
+        try:
+            segment_cases(
+                cases,
+                segmenter,
+                report,
+                output_dir,
+                own_report_dir,
+                placeholders=placeholders,
+                quiet=quiet,
+                save_maps=save_maps,
+                qc_png=qc_png,
+            )
+        except RunInterrupted as exc:
+            exc.report = report  # also for a signal that came after the last case
+            raise
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return report

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from brats_goat.conventions import MODALITIES
+from brats_goat.io.write import write_atomic
 
 #: BraTS label colours (RGBA): NETC red, SNFH green, ET yellow.
 LABEL_COLOURS = {1: (0.9, 0.1, 0.1, 0.7), 2: (0.1, 0.8, 0.2, 0.5), 3: (1.0, 0.9, 0.0, 0.8)}
@@ -85,10 +86,7 @@ def write_qc_png(
             ax.set_title(f"{name} z={z}", fontsize=7)
     fig.suptitle(f"{case_id}: red NETC, green SNFH, yellow ET; anomaly 0-4 z", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return write_atomic(path, lambda name: fig.savefig(name, dpi=80), suffix=".tmp.png")
+    finally:
+        plt.close(fig)

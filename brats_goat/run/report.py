@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +12,7 @@ from typing import Any
 import torch
 
 from brats_goat import __version__
+from brats_goat.io.write import write_text_atomic
 from brats_goat.run.shard import Shard
 
 REPORT_NAME = "report.json"
@@ -21,12 +20,17 @@ REPORT_NAME = "report.json"
 #: JSON between them is exactly what the report file would hold.
 REPORT_BEGIN = "----- BEGIN brats-goat report (JSON) -----"
 REPORT_END = "----- END brats-goat report -----"
+#: ``RunReport.state``: rewritten after every case while ``running``; ``finished`` once
+#: every case has its result; ``interrupted`` when a signal (or an unexpected error) ended
+#: the run before that, ``stopped_by`` saying which.
+STATES = ("running", "finished", "interrupted")
 
 
 @dataclass
 class CaseResult:
     case_id: str
-    status: str = "pending"  # ok | failed
+    #: ok | failed | interrupted (the run was stopped during this case; it has no output).
+    status: str = "pending"
     input: str = ""
     output: str | None = None
     error: str | None = None
@@ -62,6 +66,17 @@ class RunReport:
     config: dict[str, Any] = field(default_factory=dict)
     #: ``{"index": K, "count": N, "cases_total": T}`` when the run is shard K of N.
     shard: dict[str, int] | None = None
+    #: One of ``STATES``: a report read at any moment says whether the run is complete.
+    state: str = "running"
+    #: What ended an ``interrupted`` run: ``SIGTERM``, ``SIGINT`` or the unexpected error.
+    stopped_by: str | None = None
+    #: Cases this run is to segment (with ``--shard`` its share of ``shard.cases_total``);
+    #: the report also gives ``cases_done``, those with a final ok/failed result.
+    cases_total: int = 0
+    #: Temporary and lock files of earlier runs that were killed, removed at the start.
+    stale_files_removed: list[str] = field(default_factory=list)
+    #: Why the report file could not be written: only ever seen in the printed report.
+    report_file_error: str | None = None
     cases: list[CaseResult] = field(default_factory=list)
 
     @property
@@ -69,11 +84,20 @@ class RunReport:
         return sum(c.status != "ok" for c in self.cases)
 
     @property
+    def n_done(self) -> int:
+        """Cases with a final result (ok or failed): not the interrupted one."""
+        return sum(c.status in ("ok", "failed") for c in self.cases)
+
+    @property
     def ok(self) -> bool:
         return self.n_failed == 0
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            data[key] = value
+            if key == "cases_total":
+                data["cases_done"] = self.n_done
         data["summary"] = {
             "cases": len(self.cases),
             "succeeded": len(self.cases) - self.n_failed,
@@ -93,15 +117,9 @@ class RunReport:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def write(self, folder: str | Path) -> Path:
-        """Write the report atomically (it is rewritten after every case)."""
-        folder = Path(folder)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.file_name}.", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self.to_json())
-        os.chmod(tmp, 0o644)
-        path = folder / self.file_name
-        os.replace(tmp, path)
-        return path
+        """Write the report atomically (it is rewritten after every case); an ``OSError``
+        (a full disk) leaves the previous file as it was and no temporary file."""
+        return write_text_atomic(self.to_json(), Path(folder) / self.file_name)
 
     def summary_table(self) -> str:
         """Plain-text table printed at the end of a run."""
@@ -120,10 +138,25 @@ class RunReport:
             )
         lines.append("-" * len(head))
         lines.append(f"{len(self.cases) - self.n_failed}/{len(self.cases)} cases succeeded")
+        if self.state != "finished":
+            lines.append(self.progress_line())
         for c in self.cases:
             if c.error:
                 instead = f" [empty placeholder written: {c.placeholder}]" if c.placeholder else ""
-                lines.append(f"FAILED {c.case_id}: {c.error}{instead}")
+                word = "INTERRUPTED" if c.status == "interrupted" else "FAILED"
+                lines.append(f"{word} {c.case_id}: {c.error}{instead}")
             for w in c.warnings:
                 lines.append(f"warning {c.case_id}: {w}")
         return "\n".join(lines)
+
+    def progress_line(self) -> str:
+        """``run interrupted (SIGTERM): 1 of 3 cases done, 1 interrupted, 1 not started``."""
+        by = f" ({self.stopped_by})" if self.stopped_by else ""
+        line = f"run {self.state}{by}: {self.n_done} of {self.cases_total} cases done"
+        interrupted = len(self.cases) - self.n_done
+        if interrupted:
+            line += f", {interrupted} interrupted"
+        not_started = self.cases_total - len(self.cases)
+        if not_started > 0:
+            line += f", {not_started} not started"
+        return line

@@ -53,6 +53,8 @@ def test_predict_end_to_end(tmp_path: Path, case_writer, tiny_weights: Path) -> 
             assert amap.get_data_dtype() == np.float32 and amap.shape == ref.shape
     report = json.loads((out / "report.json").read_text())
     assert report["summary"] == {"cases": 2, "succeeded": 2, "failed": 0}
+    assert (report["state"], report["cases_total"], report["cases_done"]) == ("finished", 2, 2)
+    assert report["stopped_by"] is None and report["stale_files_removed"] == []
     case = report["cases"][0]
     assert case["status"] == "ok" and case["error"] is None
     assert set(case["timings_s"]) == {
@@ -72,6 +74,7 @@ def test_predict_end_to_end(tmp_path: Path, case_writer, tiny_weights: Path) -> 
     # normalisation statistics, and nothing like the whole brain is.
     assert 0.02 < case["normalise_left_out"] < 0.2
     assert not list(out.glob("*.tmp*")) and not list(out.glob(".*tmp*"))
+    assert not list(out.glob(".brats-goat*")), "no lock file or write probe left behind"
 
 
 def test_ras_input_keeps_ras_geometry(tmp_path: Path, case_writer, tiny_weights: Path) -> None:
