@@ -22,9 +22,14 @@ from brats_goat.model.manifest import WeightsError, register_calibrated
 from brats_goat.training.config import TrainConfig
 
 
-def restore_overrides(restore_iterations: int | None, restore_maps: str | None) -> dict[str, Any]:
-    """Only the restoration settings given on the command line: the rest stay the checkpoint's."""
+def restore_overrides(
+    restore_iterations: int | None, restore_maps: str | None, fusion_weight: float | None = None
+) -> dict[str, Any]:
+    """Only the post-processing settings given on the command line: the rest stay the
+    checkpoint's."""
     restore: dict[str, Any] = {}
+    if fusion_weight is not None:
+        restore["fusion_weight"] = fusion_weight
     if restore_iterations is not None:
         restore["restore_iterations"] = restore_iterations
     if restore_maps is not None:
@@ -38,6 +43,8 @@ def echo_calibration(info: dict[str, Any], output: Path, sha: str) -> None:
         f"restoration passes: {info['restore_iterations']} "
         f"(maps: {', '.join(info['restore_maps'])})"
     )
+    if "fusion_weight" in info:
+        click.echo(f"late fusion weight of the image: {info['fusion_weight']}")
     click.echo(f"thresholds (z units): {info['thresholds']}")
     click.echo(f"component peak values (z units): {info['peak_thresholds']}")
     click.echo(f"ET minimum (voxels): {info['et_min_voxels']}")
@@ -77,6 +84,27 @@ def echo_calibration(info: dict[str, Any], output: Path, sha: str) -> None:
     help="Which residual maps use the restored estimate (the others the plain "
     "reconstruction); default: the checkpoint's own setting.",
 )
+@click.option(
+    "--fusion-weight",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Late fusion: the anomaly map is (1 - W) x the model's residual + W x the z-scored "
+    "image; default: the checkpoint's own setting.",
+)
+@click.option(
+    "--tissue",
+    is_flag=True,
+    help="Measure on whole volumes as predict reads them: DATA are healthy subjects (every "
+    "voxel, except known lesions in an <ID>-lesion mask); the threshold is the median over "
+    "subjects of each subject's percentile.",
+)
+@click.option(
+    "--tumour-cases",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    multiple=True,
+    help="With --tissue: tumour cases whose slices far from their label map (or rough "
+    "mask) count as healthy too; cases without one are skipped.",
+)
 @device_option()
 @register_option("the new checkpoint")
 def calibrate_cmd(
@@ -87,26 +115,40 @@ def calibrate_cmd(
     min_brain_voxels: int,
     restore_iterations: int | None,
     restore_maps: str | None,
+    fusion_weight: float | None,
+    tissue: bool,
+    tumour_cases: tuple[Path, ...],
     device: str,
     register: bool,
 ) -> None:
     """Re-derive the anomaly thresholds from a site's own healthy scans in DATA.
 
     Uses the healthy slices of DATA (slices near a label map or FLAIR outliers are left
-    out, as in training) and no tumour label. Writes a new checkpoint with the thresholds.
+    out, as in training) and no tumour label; with --tissue, whole healthy volumes.
+    Writes a new checkpoint with the thresholds.
     """
     # Imported when run: the calibration code is not needed for --help or the other commands.
     from brats_goat.training.calibrate import recalibrate_checkpoint
+    from brats_goat.training.calibrate_tissue import TissueCalibrationConfig, recalibrate_on_tissue
 
     cases = [case for folder in data for case in discover_cases(folder)]
     if not cases:
         raise click.UsageError("no cases found in DATA")
+    if tumour_cases and not tissue:
+        raise click.UsageError("--tumour-cases needs --tissue")
     try:
         selection = TrainConfig(min_brain_voxels=min_brain_voxels)
-        restore = restore_overrides(restore_iterations, restore_maps)
-        sha, info = recalibrate_checkpoint(
-            weights, cases, output, percentile, device, selection, restore
-        )
+        overrides = restore_overrides(restore_iterations, restore_maps, fusion_weight)
+        if tissue:
+            tumour = [case for folder in tumour_cases for case in discover_cases(folder)]
+            cfg = TissueCalibrationConfig(percentile=percentile, selection=selection)
+            sha, info = recalibrate_on_tissue(
+                weights, cases, tumour, output, cfg, device, overrides, click.echo
+            )
+        else:
+            sha, info = recalibrate_checkpoint(
+                weights, cases, output, percentile, device, selection, overrides
+            )
     except (CaseError, WeightsError) as exc:
         raise click.UsageError(str(exc)) from exc
     if register:

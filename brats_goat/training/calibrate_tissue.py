@@ -27,11 +27,14 @@ import numpy as np
 from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES, subset_key
+from brats_goat.device import pick_device
 from brats_goat.io.discover import Case
 from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
-from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, Segmenter
+from brats_goat.model.checkpoint import load_verified, save_checkpoint
+from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, PipelineConfig, Segmenter
 from brats_goat.stages.normalise import normalise_case
 from brats_goat.stages.postprocess import PostprocessConfig
+from brats_goat.stages.refine import RefineConfig
 from brats_goat.stages.threshold import healthy_peak, largest_component_voxels
 from brats_goat.training.calibrate import SUBSETS
 from brats_goat.training.config import TrainConfig
@@ -260,3 +263,33 @@ def calibrate_on_tissue(
         "calibrated_on": sorted({c.case_id for c, _ in cases}),
     }
     return calibrated, info
+
+
+def recalibrate_on_tissue(
+    weights: str | Path | None,
+    healthy: list[Case],
+    tumour: list[Case],
+    output: str | Path,
+    cfg: TissueCalibrationConfig | None = None,
+    device: str = "auto",
+    overrides: dict[str, Any] | None = None,
+    echo: Callable[[str], None] = lambda _: None,
+) -> tuple[str, dict[str, Any]]:
+    """Load verified weights, calibrate them on real tissue, save a copy that records it.
+
+    ``overrides`` changes post-processing fields first (``restore_iterations``,
+    ``fusion_weight``...): the thresholds are measured under them and stored with them.
+    """
+    model, meta = load_verified(weights)
+    post = dataclasses.replace(meta["postprocess"], **(overrides or {}))
+    config = PipelineConfig(postprocess=post, refine=RefineConfig("none"))
+    segmenter = MViTAESegmenter(model, config, meta, pick_device(device))
+    post, info = calibrate_on_tissue(segmenter, healthy, tumour, cfg, echo)
+    info["restore_iterations"] = post.restore_iterations
+    info["restore_maps"] = list(post.restore_maps)
+    info["fusion_weight"] = post.fusion_weight
+    info["source_weights"] = {"path": meta["path"], "sha256": meta["sha256"]}
+    sha = save_checkpoint(
+        output, model, postprocess=post, info={**meta["info"], "calibration": info}
+    )
+    return sha, info

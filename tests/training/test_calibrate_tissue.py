@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
+from brats_goat.cli.main import main
 from brats_goat.conventions import MODALITIES
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import CaseError, load_case, load_reference_labels
+from brats_goat.model.checkpoint import load_checkpoint, register_in_manifest, save_checkpoint
 from brats_goat.model.network import MODEL_PRESETS, MViTAE
 from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, PipelineConfig
 from brats_goat.stages.anomaly import residual_maps
@@ -25,7 +28,9 @@ from brats_goat.training.calibrate_tissue import (
     healthy_tissue,
 )
 from brats_goat.training.config import TrainConfig
+from tests.conftest import write_case
 
+MASKED = dataclasses.replace(MODEL_PRESETS["tiny"], modality_mask=True)
 CFG = TissueCalibrationConfig(
     percentile=99.0, selection=TrainConfig(min_brain_voxels=200, healthy_margin=1)
 )
@@ -94,7 +99,7 @@ def test_model_subsets_use_only_cases_with_their_sequences(tmp_path: Path, case_
     case_writer("FULL", seed=1, lesion=False)
     case_writer("NO-T1C", seed=2, lesion=False, skip=("t1c",))
     torch.manual_seed(0)
-    model = MViTAE(dataclasses.replace(MODEL_PRESETS["tiny"], modality_mask=True))
+    model = MViTAE(MASKED)
     segmenter = MViTAESegmenter(model, PipelineConfig(refine=RefineConfig("none")))
     post, info = calibrate_on_tissue(segmenter, discover_cases(tmp_path / "in"), [], CFG)
     assert info["data"]["t1c+t1n+t2f+t2w"]["cases"] == ["FULL"]
@@ -120,3 +125,27 @@ def test_fusion_weight_blends_residual_and_image() -> None:
     np.testing.assert_array_equal(whole["t2f"], image[c])  # w = 1: the intensity map
     with pytest.raises(ValueError, match="fusion_weight"):
         PostprocessConfig(fusion_weight=1.5)
+
+
+def test_calibrate_command_tissue_mode_records_its_data(tmp_path: Path, case_writer) -> None:
+    for i in range(2):
+        case_writer(f"H-{i}", seed=30 + i, lesion=False)
+    write_case(tmp_path / "tumour", "T-1", seed=3, lesion=True)
+    folder = tmp_path / "w"
+    torch.manual_seed(0)
+    sha = save_checkpoint(folder / "m.pt", MViTAE(MASKED))
+    register_in_manifest(folder / "m.pt", sha, {"command": "tests"}, default=True)
+    out = folder / "tissue.pt"
+    args = ["calibrate", str(tmp_path / "in"), "--weights", str(folder), "-o", str(out)]
+    args += ["--tissue", "--tumour-cases", str(tmp_path / "tumour"), "--fusion-weight", "0.5"]
+    args += ["--min-brain-voxels", "200", "--percentile", "99"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    _, meta = load_checkpoint(out, None)
+    calibration = meta["info"]["calibration"]
+    assert calibration["calibrated_on"] == ["H-0", "H-1", "T-1"]
+    assert calibration["data"]["t1c+t2f"]["cases"] == ["H-0", "H-1", "T-1"]
+    assert meta["postprocess"].fusion_weight == 0.5
+    assert meta["postprocess"].threshold_t2f == calibration["thresholds"]["t1c+t1n+t2f+t2w"]["t2f"]
+    refused = CliRunner().invoke(main, [*args[:6], "--tumour-cases", str(tmp_path / "tumour")])
+    assert refused.exit_code == 2 and "--tissue" in refused.output
