@@ -260,7 +260,10 @@ def calibrate_on_tissue(
         "peak_thresholds": peaks,
         "et_min_voxels": et_min,
         "data": used,
-        "calibrated_on": sorted({c.case_id for c, _ in cases}),
+        "calibrated_on": sorted({c for u in used.values() for c in u["cases"]}),
+        "skipped": sorted(
+            {c.case_id for c, _ in cases} - {c for u in used.values() for c in u["cases"]}
+        ),
     }
     return calibrated, info
 
