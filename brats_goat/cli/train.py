@@ -149,9 +149,11 @@ def train_cmd(
 
     Slices within a margin of a reference label map (<ID>-seg/-ref/-roughmask) are excluded;
     cases without one lose the slices around their FLAIR outlier clusters. Cases under
-    --healthy contribute every slice. Thresholds are calibrated on the held-out healthy
-    slices and stored in the checkpoint. Multi-GPU: `torchrun --nproc-per-node N -m
-    brats_goat.cli train ...`.
+    --healthy contribute every slice. A mask of known non-tumour lesions (<ID>-lesion) keeps
+    the slices but leaves its voxels out of the loss; sequences a case lacks are never
+    reconstructed or scored. Thresholds are calibrated on the held-out healthy slices that
+    have all four sequences and no lesion, and stored in the checkpoint. Multi-GPU:
+    `torchrun --nproc-per-node N -m brats_goat.cli train ...`.
     """
     # Imported when run: the training loop is not needed for --help or the other commands.
     from brats_goat.training.train import train

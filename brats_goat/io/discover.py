@@ -36,8 +36,16 @@ MODALITY_ALIASES: dict[str, str] = {
     "flair": "t2f",
 }
 
+#: Suffix of a mask of known non-tumour lesions (MS, white-matter lesions) of a near-healthy
+#: subject: a reference like the others, but training leaves its voxels out of the loss
+#: instead of dropping its slices (``brats_goat.training.healthy``).
+LESION_SUFFIX = "lesion"
+
 #: Suffixes of reference files that may sit next to the images (never used by predict).
-REFERENCE_SUFFIXES: tuple[str, ...] = ("seg", "ref", "roughmask", "label", "labels", "mask")
+REFERENCE_SUFFIXES: tuple[str, ...] = (
+    *("seg", "ref", "roughmask", "label", "labels", "mask"),
+    LESION_SUFFIX,
+)
 
 _NIFTI = re.compile(r"^(?P<stem>.+?)\.nii(\.gz)?$", re.IGNORECASE)
 

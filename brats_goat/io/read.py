@@ -134,7 +134,7 @@ def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False
     """Read and validate the modalities of ``case``; raise ``CaseError`` on any problem.
 
     ``allow_missing``: accept a case without some sequences if it has t2f or t1c
-    (inference); training data must be complete.
+    (inference, and training, which records what each slice lacks).
     """
     if case.problems:
         raise CaseError(f"case {case.case_id}: " + "; ".join(case.problems))

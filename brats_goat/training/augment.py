@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -100,26 +101,43 @@ def small_affine(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def keep_a_key_channel(
+    present: torch.Tensor, available: torch.Tensor, rows: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Give ``rows`` (where dropout took both) back t1c or t2f, drawn at random among those
+    the slice really has: a channel absent from the data is never marked present."""
+    key = torch.tensor([MODALITIES.index("t1c"), MODALITIES.index("t2f")])
+    pick = torch.randint(0, 2, (len(rows),), generator=generator)
+    first, other = key[pick], key[1 - pick]
+    chosen = torch.where(available[rows, first] > 0, first, other)
+    present[rows, chosen] = available[rows, chosen]
+    return present
+
+
 def modality_dropout(
-    x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
+    x: torch.Tensor,
+    cfg: AugmentConfig,
+    generator: torch.Generator,
+    available: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero out random modalities; always keep t2f or t1c (predict needs one of them).
 
-    Returns the batch and the (B, C) presence mask the model is told about.
+    ``available`` (B, C) 1/0: the modalities each slice really has (None: all). Returns the
+    batch and the (B, C) presence mask the model is told about: never more than the data
+    has, so the model is not taught that a scan's t1c is a zero image.
     """
     b, c = x.shape[:2]
-    present = torch.ones(b, c)
+    avail = torch.ones(b, c) if available is None else available.float()
     if cfg.modality_dropout <= 0:
-        return x, present
+        return x * avail[:, :, None, None].to(x.dtype), avail
     drop_some = torch.rand(b, generator=generator) >= cfg.keep_all_fraction
     dropped = (torch.rand(b, c, generator=generator) < cfg.modality_dropout) & drop_some[:, None]
-    present = (~dropped).float()
+    present = (~dropped).float() * avail
     key = [MODALITIES.index("t1c"), MODALITIES.index("t2f")]
     none_key = present[:, key].sum(dim=1) == 0
     if none_key.any():
-        pick = torch.randint(0, 2, (int(none_key.sum()),), generator=generator)
         rows = torch.nonzero(none_key).flatten()
-        present[rows, torch.tensor(key)[pick]] = 1.0
+        present = keep_a_key_channel(present, avail, rows, generator)
     return x * present[:, :, None, None].to(x.dtype), present
 
 
@@ -133,20 +151,50 @@ def coarse_noise(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
     return x + cfg.noise_std * noise.to(x.dtype) * brain_of(x)
 
 
-def augment_batch(
-    x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One training batch -> (model input, clean target, presence mask).
+class Augmented(NamedTuple):
+    """One augmented batch: what the model sees, what it must give back, and what counts."""
 
-    The geometric and intensity changes apply to input and target alike; dropout and
-    noise only to the input, so the model learns to restore the clean healthy slice.
-    """
+    input: torch.Tensor
+    target: torch.Tensor
+    #: (B, C) modalities shown to the model (and scored): in the data and not dropped.
+    present: torch.Tensor
+    #: (B, 1, X, Y) bool voxels left out of the loss, moved with the geometry; or None.
+    ignore: torch.Tensor | None
+
+
+def geometry(
+    x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator, ignore: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Flip and small affine; ``ignore`` rides along as an extra channel so it moves with
+    the anatomy (any overlap with an ignored voxel after resampling stays ignored)."""
+    c = x.shape[1]
+    if ignore is not None:
+        x = torch.cat([x, ignore.to(x.dtype)], dim=1)
     x = flip_lr(x, cfg.flip_p, generator)
     if torch.rand((), generator=generator) < cfg.affine_p:
         x = small_affine(x, cfg, generator)
+    if ignore is None:
+        return x, None
+    return x[:, :c], x[:, c:] > 0
+
+
+def augment_batch(
+    x: torch.Tensor,
+    cfg: AugmentConfig,
+    generator: torch.Generator,
+    available: torch.Tensor | None = None,
+    ignore: torch.Tensor | None = None,
+) -> Augmented:
+    """One training batch -> (model input, clean target, presence mask, ignored voxels).
+
+    The geometric and intensity changes apply to input and target alike; dropout and
+    noise only to the input, so the model learns to restore the clean healthy slice.
+    ``available`` (B, C): modalities in the data; ``ignore`` (B, 1, X, Y): lesion voxels.
+    """
+    x, ignore = geometry(x, cfg, generator, ignore)
     if torch.rand((), generator=generator) < cfg.intensity_p:
         x = intensity(x, cfg, generator)
     target = x
-    inp, present = modality_dropout(x, cfg, generator)
+    inp, present = modality_dropout(x, cfg, generator, available)
     inp = coarse_noise(inp, cfg, generator) * present[:, :, None, None].to(x.dtype)
-    return inp, target, present
+    return Augmented(inp, target, present, ignore)

@@ -143,7 +143,7 @@ def recalibrate_checkpoint(
     model = model.to(dev)
     slices = collect_healthy_slices(
         cases, selection or TrainConfig(), NormaliseConfig(), image_size=model.cfg.image_size
-    ).slices
+    ).for_calibration()
     post, info = calibrate_thresholds(model, slices, post, percentile, InferenceConfig(), dev)
     info["restore_iterations"] = post.restore_iterations
     info["restore_maps"] = list(post.restore_maps)

@@ -33,6 +33,10 @@ class TrainConfig:
     seed: int = 0
     #: Slices within this many slices of the tumour (or rough mask) are not "healthy".
     healthy_margin: int = 5
+    #: Known non-tumour lesions (``<ID>-lesion`` masks) are left out of the loss, grown by
+    #: this many voxels in every direction (a cube): partial volume, masks blocky along z,
+    #: and the radius of the SSIM window, so the loss of the voxels kept never sees a lesion.
+    lesion_margin: int = 5
     #: Slices with fewer brain voxels than this are skipped (top/bottom of the head).
     min_brain_voxels: int = 2000
     #: Fraction of healthy slices held out for a validation loss.

@@ -15,23 +15,27 @@ from brats_goat.training.augment import augment_batch
 from brats_goat.training.checkpointing import TrainState, record_best, save_training_state
 from brats_goat.training.losses import ReconstructionLoss
 from brats_goat.training.schedule import epoch_order, step_generator
-from brats_goat.training.session import TrainSession
+from brats_goat.training.session import SliceSet, TrainSession
 
 
 def evaluate_loss(
     model: torch.nn.Module,
-    data: torch.Tensor,
+    data: SliceSet,
     loss_fn: ReconstructionLoss,
     batch: int,
     device: torch.device,
 ) -> float:
-    """Mean loss over ``data`` with all modalities present and no augmentation."""
+    """Mean loss over ``data`` without augmentation, with every modality the data has (the
+    model is told which; absent ones and ignored voxels do not count)."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(data), batch):
-            x = data[start : start + batch].float().to(device)
-            total += float(loss_fn(model(x), x)) * len(x)
+            x, present, ignore = data.batch(slice(start, start + batch))
+            x = x.to(device)
+            shown = None if bool(present.all()) else present.to(device)
+            ignore = None if ignore is None else ignore.to(device)
+            total += float(loss_fn(model(x, shown), x, shown, ignore)) * len(x)
             count += len(x)
     return total / max(count, 1)
 
@@ -45,11 +49,13 @@ def train_step(s: TrainSession, step: int) -> tuple[float, int]:
     batch_idx = order[in_epoch * s.cfg.batch_size : (in_epoch + 1) * s.cfg.batch_size]
     mine = batch_idx[s.ctx.rank * s.per_rank : (s.ctx.rank + 1) * s.per_rank]
     gen = step_generator(s.cfg.seed, step)
-    x_in, target, present = augment_batch(s.train_data[mine].float(), s.cfg.augment, gen)
-    x_in, target, present = x_in.to(s.dev), target.to(s.dev), present.to(s.dev)
+    x, available, ignore = s.train_data.batch(mine)
+    aug = augment_batch(x, s.cfg.augment, gen, available, ignore)
+    x_in, target, present = aug.input.to(s.dev), aug.target.to(s.dev), aug.present.to(s.dev)
+    ignore = None if aug.ignore is None else aug.ignore.to(s.dev)
     with torch.autocast(device_type=s.dev.type, dtype=torch.bfloat16, enabled=s.use_amp):
         recon = s.ddp(x_in, present)
-    loss = s.loss_fn(recon, target, present)
+    loss = s.loss_fn(recon, target, present, ignore)
     s.opt.zero_grad(set_to_none=True)
     loss.backward()
     s.opt.step()

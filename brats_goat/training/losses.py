@@ -36,6 +36,14 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, data_range: flo
     return ssim_map(x, y, window, data_range).mean()
 
 
+def spatial_mean(values: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """(B, C, X, Y) -> (B, C): mean over the pixels that count (all when ``keep`` is None)."""
+    if keep is None:
+        return values.mean(dim=(2, 3))
+    w = keep.to(values.dtype)
+    return (values * w).sum(dim=(2, 3)) / w.sum(dim=(2, 3)).clamp_min(1)
+
+
 class ReconstructionLoss(torch.nn.Module):
     """MSE + ``ssim_weight`` x (1 - SSIM); SSIM's data range is the z-score clip range."""
 
@@ -48,15 +56,24 @@ class ReconstructionLoss(torch.nn.Module):
         self.data_range = data_range
 
     def forward(
-        self, recon: torch.Tensor, target: torch.Tensor, present: torch.Tensor | None = None
+        self,
+        recon: torch.Tensor,
+        target: torch.Tensor,
+        present: torch.Tensor | None = None,
+        ignore: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``present`` (B, C): only the modalities the model was shown count (dropout)."""
+        """``present`` (B, C): only the modalities the model was shown count (dropout, and
+        those the data lacks: a zero image is not a scan to reconstruct). ``ignore``
+        (B, 1, X, Y): voxels left out (known non-tumour lesions, grown past the SSIM window).
+        """
         recon = recon.float()
-        if present is None:
+        if present is None and ignore is None:
             mse = F.mse_loss(recon, target)
             return mse + self.ssim_weight * (1 - ssim(recon, target, self.window, self.data_range))
-        w = present.to(recon.dtype)
+        w = recon.new_ones(recon.shape[:2]) if present is None else present.to(recon.dtype)
         n = w.sum().clamp_min(1)
-        mse = ((recon - target) ** 2).mean(dim=(2, 3)).mul(w).sum() / n
-        s = ssim_map(recon, target, self.window, self.data_range).mean(dim=(2, 3)).mul(w).sum() / n
+        keep = None if ignore is None else ~ignore
+        mse = spatial_mean((recon - target) ** 2, keep).mul(w).sum() / n
+        s_map = ssim_map(recon, target, self.window, self.data_range)
+        s = spatial_mean(s_map, keep).mul(w).sum() / n
         return mse + self.ssim_weight * (1 - s)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from brats_goat.device import pick_device
@@ -21,9 +22,47 @@ from brats_goat.training.checkpointing import (
 )
 from brats_goat.training.config import TrainConfig
 from brats_goat.training.distributed import DistContext, init_distributed, local_device, wrap_ddp
-from brats_goat.training.healthy import HealthySlices
+from brats_goat.training.healthy import HealthySlices, calibration_rows
 from brats_goat.training.losses import ReconstructionLoss
 from brats_goat.training.schedule import lr_factor, split_indices
+
+
+@dataclass
+class SliceSet:
+    """Training or validation slices as tensors, with what each one really has."""
+
+    #: (N, C, X, Y) float16 normalised slices (absent modalities are zero images).
+    images: torch.Tensor
+    #: (N, C) float 1/0: the modalities each slice's case has.
+    present: torch.Tensor
+    #: (N, 1, X, Y) bool voxels left out of the loss, or None when there are none.
+    ignore: torch.Tensor | None
+
+    @classmethod
+    def of(cls, healthy: HealthySlices, rows: np.ndarray) -> SliceSet:
+        """The slices ``rows`` of ``healthy``."""
+        ignore = None if healthy.ignore is None else torch.from_numpy(healthy.ignore[rows, None])
+        return cls(
+            torch.from_numpy(healthy.slices[rows]),
+            torch.from_numpy(healthy.present[rows]).float(),
+            ignore,
+        )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(
+        self, rows: torch.Tensor | slice
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(float32 images, presence, ignored voxels) of ``rows``."""
+        ignore = None if self.ignore is None else self.ignore[rows]
+        return self.images[rows].float(), self.present[rows], ignore
+
+    def for_calibration(self) -> np.ndarray:
+        """Slices with every modality and no ignored voxel (what calibration may use)."""
+        ignore = None if self.ignore is None else self.ignore.numpy()
+        rows = calibration_rows(self.present.numpy() > 0, ignore)
+        return self.images.numpy()[rows]
 
 
 @dataclass
@@ -37,8 +76,8 @@ class TrainSession:
     loss_fn: ReconstructionLoss
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
-    train_data: torch.Tensor
-    val_data: torch.Tensor
+    train_data: SliceSet
+    val_data: SliceSet
     dev: torch.device
     ctx: DistContext
     steps_per_epoch: int
@@ -90,14 +129,19 @@ def build_model(
 
 def split_data(
     healthy: HealthySlices, train_cfg: TrainConfig, ctx: DistContext
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training and held-out validation slices; every process must get an equal share."""
-    data = torch.from_numpy(healthy.slices)
-    train_idx, val_idx = split_indices(len(data), train_cfg.val_fraction, train_cfg.seed)
-    train_data, val_data = data[train_idx], data[val_idx]
+) -> tuple[SliceSet, SliceSet]:
+    """Training and held-out validation slices; every process must get an equal share, and
+    calibration needs held-out slices with every modality and no lesion."""
+    train_idx, val_idx = split_indices(len(healthy.slices), train_cfg.val_fraction, train_cfg.seed)
+    train_data, val_data = SliceSet.of(healthy, train_idx), SliceSet.of(healthy, val_idx)
     if train_cfg.batch_size % ctx.world:
         raise ValueError(
             f"batch size {train_cfg.batch_size} is not divisible by {ctx.world} processes"
+        )
+    if len(val_data) and not len(val_data.for_calibration()):
+        raise ValueError(
+            "no held-out slice has all four modalities and no lesion voxel, so the thresholds "
+            "cannot be calibrated: add complete healthy cases (e.g. --healthy phantoms)"
         )
     return train_data, val_data
 

@@ -144,11 +144,12 @@ def run_info(
 
 def calibrate_best(s: TrainSession, info: dict[str, Any]) -> str:
     """Label-free thresholds from the best model's residuals on the held-out healthy
-    slices; rewrites the best checkpoint with them and returns its sha256."""
+    slices that have every modality and no lesion; rewrites the best checkpoint with them
+    and returns its sha256."""
     best_model, _ = load_checkpoint(s.out_path, expected_sha256=None)
     post, calibration = calibrate_thresholds(
         best_model,
-        s.val_data.numpy(),
+        s.val_data.for_calibration(),
         s.post,
         s.cfg.calibration_percentile,
         InferenceConfig(batch_size=s.cfg.batch_size),

@@ -28,7 +28,7 @@ def test_augmented_target_is_clean_and_input_is_noised() -> None:
     x = torch.zeros(4, 4, 32, 32)
     x[:, :, 8:24, 8:24] = 1.0
     cfg = dataclasses.replace(AugmentConfig.none(), noise_std=0.5)
-    inp, target, present = augment_batch(x, cfg, torch.Generator().manual_seed(1))
-    assert torch.equal(target, x) and (present == 1).all()
+    inp, target, present, ignore = augment_batch(x, cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(target, x) and (present == 1).all() and ignore is None
     assert not torch.equal(inp, x)
     assert (inp[:, :, :8] == 0).all(), "noise stays inside the brain"
