@@ -1,1 +1,1 @@
-"""Reading and writing BraTS cases: discover -> read -> (grid) -> write."""
+"""Reading and writing BraTS cases: discover -> read -> (resample) -> write."""

@@ -11,6 +11,7 @@ import gzip
 import os
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -69,6 +70,16 @@ class CaseVolumes:
             axcodes2ornt(CANONICAL_AXCODES), io_orientation(self.reference.affine)
         )
         return np.ascontiguousarray(apply_orientation(canonical, back))
+
+    def from_stored(self, stored: np.ndarray) -> np.ndarray:
+        """An array on the input's grid (a reference label map) in the order of ``arrays``."""
+        return np.ascontiguousarray(apply_orientation(stored, self.to_canonical))
+
+    @property
+    def resampled(self) -> dict[str, Any] | None:
+        """How the case was resampled for the pipeline (``brats_goat.io.resample``); None
+        for a case used on its own grid."""
+        return None
 
 
 def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.ndarray, list[str]]:
@@ -190,5 +201,4 @@ def load_reference_labels(
     image = nib.load(str(case.reference))
     if not same_grid(volumes.reference, image, atol):
         raise CaseError(f"case {case.case_id}: reference {case.reference} is on another grid")
-    data = np.asarray(image.dataobj).astype(np.uint8)
-    return np.ascontiguousarray(apply_orientation(data, volumes.to_canonical))
+    return volumes.from_stored(np.asarray(image.dataobj).astype(np.uint8))

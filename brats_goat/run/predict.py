@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from brats_goat.io.discover import Case, discover_cases
 from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
+from brats_goat.io.resample import to_model_frame
 from brats_goat.io.write import find_temp_files, like_reference, write_nifti_atomic
 from brats_goat.run.interrupt import RunInterrupted, signals_deferred, stop_on_signals
 from brats_goat.run.lock import FolderBusy, lock_folders, stale_shard_locks
@@ -133,7 +134,9 @@ def predict_case(
     try:
         with timer.stage("read"):
             volumes = load_case(case, segmenter.config.affine_atol, allow_missing=True)
+            volumes = to_model_frame(volumes)  # another grid: outputs come back to its own
         result.warnings += volumes.warnings
+        result.resampled = volumes.resampled
         result.modalities = list(volumes.present)
         seg = segmenter.segment(volumes, timer)
         with timer.stage("write"):

@@ -44,6 +44,9 @@ class CaseResult:
     #: Share of the brain left out of the normalisation statistics: the bright lesion
     #: (``NormaliseConfig.exclude_z``); 0 on a scan with nothing large and bright.
     normalise_left_out: float | None = None
+    #: A case off the model's grid (not 1 mm, or wider than 240 x 240): the input's and the
+    #: 1 mm frame's ``shape`` and ``spacing_mm`` it was segmented on (``brats_goat.io.resample``).
+    resampled: dict[str, Any] | None = None
     #: A failed case only: the empty label map written in its place
     #: (``--on-case-failure placeholder``, ``brats_goat.run.placeholder``).
     placeholder: str | None = None
