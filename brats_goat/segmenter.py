@@ -20,13 +20,13 @@ import torch
 
 from brats_goat.conventions import MODALITIES, subset_key
 from brats_goat.device import pick_device
-from brats_goat.io.read import CaseVolumes
+from brats_goat.io.read import CaseError, CaseVolumes
 from brats_goat.model.checkpoint import load_verified
 from brats_goat.model.network import MViTAE
 from brats_goat.serialise import from_dict
 from brats_goat.stages.anomaly import analysis_mask, case_score, residual_maps, z_map
 from brats_goat.stages.labels import LabelsConfig, enhancement_near, fuse_labels
-from brats_goat.stages.normalise import NormaliseConfig, normalise_case
+from brats_goat.stages.normalise import NonFiniteError, NormaliseConfig, normalise_case
 from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.refine import RefineConfig, refine_masks
@@ -177,13 +177,19 @@ class Segmenter:
         timer = timer or StageTimer()
         present = volumes.present
         with timer.stage("normalise"):
-            normalised, brain, left_out = normalise_case(
-                volumes.stack(MODALITIES), self.config.normalise
-            )
+            try:
+                normalised, brain, left_out = normalise_case(
+                    volumes.stack(MODALITIES), self.config.normalise
+                )
+            except NonFiniteError as exc:
+                raise CaseError(f"{volumes.where(exc.modality)}: {exc.cause}") from exc
         with timer.stage("reconstruct"):
             recon = self.reconstruct(normalised, brain, present)
+            channels = dict(zip(MODALITIES, recon, strict=True))
+            require_finite_stage(volumes, "reconstruction", channels)
         with timer.stage("anomaly"):
             maps, mask = self.anomaly(normalised, recon, brain, present)
+            require_finite_stage(volumes, "anomaly map", maps)
             score = case_score(maps, brain)
         with timer.stage("threshold"):
             binary = self.threshold(maps, mask, present)
@@ -250,6 +256,18 @@ class Segmenter:
             refine=refined,
             normalise_left_out=cand.normalise_left_out,
         )
+
+
+def require_finite_stage(volumes: CaseVolumes, stage: str, arrays: dict[str, np.ndarray]) -> None:
+    """A ``CaseError`` naming the modality's file and the stage when a stage's result holds
+    NaN/Inf: thresholds and histograms would fail later on it, naming neither."""
+    for modality, array in arrays.items():
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad and modality in volumes.present:
+            raise CaseError(
+                f"{volumes.where(modality)}: the {stage} has {bad} NaN/Inf voxels although "
+                "its input was finite (a numerical failure of the model or the device)"
+            )
 
 
 class MViTAESegmenter(Segmenter):

@@ -24,6 +24,8 @@ from nibabel.orientations import (
 
 from brats_goat.conventions import MODALITIES
 from brats_goat.io.discover import Case
+from brats_goat.io.errors import CaseError
+from brats_goat.io.intensity import sanitise_intensities
 
 #: Storage order the model works in (that of BraTS 2023 releases).
 CANONICAL_AXCODES: tuple[str, str, str] = ("L", "P", "S")
@@ -31,10 +33,6 @@ CANONICAL_AXCODES: tuple[str, str, str] = ("L", "P", "S")
 #: cube is no brain scan: its "brain", statistics and 3D components are meaningless, and a
 #: quiet "ok" on it would hide a wrong file. Thick-slice clinical scans (24+ slices) pass.
 MIN_VOXELS_PER_AXIS = 16
-
-
-class CaseError(Exception):
-    """A problem with one case's input; the message names the case and the file."""
 
 
 @dataclass
@@ -52,6 +50,8 @@ class CaseVolumes:
     #: nibabel orientation transform from the stored order to canonical.
     to_canonical: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    #: The file of each modality, to name it in errors of later stages.
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def present(self) -> tuple[str, ...]:
@@ -63,6 +63,10 @@ class CaseVolumes:
         shape = next(iter(self.arrays.values())).shape
         zeros = np.zeros(shape, dtype=np.float32)
         return np.stack([self.arrays.get(m, zeros) for m in modalities])
+
+    def where(self, modality: str) -> str:
+        """``case <ID>: <modality> file <path>``: how errors name one input file."""
+        return f"case {self.case_id}: {modality} file {self.files.get(modality, '(unknown)')}"
 
     def to_stored(self, canonical: np.ndarray) -> np.ndarray:
         """Orient a canonical-order (X, Y, Z) array back to the input's storage order."""
@@ -83,7 +87,9 @@ class CaseVolumes:
 
 
 def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.ndarray, list[str]]:
-    """Load one volume fully (so truncation is detected now) and validate it."""
+    """Load one volume fully (so truncation is detected now) and validate it: its shape,
+    and its intensities (``brats_goat.io.intensity``: a background of 0, a brain that is
+    an image), so that a wrong file fails here, named, instead of giving garbage labels."""
     where = f"case {case_id}: {modality} file {path}"
     check_readable(where, path)
     try:
@@ -101,16 +107,7 @@ def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.n
     if data.ndim != 3:
         raise CaseError(f"{where} has shape {data.shape}: a single 3D volume is required")
     check_size(where, data.shape)
-    warnings: list[str] = []
-    finite = np.isfinite(data)
-    if not finite.all():
-        n_bad = int((~finite).sum())
-        if n_bad == data.size:
-            raise CaseError(f"{where} contains only NaN/Inf voxels")
-        warnings.append(f"{where}: {n_bad} NaN/Inf voxels set to 0")
-        data = np.where(finite, data, np.float32(0))
-    if not np.any(data):
-        raise CaseError(f"{where} is all zero (empty volume)")
+    data, warnings = sanitise_intensities(where, data)
     return image, data, warnings
 
 
@@ -188,7 +185,8 @@ def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False
         m: np.ascontiguousarray(apply_orientation(a, transform), dtype=np.float32)
         for m, a in arrays.items()
     }
-    return CaseVolumes(case.case_id, canonical, reference, transform, warnings)
+    files = {m: str(case.files[m]) for m in arrays}
+    return CaseVolumes(case.case_id, canonical, reference, transform, warnings, files)
 
 
 def load_reference_labels(

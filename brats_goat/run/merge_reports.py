@@ -1,21 +1,22 @@
 """Join the reports of ``predict --shard K/N`` runs into one ``report.json``.
 
 Sharded runs have no coordinator, so the merge is where a lost shard, a shard that stopped
-early, a case run twice or shards run with different weights must come to light: each is
-an error here, never a silently smaller report. Case failures are kept in the merged report
-(as ``predict`` keeps them) and make the merge fail too.
+early (its report's ``state`` is not ``finished``), a case run twice or shards run with
+different weights must come to light: each is an error here, never a silently smaller
+report. Case failures are kept in the merged report (as ``predict`` keeps them) and make
+the merge fail too. The run-level fields of the merged report (state, case counts, files
+removed) are recomputed from all shards, never copied from one.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brats_goat.io.write import write_text_atomic
 from brats_goat.run.report import REPORT_NAME
 from brats_goat.run.shard import SHARD_REPORT_GLOB, shard_of_report_name
 
@@ -69,7 +70,7 @@ def check_shard_report(report: Any, path: Path) -> None:
     shard = report.get("shard")
     if not isinstance(shard, dict):
         raise ShardReportError(f"{path} is not the report of a --shard run (no 'shard' entry)")
-    index, count, _ = (_count_field(shard, key, path) for key in SHARD_FIELDS)
+    index, count, _ = (_count_field(shard, key, path, "shard.") for key in SHARD_FIELDS)
     if not 1 <= index <= count:
         raise ShardReportError(
             f"{path}: field 'shard.index' is {index}, outside 1..{count} ('shard.count')"
@@ -82,6 +83,10 @@ def check_shard_report(report: Any, path: Path) -> None:
         )
     if not isinstance(report.get("config", {}), dict):
         raise ShardReportError(f"{path}: field 'config' must be an object")
+    _check_finished(report, path)
+    _count_field(report, "cases_total", path)
+    if not isinstance(report.get("stale_files_removed", []), list):
+        raise ShardReportError(f"{path}: field 'stale_files_removed' must be a list")
     cases = report.get("cases")
     if not isinstance(cases, list):
         raise ShardReportError(f"{path}: field 'cases' must be a list, got {_kind(cases)}")
@@ -89,15 +94,33 @@ def check_shard_report(report: Any, path: Path) -> None:
         _check_case(case, path, f"cases[{i}]")
 
 
+def _check_finished(report: dict[str, Any], path: Path) -> None:
+    """Only a shard that ran to its end may be merged: an interrupted one (a signal, a
+    crash) or one still running lacks cases, and its report says so in ``state``."""
+    state = report.get("state")
+    if state == "finished":
+        return
+    if state is None:
+        why = "no 'state' field (a report of an older brats-goat, or an edited one)"
+    else:
+        stopped = report.get("stopped_by")
+        why = f"field 'state' is {_kind(state)}" + (f" (stopped by {stopped})" if stopped else "")
+    raise ShardReportError(
+        f"{path}: that shard did not finish: {why}; only finished shards can be merged. "
+        "Rerun that shard, then merge again"
+    )
+
+
 #: The fields of a report's ``shard`` entry (``Shard.to_dict``).
 SHARD_FIELDS: tuple[str, ...] = ("index", "count", "cases_total")
 
 
-def _count_field(shard: dict[str, Any], key: str, path: Path) -> int:
-    value = shard.get(key)
+def _count_field(entry: dict[str, Any], key: str, path: Path, where: str = "") -> int:
+    """``entry[key]``, a whole number; ``where`` is the entry's place in the report."""
+    value = entry.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ShardReportError(
-            f"{path}: field 'shard.{key}' must be a whole number, got {_kind(value)}"
+            f"{path}: field '{where}{key}' must be a whole number, got {_kind(value)}"
         )
     return value
 
@@ -211,6 +234,7 @@ def merge_reports(
             "a shard stopped before its last case (see its report), rerun it"
         )
     merged = {k: v for k, v in first.items() if k not in ("shard", "cases", "summary")}
+    merged.update(run_fields(reports, cases))
     merged["device"] = ", ".join(sorted({str(r.get("device")) for r in reports.values()}))
     merged["shards"] = [
         {
@@ -229,15 +253,22 @@ def merge_reports(
     return merged, failed
 
 
-def write_json_atomic(data: dict[str, Any], path: Path) -> Path:
-    """Write JSON through a temporary file and a rename (readable by everyone, 0644)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
+def run_fields(
+    reports: dict[Path, dict[str, Any]], cases: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The run-level fields of ``RunReport`` for the whole run. Copied from one shard they
+    would describe that shard alone (its case count, the files it removed)."""
+    stale = [f for r in reports.values() for f in r.get("stale_files_removed") or []]
+    return {
+        # Every shard is finished (``_check_finished``), so the whole run is.
+        "state": "finished",
+        "stopped_by": None,
+        "cases_total": sum(r["cases_total"] for r in reports.values()),
+        "cases_done": sum(c.get("status") in ("ok", "failed") for c in cases.values()),
+        "stale_files_removed": [str(f) for f in stale],
+        # Only ever set in a printed report; the merge writes its own file or fails.
+        "report_file_error": None,
+    }
 
 
 def merge_folder(
@@ -257,5 +288,5 @@ def merge_folder(
         raise MergeError(f"no shard reports ({SHARD_REPORT_GLOB}) in {output_dir}")
     merged, failed = merge_reports(paths, Path(outputs_dir) if outputs_dir else None)
     merged["output"] = str(outputs_dir or output_dir)
-    path = write_json_atomic(merged, output_dir / REPORT_NAME)
+    path = write_text_atomic(json.dumps(merged, indent=2) + "\n", output_dir / REPORT_NAME)
     return MergeResult(report=merged, path=path, failed=failed)

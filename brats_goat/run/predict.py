@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from brats_goat.io.discover import Case, discover_cases
+from brats_goat.io.discover import MAX_CASE_DEPTH, Case, discover_cases
 from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
 from brats_goat.io.resample import to_model_frame
 from brats_goat.io.write import find_temp_files, like_reference, write_nifti_atomic
@@ -55,26 +55,55 @@ class InputError(Exception):
 
 
 def check_folders(input_dir: Path, output_dir: Path, report_dir: Path | None = None) -> None:
-    """Usage errors that make the whole run pointless; raised before any case is read."""
+    """Usage errors that make the whole run pointless, found without creating anything:
+    INPUT is no folder, or OUTPUT (or the report folder) is INPUT or inside it. Checked
+    first, so that discovery never walks into a folder the run would write."""
     if not input_dir.is_dir():
         raise InputError(f"INPUT {input_dir} is not a folder")
     inp = input_dir.resolve()
-    for what, folder in (("OUTPUT", output_dir), ("the report folder", report_dir)):
-        if folder is None:
-            continue
+    for what, folder in _out_folders(output_dir, report_dir):
         out = folder.resolve()
         if out == inp or inp in out.parents:
             raise InputError(
                 f"{what} {folder} is INPUT or inside it: outputs would mix with the inputs "
                 "(and inputs are never modified); choose a separate folder"
             )
+
+
+def make_folders(output_dir: Path, report_dir: Path | None = None) -> None:
+    """Create OUTPUT (and the report folder) and prove them writable with a probe file.
+    Called only once the cases and the segmenter are known to be usable, so that a usage
+    error leaves no folder behind."""
+    for what, folder in _out_folders(output_dir, report_dir):
         try:
-            out.mkdir(parents=True, exist_ok=True)
-            probe = out / f"{PROBE_NAME}.{os.getpid()}"
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f"{PROBE_NAME}.{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink(missing_ok=True)
         except OSError as exc:
             raise InputError(f"{what} {folder} is not writable: {exc}") from exc
+
+
+def _out_folders(output_dir: Path, report_dir: Path | None) -> list[tuple[str, Path]]:
+    """``(what, folder)`` for OUTPUT and, when the report goes elsewhere, its folder."""
+    folders = [("OUTPUT", output_dir)]
+    if report_dir is not None and report_dir.resolve() != output_dir.resolve():
+        folders.append(("the report folder", report_dir))
+    return folders
+
+
+def find_cases(input_dir: Path) -> list[Case]:
+    """The cases under INPUT (``discover_cases``); ``InputError`` when there are none, with
+    the rule, so that a user sees where the cases were looked for."""
+    cases = discover_cases(input_dir)
+    if not cases:
+        raise InputError(
+            f"no cases found in {input_dir}: expected case folders holding files like "
+            "<ID>-t1n.nii.gz, <ID>-t1c.nii.gz, <ID>-t2w.nii.gz, <ID>-t2f.nii.gz (or INPUT "
+            f"being one), searched down to {MAX_CASE_DEPTH} folder levels below INPUT "
+            "(INPUT/<ID>/ is level 1)"
+        )
+    return cases
 
 
 def write_outputs(
@@ -322,11 +351,8 @@ def lock_run(
 ) -> bool:
     """Hold OUTPUT (and the report folder) for this run; ``InputError`` when another run
     holds either. Returns whether the locks are real (not on a file system without them)."""
-    folders = [("OUTPUT", output_dir)]
-    if report_dir is not None:
-        folders.append(("the report folder", report_dir))
     try:
-        locked = stack.enter_context(lock_folders(folders, shard))
+        locked = stack.enter_context(lock_folders(_out_folders(output_dir, report_dir), shard))
     except FolderBusy as exc:
         raise InputError(str(exc)) from exc
     if not locked:
@@ -390,26 +416,21 @@ def predict(
     SIGINT/SIGTERM, after writing the report (``state`` interrupted, in ``exc.report``).
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    report_dir = Path(report_dir) if report_dir is not None else None
-    check_folders(input_dir, output_dir, report_dir if write_report else None)
-    report_dir = report_dir or output_dir
+    own_report_dir = Path(report_dir or output_dir) if write_report else None
+    # Everything that can make this a usage error comes before OUTPUT is created or locked.
+    check_folders(input_dir, output_dir, own_report_dir)
     if qc_png:
         try:
             require_matplotlib()
         except RuntimeError as exc:
             raise InputError(str(exc)) from exc
-    cases = discover_cases(input_dir)
-    if not cases:
-        raise InputError(
-            f"no cases found in {input_dir}: expected case folders holding files like "
-            "<ID>-t1n.nii.gz, <ID>-t1c.nii.gz, <ID>-t2w.nii.gz, <ID>-t2f.nii.gz"
-        )
+    cases = find_cases(input_dir)
     cases_total = len(cases)
     cases = select_shard(cases, shard)
-    own_report_dir = report_dir if write_report else None
     with stop_on_signals(), ExitStack() as stack:
-        locked = lock_run(stack, output_dir, own_report_dir, shard)
         segmenter = segmenter or make_segmenter(method, weights, config)
+        make_folders(output_dir, own_report_dir)
+        locked = lock_run(stack, output_dir, own_report_dir, shard)
         report = new_report(segmenter, input_dir, output_dir, shard, cases_total, len(cases))
         clean_up_killed_runs(report, cases, own_report_dir, exclusive=locked and shard is None)
         if own_report_dir is not None:

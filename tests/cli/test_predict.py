@@ -202,6 +202,10 @@ def test_empty_input_is_usage_error(tmp_path: Path, tiny_weights: Path) -> None:
     (tmp_path / "empty").mkdir()
     result = run(predict_args(tmp_path / "empty", tmp_path / "out", tiny_weights))
     assert result.exit_code == 2 and "no cases found" in result.output
+    assert "searched down to 3 folder levels below INPUT (INPUT/<ID>/ is level 1)" in (
+        result.output
+    )
+    assert not (tmp_path / "out").exists()
 
 
 def test_output_inside_input_is_usage_error(

@@ -7,7 +7,10 @@ The intensity method (no weights) keeps these runs fast; what they test is the s
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +19,10 @@ from click.testing import CliRunner
 
 from brats_goat.cli.main import main
 from brats_goat.model.checkpoint import register_in_manifest, sha256_file
+from brats_goat.model.manifest import WeightsError
+from brats_goat.run.predict import predict as run_predict
 from tests.conftest import tree_digest, write_case
-from tests.unprivileged import brats_goat, requires_file_modes
+from tests.unprivileged import ROOT, brats_goat, requires_file_modes
 
 INTENSITY = ("--method", "intensity", "--refine", "none", "--quiet")
 
@@ -282,3 +287,49 @@ def test_train_on_an_ambiguous_layout_is_a_usage_error(tmp_path: Path) -> None:
     result = run("train", inp, "-o", tmp_path / "model.pt", "--quiet")
     assert result.exit_code == 2
     assert "loose-t2f.nii.gz" in result.output and "A-1" in result.output
+
+
+# ------------------------------------------------- a usage error creates nothing to clean up
+
+
+def _tampered_weights(tiny_weights: Path, folder: Path) -> Path:
+    """A copy of the tiny weights folder whose checkpoint no longer matches its sha256."""
+    shutil.copytree(tiny_weights, folder)
+    with open(folder / "tiny.pt", "ab") as fh:
+        fh.write(b"tampered")
+    return folder
+
+
+def test_bad_weights_create_no_output_folder_in_a_real_run(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """The whole CLI in its own process: the weights are refused before OUTPUT exists, so
+    there is no folder and no lock file, not even for a moment to be cleaned up after."""
+    case_writer("A-1")
+    weights = _tampered_weights(tiny_weights, tmp_path / "w")
+    out = tmp_path / "new" / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "brats_goat.cli", "predict", tmp_path / "in", out]
+    args += ["--weights", weights, "--refine", "none", "--quiet"]
+    proc = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "sha256 mismatch" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_bad_weights_never_create_or_lock_output(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """The library alone (no CLI clean-up): nothing is created before the weights load, and
+    an OUTPUT that existed is not locked (no lock file)."""
+    case_writer("A-1")
+    weights = _tampered_weights(tiny_weights, tmp_path / "w")
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        run_predict(tmp_path / "in", tmp_path / "out", weights=weights, report_dir=tmp_path / "r")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "r").exists()
+    (tmp_path / "out").mkdir()
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        run_predict(tmp_path / "in", tmp_path / "out", weights=weights)
+    assert list((tmp_path / "out").iterdir()) == []

@@ -23,8 +23,10 @@ def write_shard(
     total: int,
     sha: str = "abc",
     outputs: bool = True,
+    state: str = "finished",
 ) -> Path:
-    """A shard report as predict writes it; ``cases`` maps case ID -> status."""
+    """A shard report as predict writes it at the end of the shard's run (``state``
+    finished); ``cases`` maps case ID -> status."""
     folder.mkdir(parents=True, exist_ok=True)
     report = RunReport(
         input="/input",
@@ -32,6 +34,8 @@ def write_shard(
         method="mvitae",
         weights_sha256=sha,
         shard=Shard(index, count).to_dict(total),
+        state=state,
+        cases_total=len(cases),
     )
     for case_id, status in cases.items():
         error = None if status == "ok" else f"case {case_id}: missing modality t2f"
@@ -153,3 +157,44 @@ def test_reports_in_their_own_folder_merge_with_outputs(tmp_path: Path) -> None:
     merged = json.loads((reports / "report.json").read_text())
     assert merged["summary"]["succeeded"] == 2 and merged["output"] == str(outputs)
     assert sorted(p.name for p in outputs.iterdir()) == ["A.nii.gz", "B.nii.gz"]
+
+
+def test_merged_run_fields_cover_every_shard(tmp_path: Path) -> None:
+    """state, case counts and removed files describe the whole run, not the first shard."""
+    write_shard(tmp_path, 1, 2, {"A": "ok", "C": "failed"}, total=3)
+    two = write_shard(tmp_path, 2, 2, {"B": "ok"}, total=3)
+    report = json.loads(two.read_text())
+    report["stale_files_removed"] = [str(tmp_path / ".B.nii.gz.abcdefgh.tmp.nii.gz")]
+    two.write_text(json.dumps(report))
+    result = merge_folder(tmp_path)
+    merged = json.loads(result.path.read_text())
+    assert merged["state"] == "finished" and merged["stopped_by"] is None
+    assert merged["cases_total"] == 3 and merged["cases_done"] == 3
+    assert merged["stale_files_removed"] == report["stale_files_removed"]
+    assert merged["report_file_error"] is None
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize(
+    ("state", "stopped_by", "named"),
+    [
+        ("interrupted", "SIGTERM", "field 'state' is str 'interrupted' (stopped by SIGTERM)"),
+        ("running", None, "field 'state' is str 'running'"),
+        (None, None, "no 'state' field"),
+    ],
+)
+def test_shard_that_did_not_finish_is_refused(
+    tmp_path: Path, state: str | None, stopped_by: str | None, named: str
+) -> None:
+    """A shard cut short says so in its report; merging it would hide the missing cases."""
+    write_shard(tmp_path, 1, 2, {"A": "ok"}, total=2)
+    two = write_shard(tmp_path, 2, 2, {"B": "ok"}, total=2)
+    report = json.loads(two.read_text())
+    report.update(state=state, stopped_by=stopped_by)
+    if state is None:
+        del report["state"]
+    two.write_text(json.dumps(report))
+    result = merge_cli(tmp_path)
+    assert result.exit_code == 2, result.output
+    assert f"{two}: that shard did not finish: {named}" in result.output
+    assert not (tmp_path / "report.json").exists()

@@ -42,6 +42,8 @@ def _two_shards(folder: Path) -> tuple[Path, Path]:
         (lambda r: r["cases"].append("C"), "field 'cases[1]' must be an object"),
         (lambda r: r.update(config=[]), "field 'config' must be an object"),
         (lambda r: r.update(shard=[2, 2]), "is not the report of a --shard run"),
+        (lambda r: r.update(cases_total="1"), "field 'cases_total' must be a whole number"),
+        (lambda r: r.update(stale_files_removed="x"), "'stale_files_removed' must be a list"),
     ],
     ids=[
         "no-index",
@@ -58,6 +60,8 @@ def _two_shards(folder: Path) -> tuple[Path, Path]:
         "case-string",
         "config-list",
         "shard-list",
+        "cases-total-string",
+        "stale-string",
     ],
 )
 def test_edited_field_is_a_usage_error_naming_file_and_field(

@@ -99,6 +99,8 @@ def test_sharded_predict_then_merge(tmp_path: Path, case_writer, tiny_weights: P
     assert [c["case_id"] for c in merged["cases"]] == ["C-1", "C-2", "C-3"]
     assert [s["index"] for s in merged["shards"]] == [1, 2]
     assert "shard" not in merged
+    assert (first["cases_total"], merged["cases_total"], merged["cases_done"]) == (2, 3, 3)
+    assert merged["state"] == "finished"
 
 
 def test_shard_beyond_the_cases_is_an_empty_success(

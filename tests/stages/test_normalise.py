@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from brats_goat.conventions import MODALITIES
-from brats_goat.stages.normalise import NormaliseConfig, lesion_mask, normalise_stack, zscore
+from brats_goat.stages.normalise import (
+    NonFiniteError,
+    NormaliseConfig,
+    lesion_mask,
+    normalise_stack,
+    zscore,
+)
 
 PLAIN = NormaliseConfig(exclude_z=None)
 FLAIR = MODALITIES.index("t2f")
@@ -103,3 +109,60 @@ def test_normalise_stack_clips_and_masks() -> None:
     stack[0, 3, 3, 1] = 1e6
     norm, brain = normalise_stack(stack, NormaliseConfig(clip_z=3))
     assert brain.sum() == 48 and norm.max() <= 3
+
+
+# ------------------------------------------------------- statistics a few voxels cannot move
+
+
+def spiked(stack: np.ndarray, brain: np.ndarray, value: float, n: int = 20) -> np.ndarray:
+    """``stack`` with ``n`` FLAIR voxels of the brain set to ``value``."""
+    out = stack.copy()
+    xs, ys, zs = np.nonzero(brain)
+    pick = np.linspace(0, xs.size - 1, n).astype(int)
+    out[FLAIR, xs[pick], ys[pick], zs[pick]] = value
+    return out
+
+
+def test_clean_scan_keeps_the_plain_statistics_bit_for_bit() -> None:
+    """The robust statistics act only on outliers: the model's inputs on a clean scan are
+    exactly those it was trained and calibrated with."""
+    stack, brain = head()
+    cfg = NormaliseConfig()
+    for channel in stack:
+        values = channel[brain]
+        old = np.clip((channel[brain] - values.mean()) / values.std(), -5, 5)
+        np.testing.assert_array_equal(zscore(channel, brain, cfg)[brain], old)
+
+
+@pytest.mark.parametrize("value", [1e9, 3e38, -1e9])
+def test_spikes_do_not_move_the_statistics(value: float) -> None:
+    """20 spikes of 1e9 used to inflate the std ~10^4-fold (the tumour vanished); a voxel of
+    3e38 overflowed the float32 mean into NaN."""
+    stack, brain = head()
+    clean, _ = normalise_stack(stack, NormaliseConfig())
+    bad = spiked(stack, brain, value)
+    got, _ = normalise_stack(bad, NormaliseConfig())
+    assert np.isfinite(got).all()
+    keep = bad[FLAIR] == stack[FLAIR]
+    assert np.abs(got[FLAIR][keep] - clean[FLAIR][keep]).max() < 0.1
+    assert np.abs(got[FLAIR][~keep]).min() == 5.0  # the spikes themselves sit at the clip
+
+
+def test_tolerance_decides_when_the_robust_statistics_act() -> None:
+    stack, brain = head()
+    bad = spiked(stack, brain, 300.0, n=80)  # 20 sd above the mean, 0.4% of the brain
+    plain = zscore(bad[FLAIR], brain, NormaliseConfig(outlier_tolerance=10.0))
+    robust = zscore(bad[FLAIR], brain, NormaliseConfig())
+    values = bad[FLAIR][brain]
+    np.testing.assert_array_equal(
+        plain[brain], np.clip((values - values.mean()) / values.std(), -5, 5)
+    )
+    assert robust[brain].std() > 1.2 * plain[brain].std()
+
+
+def test_non_finite_result_names_the_modality_and_cause() -> None:
+    stack, _ = head()
+    stack[FLAIR, 10, 10, 10] = np.nan
+    with pytest.raises(NonFiniteError) as info:
+        normalise_stack(stack, NormaliseConfig())
+    assert info.value.modality == "t2f" and "NaN/Inf voxels" in info.value.cause
