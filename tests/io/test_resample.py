@@ -211,10 +211,16 @@ def test_memory_follows_the_frame_not_the_input_grid(tmp_path: Path) -> None:
 
 
 def test_brain_wider_than_the_frame_is_a_case_error(tmp_path: Path) -> None:
-    """A 300 mm wide "brain" (a background that is not zero) cannot be segmented on the
-    model's 240 mm: the case fails, saying why, instead of losing part of it."""
-    images = {m: np.full((300, 300, 20), 100, np.int16) for m in CONTRAST}
-    folder = save_case(tmp_path / "in", "HEAD-1", images, lps((1, 1, 1), (300, 300, 20)))
+    """A 300 mm wide "brain" (an unstripped head, say) cannot be segmented on the model's
+    240 mm: the case fails, saying why, instead of losing part of it."""
+    rng = np.random.default_rng(0)
+    shape = (310, 310, 20)
+    images = {}
+    for m in CONTRAST:
+        image = np.zeros(shape, np.int16)
+        image[5:305, 5:305, 2:18] = rng.integers(50, 150, (300, 300, 16))
+        images[m] = image
+    folder = save_case(tmp_path / "in", "HEAD-1", images, lps((1, 1, 1), shape))
     (found,) = discover_cases(folder)
     with pytest.raises(CaseError, match=r"HEAD-1: the brain .* spans 300 x 300 mm .* 240 x 240"):
         to_model_frame(load_case(found))
@@ -225,7 +231,8 @@ def test_brain_wider_than_the_frame_is_a_case_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("shape", [(240, 240, 155), (200, 180, 40)])
 def test_cases_on_a_1mm_grid_that_fits_are_not_touched(tmp_path: Path, shape) -> None:
     """The BraTS grid (and smaller 1 mm grids) go exactly the old way."""
-    images = {m: np.ones(shape, np.int16) for m in CONTRAST}
+    centre = tuple((n - 1) / 2 for n in shape)
+    images, _ = phantom(shape, 1.0, centre, radii=(60.0, 60.0, min(60.0, shape[2] / 3)))
     folder = save_case(tmp_path / "in", "BRATS-1", images, lps((1, 1, 1), shape))
     (found,) = discover_cases(folder)
     volumes = load_case(found)
