@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES, subset_key
 from brats_goat.device import pick_device
-from brats_goat.io.discover import Case
+from brats_goat.io.discover import LESION_SUFFIX, Case
 from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
 from brats_goat.model.checkpoint import load_verified, save_checkpoint
 from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, PipelineConfig, Segmenter
@@ -39,9 +39,6 @@ from brats_goat.stages.threshold import healthy_peak, largest_component_voxels
 from brats_goat.training.calibrate import SUBSETS
 from brats_goat.training.config import TrainConfig
 from brats_goat.training.healthy import healthy_indices, reference_mask
-
-#: File-name suffix of a mask of known non-tumour lesions (healthy-real's MS / WML masks).
-LESION_SUFFIX = "lesion"
 
 
 @dataclass(frozen=True)
