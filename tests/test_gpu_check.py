@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_gpu_check_quick_on_cpu(tmp_path: Path) -> None:
-    write_case(tmp_path / "in", "TINY-1", shape=(48, 48, 12))
-    write_case(tmp_path / "in", "TINY-2", shape=(48, 48, 12), seed=1, lesion=False)
+    write_case(tmp_path / "in", "TINY-1", shape=(48, 48, 16))
+    write_case(tmp_path / "in", "TINY-2", shape=(48, 48, 16), seed=1, lesion=False)
     out = tmp_path / "gpu-check.json"
     cmd = [sys.executable, "-m", "scripts.gpu_check", "--device", "cpu", "--quick"]
     cmd += ["--data", str(tmp_path / "in"), "--out", str(out)]
