@@ -45,6 +45,12 @@ def fit_plane(volume: np.ndarray, size: int) -> tuple[np.ndarray, tuple[slice, s
     return out, (dst[0], dst[1]), (src[0], src[1])
 
 
+def brain_slices(brain: np.ndarray, min_voxels: int) -> np.ndarray:
+    """(Z,) bool: the axial slices with at least ``min_voxels`` brain voxels, the only ones
+    the network runs on (the rest hold no tissue whose residual is ever looked at)."""
+    return brain.reshape(-1, brain.shape[2]).sum(axis=0) >= min_voxels
+
+
 @torch.no_grad()
 def reconstruct_volume(
     model: MViTAE,
@@ -54,19 +60,22 @@ def reconstruct_volume(
     device: torch.device,
     on_batch: Callable[[int], None] | None = None,
     present: np.ndarray | None = None,
+    only: np.ndarray | None = None,
 ) -> np.ndarray:
     """Reconstruct a normalised (C, X, Y, Z) volume slice by slice, batched.
 
     Slices with almost no brain are not run (they would be reconstructed as background
-    anyway) and stay 0. On GPU, bf16 autocast halves memory and time; on CPU the model runs
-    in float32 so the same input always gives the same output. ``present`` (C,) bool says
-    which modalities the volume really has (absent ones are zero images).
+    anyway) and stay 0; ``only`` (Z,) bool restricts the run further (restoration re-runs
+    only the slices it changed) and leaves the others 0 too. On GPU, bf16 autocast halves
+    memory and time; on CPU the model runs in float32 so the same input always gives the
+    same output. ``present`` (C,) bool says which modalities the volume really has (absent
+    ones are zero images).
     """
     size = model.cfg.image_size
     fitted, dst, src = fit_plane(volume, size)
     recon_fitted = np.zeros_like(fitted)
-    per_slice = brain.reshape(-1, brain.shape[2]).sum(axis=0)
-    todo = [int(z) for z in np.flatnonzero(per_slice >= cfg.min_brain_voxels)]
+    run = brain_slices(brain, cfg.min_brain_voxels)
+    todo = [int(z) for z in np.flatnonzero(run if only is None else run & only)]
     use_amp = cfg.amp and device.type == "cuda"
     model = model.to(device).eval()
     mask = None
