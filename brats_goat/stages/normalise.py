@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES
+from brats_goat.stages.crop import bounding_box
 
 
 @dataclass(frozen=True)
@@ -199,12 +200,16 @@ def normalise_case(
     if stack.shape[0] != len(MODALITIES):
         raise ValueError(f"expected channels {MODALITIES}, got {stack.shape[0]} channels")
     mask = brain_mask(stack)
-    excluded = lesion_mask(stack, mask, cfg)
-    healthy = mask & ~excluded
-    normalised = np.stack([zscore(channel, mask, cfg, healthy) for channel in stack])
-    for modality, channel, z in zip(MODALITIES, stack, normalised, strict=True):
+    # On the brain's box (brats_goat.stages.crop): the statistics see the same voxels in
+    # the same order, and the erosion and dilation of the lesion mask reach past no edge.
+    box = bounding_box(mask)
+    inner, part = box.crop(mask), box.crop(stack)
+    excluded = lesion_mask(part, inner, cfg)
+    healthy = inner & ~excluded
+    normalised = np.stack([zscore(channel, inner, cfg, healthy) for channel in part])
+    for modality, channel, z in zip(MODALITIES, part, normalised, strict=True):
         require_finite(modality, channel, z)
-    return normalised, mask, excluded
+    return box.paste(normalised), mask, box.paste(excluded)
 
 
 def normalise_stack(stack: np.ndarray, cfg: NormaliseConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -38,6 +38,32 @@ def suspect_voxels(
     return suspect
 
 
+def restore_pass(
+    model: MViTAE,
+    normalised: np.ndarray,
+    brain: np.ndarray,
+    recon: np.ndarray,
+    plain: np.ndarray,
+    suspect: np.ndarray,
+    absent: np.ndarray,
+    inference: InferenceConfig,
+    device: torch.device,
+    on_batch: Callable[[int], None] | None = None,
+    present: np.ndarray | None = None,
+) -> np.ndarray:
+    """One restoration pass: reconstruct the input with ``suspect`` voxels replaced by
+    ``recon``. Only slices with a suspect voxel are run: the model works slice by slice
+    (one slice's output does not depend on the others in its batch), so a slice without
+    one has exactly the input of the plain pass (absent modalities are zero images in both)
+    and gets the ``plain`` estimate back."""
+    changed = suspect.any(axis=(0, 1))
+    healed = np.where(suspect[None], recon, normalised).astype(np.float32)
+    healed[absent] = 0
+    out = reconstruct_volume(model, healed, brain, inference, device, on_batch, present, changed)
+    out[..., ~changed] = plain[..., ~changed]
+    return out
+
+
 def restore_volume(
     model: MViTAE,
     normalised: np.ndarray,
@@ -69,9 +95,10 @@ def restore_volume(
         )
         if not suspect.any():
             break
-        healed = np.where(suspect[None], recon, normalised).astype(np.float32)
-        healed[absent] = 0
-        recon = reconstruct_volume(model, healed, brain, inference, device, on_batch, present)
+        recon = restore_pass(
+            model, normalised, brain, recon, plain, suspect, absent, inference, device,
+            on_batch, present,
+        )  # fmt: skip
         if on_pass is not None:
             on_pass(k, recon)
     if recon is not plain:

@@ -33,3 +33,22 @@ def test_reconstruct_volume_deterministic_and_zero_outside_brain() -> None:
     np.testing.assert_array_equal(a, b)
     assert not a[:, ~brain].any()
     assert a[:, brain].std() > 0
+
+
+def test_slices_without_brain_or_left_out_are_not_run_and_the_others_unchanged() -> None:
+    """Skipping slices (no brain, or ``only`` False) costs nothing in accuracy: the slices
+    that run get what a run over every slice gives them; the skipped ones are 0."""
+    torch.manual_seed(0)
+    model = MViTAE(MODEL_PRESETS["tiny"]).eval()
+    vol = np.random.default_rng(2).normal(size=(4, 48, 48, 6)).astype(np.float32)
+    brain = np.zeros(vol.shape[1:], bool)
+    brain[4:44, 4:44, 1:5] = True
+    dev = pick_device("cpu")
+    every = dataclasses.replace(InferenceConfig(), min_brain_voxels=0, batch_size=6)
+    full = reconstruct_volume(model, vol, brain, every, dev)
+    runs: list[int] = []
+    only = np.array([True, True, False, True, True, True])
+    part = reconstruct_volume(model, vol, brain, InferenceConfig(), dev, runs.append, None, only)
+    assert sum(runs) == 3  # slices 1, 3, 4: brain and not left out
+    np.testing.assert_allclose(part[..., [1, 3, 4]], full[..., [1, 3, 4]], atol=1e-6)
+    assert not part[..., [0, 2, 5]].any()

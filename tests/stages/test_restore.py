@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from brats_goat.cli.main import main
 from brats_goat.conventions import MODALITIES
 from brats_goat.model.checkpoint import load_checkpoint
-from brats_goat.model.network import MODEL_PRESETS
+from brats_goat.model.network import MODEL_PRESETS, MViTAE
 from brats_goat.stages.postprocess import PostprocessConfig
-from brats_goat.stages.reconstruct import InferenceConfig
+from brats_goat.stages.reconstruct import InferenceConfig, reconstruct_volume
 from brats_goat.stages.restore import restore_volume, suspect_voxels
 
 TINY = MODEL_PRESETS["tiny"]
@@ -129,3 +129,47 @@ def test_calibrate_restore_iterations_is_stored_and_used_by_predict(
     assert report["config"]["postprocess"]["restore_iterations"] == 2
     assert report["config"]["postprocess"]["restore_maps"] == ["t2f"]
     assert report["cases"][0]["status"] == "ok"
+
+
+def _full_restore(model, vol, brain, post, cfg) -> np.ndarray:
+    """The restoration as it was before passes ran on changed slices only: every pass
+    reconstructs every slice (the reference the partial path must reproduce)."""
+    dev = torch.device("cpu")
+    recon = plain = reconstruct_volume(model, vol, brain, cfg, dev)
+    for _ in range(post.restore_iterations):
+        suspect = suspect_voxels(vol, recon, brain, post.restore_z, post.restore_dilation)
+        if not suspect.any():
+            break
+        healed = np.where(suspect[None], recon, vol).astype(np.float32)
+        recon = reconstruct_volume(model, healed, brain, cfg, dev)
+    unrestored = [i for i, m in enumerate(MODALITIES) if m not in post.restore_maps]
+    recon[unrestored] = plain[unrestored]
+    return recon
+
+
+def test_passes_on_changed_slices_only_give_the_full_reconstruction() -> None:
+    """Slices without a suspect voxel are not run again after the plain pass; on a real
+    (tiny) network the estimate is still that of re-running every slice."""
+    torch.manual_seed(0)
+    model = MViTAE(TINY).eval()
+    vol, brain, _ = _volume()
+    vol = np.concatenate([vol, 0.1 * vol[..., :3]], axis=3)  # slices 4-6: nothing suspect
+    brain = np.concatenate([brain, brain[..., :3]], axis=2)
+    post = PostprocessConfig(restore_iterations=3, restore_z=1.0)
+    cfg = InferenceConfig(min_brain_voxels=1, batch_size=3)
+    runs: list[int] = []
+    out = restore_volume(model, vol, brain, post, cfg, torch.device("cpu"), on_batch=runs.append)
+    np.testing.assert_allclose(out, _full_restore(model, vol, brain, post, cfg), atol=1e-6)
+    assert sum(runs) < 4 * vol.shape[3]  # some restoration slices were skipped
+
+
+def test_the_network_is_per_slice_whatever_the_batch() -> None:
+    """What the partial passes rely on: a slice's reconstruction does not depend on the
+    other slices of its batch (eval mode: no batch statistics)."""
+    torch.manual_seed(0)
+    model = MViTAE(TINY).eval()
+    x = torch.randn(5, 4, TINY.image_size, TINY.image_size)
+    with torch.no_grad():
+        together = model(x)
+        alone = torch.cat([model(x[i : i + 1]) for i in range(len(x))])
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
