@@ -11,6 +11,7 @@ library's own ``Segmenter.segment``, refinement off. Variants:
 - ``fusion-W``: the late-fusion map ``(1 - W) * residual + W * image`` of the same model.
 
     python -m experiments.tissue_calibration [--variants intensity,mvitae,fusion-0.5]
+                                             [--weights runs/X/model.pt]
                                              [--out results/experiments-tissue.json]
 """
 
@@ -49,12 +50,12 @@ class CachedAE(MViTAESegmenter):
         return self.cache[key]
 
 
-def base_segmenter(variant: str) -> Segmenter:
+def base_segmenter(variant: str, weights: Path | None = None) -> Segmenter:
     """The variant's segmenter before calibration (fusion weight set, thresholds stale)."""
     config = PipelineConfig(refine=RefineConfig("none"))
     if variant == "intensity":
         return IntensitySegmenter(config)
-    ae = make_segmenter("mvitae", config=config)
+    ae = make_segmenter("mvitae", weights, config=config)
     weight = float(variant.split("-")[1]) if variant.startswith("fusion-") else 0.0
     post = dataclasses.replace(ae.postprocess, fusion_weight=weight)
     return CachedAE(ae.model, dataclasses.replace(config, postprocess=post), ae.meta)
@@ -82,16 +83,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="intensity,mvitae,fusion-0.5")
     parser.add_argument("--out", type=Path, default=ROOT / "results/experiments-tissue.json")
+    parser.add_argument("--weights", type=Path, help="MViT-AE checkpoint (default: shipped)")
     args = parser.parse_args()
     healthy, tumour = discover_cases(DATA / "healthy-real"), discover_cases(DATA / "real")
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     for variant in args.variants.split(","):
         print(f"== {variant}", flush=True)
-        seg = base_segmenter(variant)
+        seg = base_segmenter(variant, args.weights)
         post, info = calibrate_on_tissue(seg, healthy, tumour, echo=print)
         print(json.dumps(info["thresholds"]), json.dumps(info["et_min_voxels"]), flush=True)
         scores = score_variant(with_thresholds(seg, post))
-        results[variant] = {
+        name = f"{variant}@{args.weights.name}" if args.weights else variant
+        results[name] = {
             "calibration": info,
             "postprocess": dataclasses.asdict(post),
             "scores": scores,
