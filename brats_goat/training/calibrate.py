@@ -81,6 +81,41 @@ def subset_statistics(
     return thr, peaks, et_min
 
 
+def with_calibration(
+    post: PostprocessConfig,
+    thresholds: dict[str, dict[str, float]],
+    peaks: dict[str, dict[str, float]],
+    et_min: dict[str, int],
+) -> PostprocessConfig:
+    """``post`` carrying per-subset thresholds, component peaks and ET minima (each
+    ``{subset: {"t1c": .., "t2f": ..}}``); the full set's thresholds also as the defaults."""
+    full = thresholds[subset_key(MODALITIES)]
+    return dataclasses.replace(
+        post,
+        threshold_t1c=full["t1c"],
+        threshold_t2f=full["t2f"],
+        thresholds_by_subset={k: (v["t1c"], v["t2f"]) for k, v in thresholds.items()},
+        peak_thresholds_by_subset={k: (v["t1c"], v["t2f"]) for k, v in peaks.items()},
+        et_min_voxels_by_subset=et_min,
+    )
+
+
+def save_recalibrated(
+    output: str | Path,
+    model: MViTAE,
+    meta: dict[str, Any],
+    post: PostprocessConfig,
+    info: dict[str, Any],
+) -> str:
+    """Save ``model`` with its new ``post``, recording the restoration setting it was
+    calibrated under and the source weights in ``info`` (the checkpoint's provenance)."""
+    info["restore_iterations"] = post.restore_iterations
+    info["restore_maps"] = list(post.restore_maps)
+    info["source_weights"] = {"path": meta["path"], "sha256": meta["sha256"]}
+    record = {**meta["info"], "calibration": info}
+    return save_checkpoint(output, model, postprocess=post, info=record)
+
+
 def calibrate_thresholds(
     model: MViTAE,
     slices: np.ndarray,
@@ -103,15 +138,7 @@ def calibrate_thresholds(
         by_subset[key], peaks[key], et_min[key] = subset_statistics(
             segmenter, slices, percentile, present
         )
-    full = by_subset[subset_key(MODALITIES)]
-    calibrated = dataclasses.replace(
-        post,
-        threshold_t1c=full["t1c"],
-        threshold_t2f=full["t2f"],
-        thresholds_by_subset={k: (v["t1c"], v["t2f"]) for k, v in by_subset.items()},
-        peak_thresholds_by_subset={k: (v["t1c"], v["t2f"]) for k, v in peaks.items()},
-        et_min_voxels_by_subset=et_min,
-    )
+    calibrated = with_calibration(post, by_subset, peaks, et_min)
     info = {
         "percentile": percentile,
         "n_slices": len(slices),
@@ -145,10 +172,5 @@ def recalibrate_checkpoint(
         cases, selection or TrainConfig(), NormaliseConfig(), image_size=model.cfg.image_size
     ).for_calibration()
     post, info = calibrate_thresholds(model, slices, post, percentile, InferenceConfig(), dev)
-    info["restore_iterations"] = post.restore_iterations
-    info["restore_maps"] = list(post.restore_maps)
     info["calibrated_on"] = sorted({c.case_id for c in cases})
-    info["source_weights"] = {"path": meta["path"], "sha256": meta["sha256"]}
-    model_info = {**meta["info"], "calibration": info}
-    sha = save_checkpoint(output, model, postprocess=post, info=model_info)
-    return sha, info
+    return save_recalibrated(output, model, meta, post, info), info

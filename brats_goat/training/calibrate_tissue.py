@@ -28,17 +28,17 @@ from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES, subset_key
 from brats_goat.device import pick_device
-from brats_goat.io.discover import LESION_SUFFIX, Case
-from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
-from brats_goat.model.checkpoint import load_verified, save_checkpoint
+from brats_goat.io.discover import Case
+from brats_goat.io.read import CaseError, CaseVolumes, load_case
+from brats_goat.model.checkpoint import load_verified
 from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, PipelineConfig, Segmenter
 from brats_goat.stages.normalise import normalise_case
 from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.refine import RefineConfig
 from brats_goat.stages.threshold import healthy_peak, largest_component_voxels
-from brats_goat.training.calibrate import SUBSETS
+from brats_goat.training.calibrate import SUBSETS, save_recalibrated, with_calibration
 from brats_goat.training.config import TrainConfig
-from brats_goat.training.healthy import healthy_indices, reference_mask
+from brats_goat.training.healthy import has_lesion_mask, healthy_indices, reference_mask
 
 
 @dataclass(frozen=True)
@@ -64,13 +64,6 @@ class TissueMaps:
     healthy: np.ndarray
 
 
-def lesion_file(case: Case) -> Path | None:
-    """The case's ``<ID>-lesion`` mask, if it has one (next to its modalities)."""
-    if case.reference is not None and case.reference.name.split(".")[0].endswith(LESION_SUFFIX):
-        return case.reference
-    return next(iter(sorted(case.folder.glob(f"*{LESION_SUFFIX}.nii*"))), None)
-
-
 def healthy_tissue(
     case: Case,
     volumes: CaseVolumes,
@@ -79,12 +72,12 @@ def healthy_tissue(
     subject_healthy: bool,
 ) -> np.ndarray:
     """Voxels of ``brain`` known to be healthy (see the module docstring)."""
-    lesions = lesion_file(case)
-    if subject_healthy and lesions is None:
+    lesions = has_lesion_mask(case)
+    if subject_healthy and not lesions:
         return brain
-    if lesions is not None:
-        labels = load_reference_labels(dataclasses.replace(case, reference=lesions), volumes)
-        mask = np.zeros_like(brain) if labels is None else labels > 0
+    if lesions:
+        mask = reference_mask(case, volumes, 1e-3)
+        assert mask is not None  # has_lesion_mask: the reference is the lesion mask
         if mask.any() and cfg.lesion_margin > 0:
             mask = ndimage.binary_dilation(mask, iterations=cfg.lesion_margin)
         return brain & ~mask
@@ -239,15 +232,8 @@ def calibrate_on_tissue(
             "cases": [s.case_id for s in samples],
             "voxels": {n: int(sum(s.healthy.sum() for s in samples if n in s.maps)) for n in found},
         }
-    full = thresholds[subset_key(MODALITIES)]
-    calibrated = dataclasses.replace(
-        post,
-        threshold_t1c=full["t1c"],
-        threshold_t2f=full["t2f"],
-        thresholds_by_subset={k: (v["t1c"], v["t2f"]) for k, v in thresholds.items()},
-        peak_thresholds_by_subset={k: (v["t1c"], v["t2f"]) for k, v in peaks.items()},
-        et_min_voxels_by_subset=et_min,
-    )
+    calibrated = with_calibration(post, thresholds, peaks, et_min)
+    used_ids = {c for u in used.values() for c in u["cases"]}
     info = {
         "statistics": "whole volumes, healthy tissue (brats_goat.training.calibrate_tissue)",
         "percentile": cfg.percentile,
@@ -257,10 +243,8 @@ def calibrate_on_tissue(
         "peak_thresholds": peaks,
         "et_min_voxels": et_min,
         "data": used,
-        "calibrated_on": sorted({c for u in used.values() for c in u["cases"]}),
-        "skipped": sorted(
-            {c.case_id for c, _ in cases} - {c for u in used.values() for c in u["cases"]}
-        ),
+        "calibrated_on": sorted(used_ids),
+        "skipped": sorted({c.case_id for c, _ in cases} - used_ids),
     }
     return calibrated, info
 
@@ -285,11 +269,5 @@ def recalibrate_on_tissue(
     config = PipelineConfig(postprocess=post, refine=RefineConfig("none"))
     segmenter = MViTAESegmenter(model, config, meta, pick_device(device))
     post, info = calibrate_on_tissue(segmenter, healthy, tumour, cfg, echo)
-    info["restore_iterations"] = post.restore_iterations
-    info["restore_maps"] = list(post.restore_maps)
     info["fusion_weight"] = post.fusion_weight
-    info["source_weights"] = {"path": meta["path"], "sha256": meta["sha256"]}
-    sha = save_checkpoint(
-        output, model, postprocess=post, info={**meta["info"], "calibration": info}
-    )
-    return sha, info
+    return save_recalibrated(output, model, meta, post, info), info
