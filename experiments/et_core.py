@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from scipy import ndimage
 
 from brats_goat import PipelineConfig, discover_cases, load_case, make_segmenter
 from brats_goat.evaluation.metrics import score_case
-from brats_goat.io.read import load_reference_labels
+from brats_goat.io.read import CaseVolumes, load_reference_labels
 from brats_goat.segmenter import Candidates, Segmenter
 from brats_goat.stages.labels import fill_holes_axial, fuse_labels
 from brats_goat.stages.refine import RefineConfig
@@ -31,6 +31,18 @@ SETS = {"real": ROOT.parent / "shared/data/real", "expert": ROOT.parent / "share
 Rule = Callable[[Segmenter, Candidates, tuple[str, ...]], np.ndarray]
 
 
+def scored_cases() -> Iterator[tuple[str, CaseVolumes, np.ndarray]]:
+    """("set/case", volumes, reference) of every development case with a label map (a
+    rough mask is a box, not a segmentation: not scored)."""
+    for set_name, folder in SETS.items():
+        for case in discover_cases(folder):
+            volumes = load_case(case, allow_missing=True)
+            ref = load_reference_labels(case, volumes)
+            if ref is None or case.reference.name.endswith("roughmask.nii.gz"):
+                continue
+            yield f"{set_name}/{case.case_id}", volumes, ref
+
+
 def prepared(
     method: str, cache: Path
 ) -> list[tuple[str, Segmenter, Candidates, tuple, np.ndarray]]:
@@ -38,19 +50,14 @@ def prepared(
     config = PipelineConfig(refine=RefineConfig("none"))
     segmenter = make_segmenter(method, config=config)
     out = []
-    for set_name, folder in SETS.items():
-        for case in discover_cases(folder):
-            volumes = load_case(case, allow_missing=True)
-            ref = load_reference_labels(case, volumes)
-            if ref is None or case.reference.name.endswith("roughmask.nii.gz"):
-                continue
-            path = cache / f"{method}-{case.case_id}.pkl"
-            if path.is_file():
-                cand = pickle.loads(path.read_bytes())
-            else:
-                cand = segmenter.candidates(volumes)
-                path.write_bytes(pickle.dumps(cand))
-            out.append((f"{set_name}/{case.case_id}", segmenter, cand, volumes.present, ref))
+    for name, volumes, ref in scored_cases():
+        path = cache / f"{method}-{volumes.case_id}.pkl"
+        if path.is_file():
+            cand = pickle.loads(path.read_bytes())
+        else:
+            cand = segmenter.candidates(volumes)
+            path.write_bytes(pickle.dumps(cand))
+        out.append((name, segmenter, cand, volumes.present, ref))
     return out
 
 

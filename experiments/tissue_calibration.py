@@ -26,16 +26,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from brats_goat import PipelineConfig, discover_cases, load_case, make_segmenter
+from brats_goat import PipelineConfig, discover_cases, make_segmenter
 from brats_goat.evaluation.metrics import score_case
-from brats_goat.io.read import load_reference_labels
 from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, Segmenter
 from brats_goat.stages.refine import RefineConfig
 from brats_goat.training.calibrate_tissue import calibrate_on_tissue, with_thresholds
+from experiments.et_core import scored_cases
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared/data"
-SCORED = {"real": DATA / "real", "expert": DATA / "real-expert"}
 
 
 class CachedAE(MViTAESegmenter):
@@ -64,18 +63,13 @@ def base_segmenter(variant: str, weights: Path | None = None) -> Segmenter:
 def score_variant(segmenter: Segmenter) -> dict[str, dict]:
     """Lesion-wise Dice (GLI) per development case with a reference."""
     out = {}
-    for set_name, folder in SCORED.items():
-        for case in discover_cases(folder):
-            volumes = load_case(case, allow_missing=True)
-            ref = load_reference_labels(case, volumes)
-            if ref is None or case.reference.name.endswith("roughmask.nii.gz"):
-                continue
-            labels = segmenter.segment(volumes).labels
-            s = score_case(labels, ref, "gli")
-            row = {r: round(float(v.lesionwise_dice), 3) for r, v in s.items()}
-            row["ET found"] = bool((labels == 3).any())
-            out[f"{set_name}/{case.case_id}"] = row
-            print(f"  {set_name}/{case.case_id}: {row}", flush=True)
+    for name, volumes, ref in scored_cases():
+        labels = segmenter.segment(volumes).labels
+        s = score_case(labels, ref, "gli")
+        row = {r: round(float(v.lesionwise_dice), 3) for r, v in s.items()}
+        row["ET found"] = bool((labels == 3).any())
+        out[name] = row
+        print(f"  {name}: {row}", flush=True)
     return out
 
 
