@@ -233,6 +233,10 @@ esac
 check_folders
 check_device
 predict_args "$@"
+# From here on the container writes one stream: Docker reads stdout and stderr from two
+# pipes, so a message on stderr could land inside the report's JSON in the log (the
+# orchestrator joins both streams) after the first 4 KiB of it had been read.
+exec 2>&1
 if ((STRICT)); then
     say "BRATS_GOAT_STRICT=1: a case that fails gets no file and makes the exit code 1"
 fi

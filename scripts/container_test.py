@@ -87,6 +87,7 @@ class Run:
     rc: int
     log: str
     wall_s: float
+    stderr: str = ""
 
 
 @dataclass
@@ -335,7 +336,7 @@ def docker_run(
     wall = time.perf_counter() - start
     log = proc.stdout + proc.stderr
     print(f"- {name}: exit {proc.returncode} in {wall:.1f} s", flush=True)
-    return Run(name=name, args=cmd, rc=proc.returncode, log=log, wall_s=wall)
+    return Run(name=name, args=cmd, rc=proc.returncode, log=log, wall_s=wall, stderr=proc.stderr)
 
 
 def make_dir(path: Path, owner: int | None = None) -> Path:
@@ -524,6 +525,12 @@ def run_broken(record: Record, workdir: Path, mixed: Path, good: str, broken: st
         f"FAILED {broken}" in run.log and f"{broken}-t1c.nii.gz" in run.log,
         f"{run.name}: the log names the broken case and its file",
         run.log[-3000:],
+    )
+    record.check(
+        run.stderr == "",
+        f"{run.name}: one ordered stream (nothing on stderr), so no message can cut the "
+        "report's JSON in a log that joins both",
+        run.stderr[-2000:],
     )
     check_outputs(record, run, mixed, out, [good], [broken])
     report = json.loads((reports / "report.json").read_text())

@@ -79,6 +79,11 @@ def test_mlcube_infer_maps_paths_and_leaves_only_label_maps(
     # ... and the failure is loud in the log, in the report and in the file's header.
     assert "FAILED BAD-2" in log and "missing modality t1c, t2f" in log
     assert "1 of 2 cases FAILED: BAD-2" in log
+    # One ordered stream once segmentation starts: a message written after the report (the
+    # FAILED count, the exit line) cannot land inside its JSON where a log joins both.
+    after_report = result.stdout.split(REPORT_END, 1)[1]
+    assert "1 of 2 cases FAILED" in after_report and "exit 0: every input" in after_report
+    assert "FAILED" not in result.stderr
     assert is_placeholder(out / "BAD-2.nii.gz") and not is_placeholder(out / "GOOD-1.nii.gz")
     assert not np.asarray(nib.load(out / "BAD-2.nii.gz").dataobj).any()
     report = report_in_log(log)
@@ -132,7 +137,7 @@ def test_no_gpu_warns_and_runs_on_cpu(tmp_path: Path, case_writer, tiny_weights:
     assert result.returncode == 0, result.stderr
     if not torch.cuda.is_available():
         assert "WARNING: no GPU visible" in result.stderr
-    assert "exit 0: every input case has its label map" in result.stderr
+    assert "exit 0: every input case has its label map" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -185,7 +190,7 @@ def test_docker_stop_leaves_an_interrupted_report_and_exits_143(tmp_path: Path) 
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 143, stderr
-    assert "stopped by a signal" in stderr
+    assert "stopped by a signal" in stdout
     assert sorted(p.name for p in out.iterdir()) == ["A-1.nii.gz"]
     report = json.loads((reports / "report.json").read_text())
     assert report == report_in_log(stdout + stderr)
