@@ -174,7 +174,11 @@ predict_args() {
             PREDICT_ARGS+=(--on-case-failure placeholder)
         fi
     fi
-    if ((CPU_ONLY)) && [[ "$joined" != *" --device"* ]]; then
+}
+
+# Without a usable GPU, predict is told to run on the CPU (unless the user chose a device).
+device_args() {
+    if ((CPU_ONLY)) && [[ " ${PREDICT_ARGS[*]} " != *" --device"* ]]; then
         PREDICT_ARGS+=(--device cpu)
     fi
 }
@@ -231,12 +235,14 @@ case "${1-}" in
 esac
 
 check_folders
-check_device
 predict_args "$@"
-# From here on the container writes one stream: Docker reads stdout and stderr from two
-# pipes, so a message on stderr could land inside the report's JSON in the log (the
-# orchestrator joins both streams) after the first 4 KiB of it had been read.
+# Usage errors (above) go to stderr. From here on the container writes one stream: Docker
+# reads stdout and stderr from two pipes, so a message on stderr could land inside the
+# report's JSON in the log (the orchestrator joins both streams) after the first 4 KiB of
+# it had been read.
 exec 2>&1
+check_device
+device_args
 if ((STRICT)); then
     say "BRATS_GOAT_STRICT=1: a case that fails gets no file and makes the exit code 1"
 fi

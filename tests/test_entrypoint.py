@@ -136,7 +136,7 @@ def test_no_gpu_warns_and_runs_on_cpu(tmp_path: Path, case_writer, tiny_weights:
     result = entrypoint(*args, weights=tiny_weights)
     assert result.returncode == 0, result.stderr
     if not torch.cuda.is_available():
-        assert "WARNING: no GPU visible" in result.stderr
+        assert "WARNING: no GPU visible" in result.stdout
     assert "exit 0: every input case has its label map" in result.stdout
 
 
