@@ -241,8 +241,9 @@ class Segmenter:
         if cfg.et_rule == "near-wt" and "t1c" in present:
             t1c_z = z_map(box.crop(cand.normalised), mask, post)
             et = enhancement_near(t1c_z, wt, mask, cfg)
-            return box.paste(fuse_labels(wt, et, 0))
-        return box.paste(fuse_labels(wt, box.crop(binary["t1c"]), post.et_within_wt_dilation))
+            return box.paste(fuse_labels(wt, et, 0, cfg.core_closing))
+        t1c = box.crop(binary["t1c"])
+        return box.paste(fuse_labels(wt, t1c, post.et_within_wt_dilation, cfg.core_closing))
 
     def segment(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Segmentation:
         timer = timer or StageTimer()

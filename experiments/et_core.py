@@ -11,6 +11,7 @@ lesion-wise Dice. These are development cases: the hidden real cases are the tes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pickle
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from brats_goat.segmenter import Candidates, Segmenter
 from brats_goat.stages.labels import fill_holes_axial, fuse_labels
 from brats_goat.stages.refine import RefineConfig
 from brats_goat.stages.threshold import component_peaks, select_components
+from brats_goat.synth import synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {"real": ROOT.parent / "shared/data/real", "expert": ROOT.parent / "shared/data/real-expert"}
@@ -43,15 +45,35 @@ def scored_cases() -> Iterator[tuple[str, CaseVolumes, np.ndarray]]:
             yield f"{set_name}/{case.case_id}", volumes, ref
 
 
+#: Development phantoms (``--phantoms N``): kind -> scoring cohort, as in the benchmark, but
+#: from seed PHANTOM_SEED (the benchmark's reported phantoms start at 2000).
+PHANTOM_COHORT = {"glioma": "gli", "metastases": "met", "meningioma": "men"}
+PHANTOM_SEED = 3000
+
+
+def phantom_cases(cache: Path, per_kind: int) -> Iterator[tuple[str, CaseVolumes, np.ndarray]]:
+    """("kind/case", volumes, reference) of ``per_kind`` development phantoms per kind."""
+    for i, kind in enumerate(PHANTOM_COHORT):
+        folder = cache / f"phantoms-{per_kind}" / kind
+        if not folder.is_dir():
+            synthesize(folder, per_kind, seed=PHANTOM_SEED + i, kind=kind, progress=False)
+        for case in discover_cases(folder):
+            volumes = load_case(case)
+            yield f"{kind}/{case.case_id}", volumes, load_reference_labels(case, volumes)
+
+
 def prepared(
-    method: str, cache: Path
+    method: str, cache: Path, phantoms: int = 0
 ) -> list[tuple[str, Segmenter, Candidates, tuple, np.ndarray]]:
     """(set/case, segmenter, candidates, present modalities, reference) per scored case."""
     config = PipelineConfig(refine=RefineConfig("none"))
     segmenter = make_segmenter(method, config=config)
     out = []
-    for name, volumes, ref in scored_cases():
-        path = cache / f"{method}-{volumes.case_id}.pkl"
+    cases = list(scored_cases())
+    if phantoms:
+        cases += list(phantom_cases(cache, phantoms))
+    for name, volumes, ref in cases:
+        path = cache / f"{method}-{name.replace('/', '-')}.pkl"
         if path.is_file():
             cand = pickle.loads(path.read_bytes())
         else:
@@ -73,7 +95,7 @@ def score(rows, rule: Rule) -> dict[str, dict[str, float]]:
     out = {}
     for name, seg, cand, present, ref in rows:
         labels = rule(seg, cand, present)
-        s = score_case(labels, ref, "gli")
+        s = score_case(labels, ref, PHANTOM_COHORT.get(name.split("/")[0], "gli"))
         out[name] = {r: round(float(v.lesionwise_dice), 3) for r, v in s.items()}
         out[name]["ET found"] = bool((labels == 3).any())
     return out
@@ -83,7 +105,7 @@ def table(results: dict[str, dict[str, dict]]) -> str:
     """Markdown: one row per rule and set (mean WT / TC / ET), then per case."""
     lines = ["| rule | set | WT | TC | ET | ET found |", "|---|---|---|---|---|---|"]
     for rule, per_case in results.items():
-        for set_name in SETS:
+        for set_name in dict.fromkeys(name.split("/")[0] for name in per_case):
             cases = {k: v for k, v in per_case.items() if k.startswith(set_name + "/")}
             if not cases:
                 continue
@@ -104,12 +126,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path("/tmp/et-core"))
     parser.add_argument("--methods", default="intensity,mvitae")
+    parser.add_argument("--rules", default=None, help="comma-separated names (default: all)")
+    parser.add_argument("--phantoms", type=int, default=0, help="development phantoms per kind")
     args = parser.parse_args()
+    chosen = args.rules.split(",") if args.rules else list(RULES)
     args.cache.mkdir(parents=True, exist_ok=True)
     results = {}
     for method in args.methods.split(","):
-        rows = prepared(method, args.cache)
-        for name, rule in RULES.items():
+        rows = prepared(method, args.cache, args.phantoms)
+        for name in chosen:
+            rule = RULES[name]
             results[f"{method}/{name}"] = score(rows, rule)
     print(table(results))
 
@@ -166,8 +192,33 @@ def library(seg: Segmenter, cand: Candidates, present: tuple[str, ...]) -> np.nd
     return seg.labels(cand.binary, cand, present)
 
 
+def library_with(**changes: object) -> Rule:
+    """The labels stage as shipped with ``LabelsConfig`` fields changed (e.g. et_grow_z)."""
+
+    def rule(seg: Segmenter, cand: Candidates, present: tuple[str, ...]) -> np.ndarray:
+        shipped = seg.config
+        labels = dataclasses.replace(shipped.labels, **changes)
+        seg.config = dataclasses.replace(shipped, labels=labels)
+        try:
+            return seg.labels(cand.binary, cand, present)
+        finally:
+            seg.config = shipped
+
+    return rule
+
+
+#: Hysteresis growth thresholds: percentiles of real healthy t1c (pooled over the three
+#: healthy-real subjects with a t1c; `scripts/calibrate_enhancement.py --percentile P`).
+GROW_Z = {95.0: 1.0, 97.0: 1.1, 98.0: 1.18, 99.0: 1.46, 99.25: 1.72}
+
 RULES: dict[str, Rule] = {
     "library": library,
+    **{f"grow p{p:g}": library_with(et_grow_z=z, core_closing=0) for p, z in GROW_Z.items()},
+    **{
+        f"grow p{p:g} close{r}": library_with(et_grow_z=GROW_Z[p], core_closing=r)
+        for p in (98.0, 99.0)
+        for r in (2, 3, 5)
+    },
     "current": current,
     "twenty-line": twenty_line,
     "near x1.0": near_wt(1.0),

@@ -24,10 +24,20 @@ ENHANCEMENT = "enhancement.json"
 ET_RULES: tuple[str, ...] = ("near-wt", "channel")
 
 
+def enhancement_record() -> dict:
+    """``ENHANCEMENT``: the calibrated t1c thresholds and how they were measured."""
+    return json.loads(resources.files("brats_goat").joinpath(ENHANCEMENT).read_text())
+
+
 def enhancement_threshold() -> float:
     """The t1c z above which tissue near the tumour counts as enhancing (``ENHANCEMENT``)."""
-    data = json.loads(resources.files("brats_goat").joinpath(ENHANCEMENT).read_text())
-    return float(data["et_threshold_z"])
+    return float(enhancement_record()["et_threshold_z"])
+
+
+def enhancement_grow_threshold() -> float | None:
+    """The lower t1c z to which found enhancement grows (``ENHANCEMENT``; None: no growth)."""
+    grow = enhancement_record().get("et_grow_z")
+    return None if grow is None else float(grow)
 
 
 @dataclass(frozen=True)
@@ -43,12 +53,23 @@ class LabelsConfig:
     et_threshold_z: float = field(default_factory=enhancement_threshold)
     et_search_dilation: int = 3
     et_min_voxels: int = 50
+    #: Label-free: the 99th percentile of real healthy t1c (``enhancement.json``).
+    #: Hysteresis (None: off): ET found above ``et_threshold_z`` grows into the connected
+    #: t1c above this lower z in the same search region. A weak part of a rim that holds a
+    #: clearly enhancing part is tumour; a tumour with no enhancement has no seed to grow.
+    et_grow_z: float | None = field(default_factory=enhancement_grow_threshold)
+    #: The core is what ET encloses after a closing with a ball of this radius (0: ET as it
+    #: is): a rim with gaps (weak or thin enhancement) still encloses its necrosis. 3: chosen
+    #: on the development cases (results/experiments-et-core.md, "Hysteresis and closing").
+    core_closing: int = 3
 
     def __post_init__(self) -> None:
         if self.et_rule not in ET_RULES:
             raise ValueError(f"et_rule must be one of {', '.join(ET_RULES)}")
-        if self.et_search_dilation < 0 or self.et_min_voxels < 1:
-            raise ValueError("et_search_dilation must be >= 0 and et_min_voxels >= 1")
+        if self.et_search_dilation < 0 or self.et_min_voxels < 1 or self.core_closing < 0:
+            raise ValueError("et_search_dilation and core_closing must be >= 0, et_min_voxels >= 1")
+        if self.et_grow_z is not None and self.et_grow_z > self.et_threshold_z:
+            raise ValueError("et_grow_z must not exceed et_threshold_z")
 
 
 def enhancement_near(
@@ -62,7 +83,17 @@ def enhancement_near(
     if cfg.et_search_dilation > 0:  # scipy reads iterations=0 as "until nothing changes"
         region = ndimage.binary_dilation(wt, iterations=cfg.et_search_dilation)
     region = region & mask
-    return select_components((t1c_z > cfg.et_threshold_z) & region, cfg.et_min_voxels, False)
+    seeds = select_components((t1c_z > cfg.et_threshold_z) & region, cfg.et_min_voxels, False)
+    if cfg.et_grow_z is None or not seeds.any():
+        return seeds
+    return grow_from(seeds, (t1c_z > cfg.et_grow_z) & region)
+
+
+def grow_from(seeds: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """The components of ``allowed`` (26-connected) that hold a seed voxel, plus the seeds."""
+    labels, _ = ndimage.label(allowed | seeds, structure=np.ones((3, 3, 3), dtype=bool))
+    hit = np.unique(labels[seeds])
+    return np.isin(labels, hit[hit > 0])
 
 
 def fill_holes_axial(mask: np.ndarray) -> np.ndarray:
@@ -89,14 +120,37 @@ def et_near_wt(et: np.ndarray, wt: np.ndarray, dilation: int) -> np.ndarray:
     return np.isin(labels, hit[hit > 0])
 
 
-def fuse_labels(flair: np.ndarray, t1c: np.ndarray, et_dilation: int = 3) -> np.ndarray:
+def ball(radius: int) -> np.ndarray:
+    """Euclidean ball structuring element of ``radius`` voxels."""
+    grid = np.indices((2 * radius + 1,) * 3) - radius
+    return (grid**2).sum(axis=0) <= radius * radius
+
+
+def enclosed_by(et: np.ndarray, closing: int) -> np.ndarray:
+    """What ET encloses, in 3D or in-plane, after a closing with a ball of radius
+    ``closing`` (it bridges a gap in a thin rim up to about ``closing`` voxels wide); the
+    ET voxels themselves included."""
+    if closing > 0 and et.any():
+        # On ET's own box, padded so that the closing never erodes at an edge (a large
+        # structuring element over the whole grid would cost seconds).
+        box = ndimage.find_objects(et.astype(np.uint8))[0]
+        pad = closing + 1
+        closed = ndimage.binary_closing(np.pad(et[box], pad), ball(closing))
+        et = et.copy()
+        et[box] |= closed[pad:-pad, pad:-pad, pad:-pad]
+    return fill_holes_axial(et) | ndimage.binary_fill_holes(et)
+
+
+def fuse_labels(
+    flair: np.ndarray, t1c: np.ndarray, et_dilation: int = 3, core_closing: int = 0
+) -> np.ndarray:
     """Paper's late fusion: FLAIR -> 2, t1c -> 3 (overrides 2), enclosed holes -> 1.
 
-    The core (NETC) is what ET encloses, in 3D or in-plane (a rim that does not close in
-    one axial slice may close in the volume), FLAIR-bright or not: necrosis inside the rim
-    is core. A tumour without ET keeps the paper's core, the in-plane holes of the whole
-    tumour; with ET, holes of the whole tumour far from it are not core (they would be
-    false tumour-core lesions).
+    The core (NETC) is what ET encloses (:func:`enclosed_by`), in 3D or in-plane (a rim
+    that does not close in one axial slice may close in the volume), FLAIR-bright or not:
+    necrosis inside the rim is core. A tumour without ET keeps the paper's core, the
+    in-plane holes of the whole tumour; with ET, holes of the whole tumour far from it are
+    not core (they would be false tumour-core lesions).
     """
     et = et_near_wt(t1c, flair, et_dilation)
     tumour = flair | et
@@ -104,7 +158,7 @@ def fuse_labels(flair: np.ndarray, t1c: np.ndarray, et_dilation: int = 3) -> np.
     labels[flair] = LABEL_SNFH
     labels[et] = LABEL_ET
     if et.any():
-        labels[(fill_holes_axial(et) | ndimage.binary_fill_holes(et)) & ~et] = LABEL_NETC
+        labels[enclosed_by(et, core_closing) & ~et] = LABEL_NETC
     else:
         labels[fill_holes_axial(tumour) & ~tumour] = LABEL_NETC
     return labels

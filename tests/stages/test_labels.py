@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from brats_goat.stages.labels import (
     LabelsConfig,
+    enhancement_grow_threshold,
     enhancement_near,
     enhancement_threshold,
     fuse_labels,
@@ -84,7 +85,46 @@ def test_enhancement_is_searched_near_the_whole_tumour_only() -> None:
 def test_labels_config_is_checked_and_reads_the_measured_threshold() -> None:
     assert LabelsConfig().et_threshold_z == enhancement_threshold()
     assert 1.0 < enhancement_threshold() < 4.0
+    grow = enhancement_grow_threshold()
+    assert grow is not None and LabelsConfig().et_grow_z == grow < enhancement_threshold()
     with pytest.raises(ValueError, match="et_rule"):
         LabelsConfig(et_rule="largest")
     with pytest.raises(ValueError, match="et_min_voxels"):
         LabelsConfig(et_min_voxels=0)
+
+
+def test_weak_enhancement_grows_from_a_clear_part_only() -> None:
+    """Hysteresis: a weak arc joined to a clearly enhancing one is ET; a weak arc with no
+    clear part, and weak tissue of a tumour with no enhancement at all, are not."""
+    shape = (60, 60, 20)
+    wt = ball(shape, (30, 30, 10), 12)
+    t1c = np.zeros(shape, dtype=np.float32)
+    clear = ball(shape, (30, 22, 10), 3)
+    weak = ball(shape, (30, 27, 10), 3) & ~clear  # touches the clear part
+    lone = ball(shape, (30, 40, 10), 3)  # weak, not connected to anything clear
+    t1c[clear], t1c[weak], t1c[lone] = 5.0, 1.5, 1.5
+    mask = np.ones(shape, dtype=bool)
+    base = dict(et_threshold_z=2.0, et_search_dilation=3, et_min_voxels=20)
+    plain = enhancement_near(t1c, wt, mask, LabelsConfig(**base, et_grow_z=None))
+    assert plain[clear].all() and not plain[weak].any()
+    grown = enhancement_near(t1c, wt, mask, LabelsConfig(**base, et_grow_z=1.0))
+    assert grown[clear].all() and grown[weak].all() and not grown[lone].any()
+    assert not enhancement_near(np.where(clear, 0, t1c), wt, mask, LabelsConfig(**base)).any()
+    with pytest.raises(ValueError, match="et_grow_z"):
+        LabelsConfig(**base, et_grow_z=3.0)
+
+
+def test_a_rim_with_a_gap_encloses_its_core_after_closing() -> None:
+    """A ring open on one side encloses nothing; closing the gap makes its inside core,
+    while the edema outside the ring stays edema."""
+    shape = (50, 50, 30)
+    centre = (25, 25, 15)
+    shell = ball(shape, centre, 9) & ~ball(shape, centre, 6)
+    shell[25:, 24:27, :] = False  # a slit 3 voxels wide, pole to pole
+    flair = ball(shape, centre, 13)
+    assert not (fuse_labels(flair, shell, et_dilation=0) == 1).any()
+    closed = fuse_labels(flair, shell, et_dilation=0, core_closing=3)
+    assert closed[centre] == 1 and (closed[ball(shape, centre, 4)] == 1).all()
+    assert closed[25, 36, 15] == 2 and closed[25, 16, 15] == 3
+    with pytest.raises(ValueError, match="core_closing"):
+        LabelsConfig(core_closing=-1)
