@@ -32,6 +32,7 @@ from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.refine import RefineConfig, refine_masks
 from brats_goat.stages.restore import restore_volume
+from brats_goat.stages.runtime import Network, prepare_network
 from brats_goat.stages.sam_backends import make_backend
 from brats_goat.stages.threshold import binarise, drop_up_to
 from brats_goat.timing import StageTimer
@@ -299,6 +300,15 @@ class MViTAESegmenter(Segmenter):
         super().__init__(config, meta)
         self.device = device or pick_device(self.config.inference.device)
         self.model = model.to(self.device).eval()
+        self._network: MViTAE | Network | None = None
+
+    @property
+    def network(self) -> MViTAE | Network:
+        """What runs the forward pass (``InferenceConfig.runtime``): the torch module, or it
+        compiled by another runtime once, at the first case (not for segmenters never run)."""
+        if self._network is None:
+            self._network = prepare_network(self.model, self.config.inference.runtime, self.device)
+        return self._network
 
     @property
     def postprocess(self) -> PostprocessConfig:
@@ -326,7 +336,7 @@ class MViTAESegmenter(Segmenter):
     ) -> np.ndarray:
         keep = np.array([m in present for m in MODALITIES])
         return restore_volume(
-            self.model,
+            self.network,
             normalised,
             brain,
             self.postprocess,

@@ -32,6 +32,7 @@ from brats_goat.run.shard import Shard
 from brats_goat.segmenter import COMPONENT_RULES, METHODS, PipelineConfig
 from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.refine import REFINE_BACKENDS, SAM_MODELS, RefineConfig
+from brats_goat.stages.runtime import RUNTIMES
 from brats_goat.stages.sam_backends import SAM_CHECKPOINT_ENV
 
 
@@ -43,9 +44,10 @@ def pipeline_config(
     sam_checkpoint: Path | None,
     refine_max_slices: int | None,
     component_rule: str,
+    runtime: str = InferenceConfig.runtime,
 ) -> PipelineConfig:
     """The pipeline settings the options ask for; unset options keep the library defaults."""
-    inference = InferenceConfig(device=device)
+    inference = InferenceConfig(device=device, runtime=runtime)
     if batch_size is not None:
         inference = dataclasses.replace(inference, batch_size=batch_size)
     refine_cfg = RefineConfig(
@@ -155,6 +157,14 @@ def exit_code(report: RunReport, on_case_failure: str) -> int:
 )
 @batch_size_option(1, default=None, help="Slices per forward pass.")
 @click.option(
+    "--runtime",
+    type=click.Choice(RUNTIMES),
+    default=InferenceConfig.runtime,
+    show_default=True,
+    help="What runs the network on the CPU: torch (the reference) or openvino (same labels, "
+    "faster; needs the openvino extra, else torch runs with a warning). GPUs run torch.",
+)
+@click.option(
     "--refine",
     type=click.Choice(REFINE_BACKENDS),
     default=RefineConfig.backend,
@@ -232,6 +242,7 @@ def predict_cmd(
     device: str,
     method: str,
     batch_size: int | None,
+    runtime: str,
     refine: str,
     sam_model: str,
     sam_checkpoint: Path | None,
@@ -254,7 +265,14 @@ def predict_cmd(
     if report_dir is not None and no_report_file:
         raise click.UsageError("--report-dir and --no-report-file exclude each other")
     config = pipeline_config(
-        device, batch_size, refine, sam_model, sam_checkpoint, refine_max_slices, component_rule
+        device,
+        batch_size,
+        refine,
+        sam_model,
+        sam_checkpoint,
+        refine_max_slices,
+        component_rule,
+        runtime,
     )
     warn_unused_weights(method, weights)
     created = missing_folders(output_dir, None if no_report_file else report_dir)

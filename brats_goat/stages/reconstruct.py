@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from brats_goat.model.network import MViTAE
+from brats_goat.stages.runtime import RUNTIMES, Network
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,14 @@ class InferenceConfig:
     amp: bool = True
     #: Only slices with at least this many brain voxels are reconstructed; others are 0.
     min_brain_voxels: int = 100
+    #: What runs the network on the CPU: ``torch`` (eager, the reference) or ``openvino``
+    #: (same labels, faster forward pass: results/forward-runtimes.md; needs the
+    #: ``openvino`` extra, torch runs with a warning without it). GPUs always run torch.
+    runtime: str = "torch"
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
 
 
 def fit_plane(volume: np.ndarray, size: int) -> tuple[np.ndarray, tuple[slice, slice], tuple]:
@@ -60,7 +70,7 @@ def brain_slices(brain: np.ndarray, min_voxels: int) -> np.ndarray:
 
 @torch.no_grad()
 def reconstruct_volume(
-    model: MViTAE,
+    model: MViTAE | Network,
     volume: np.ndarray,
     brain: np.ndarray,
     cfg: InferenceConfig,
@@ -76,7 +86,8 @@ def reconstruct_volume(
     only the slices it changed) and leaves the others 0 too. On GPU, bf16 autocast halves
     memory and time; on CPU the model runs in float32 so the same input always gives the
     same output. ``present`` (C,) bool says which modalities the volume really has (absent
-    ones are zero images).
+    ones are zero images). ``model`` is the torch module or a compiled ``Network``
+    (``brats_goat.stages.runtime``), which runs where it was compiled.
     """
     size = model.cfg.image_size
     fitted, dst, src = fit_plane(volume, size)
@@ -86,7 +97,8 @@ def reconstruct_volume(
     run = brain_slices(brain, cfg.min_brain_voxels)
     todo = [int(z) for z in np.flatnonzero(run if only is None else run & only)]
     use_amp = cfg.amp and device.type == "cuda"
-    model = model.to(device).eval()
+    if isinstance(model, nn.Module):
+        model = model.to(device).eval()
     mask = None
     if present is not None and model.cfg.modality_mask:
         mask = torch.as_tensor(np.asarray(present, dtype=np.float32), device=device)[None]

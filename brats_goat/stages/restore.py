@@ -23,6 +23,7 @@ from brats_goat.model.network import MViTAE
 from brats_goat.stages.anomaly import inplane_cross
 from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig, reconstruct_volume
+from brats_goat.stages.runtime import Network
 
 
 def suspect_voxels(
@@ -39,7 +40,7 @@ def suspect_voxels(
 
 
 def restore_pass(
-    model: MViTAE,
+    model: MViTAE | Network,
     normalised: np.ndarray,
     brain: np.ndarray,
     recon: np.ndarray,
@@ -65,7 +66,7 @@ def restore_pass(
 
 
 def restore_volume(
-    model: MViTAE,
+    model: MViTAE | Network,
     normalised: np.ndarray,
     brain: np.ndarray,
     post: PostprocessConfig,

@@ -321,3 +321,24 @@ def test_report_dir_inside_input_is_usage_error(
     result = run(predict_args(tmp_path / "in", tmp_path / "out", tiny_weights, *args))
     assert result.exit_code == 2 and "the report folder" in result.output
     assert not (folder / "reports").exists()
+
+
+def test_runtime_openvino_writes_the_labels_torch_writes(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """``--runtime`` reaches the segmenter; OpenVINO's labels are torch's (the reference)."""
+    pytest.importorskip("openvino")
+    case_writer("BraTS-GLI-00001-000")
+    inp = tmp_path / "in"
+    labels = {}
+    for runtime in ("torch", "openvino"):
+        out = tmp_path / runtime
+        result = run(predict_args(inp, out, tiny_weights, "--device", "cpu", "--runtime", runtime))
+        assert result.exit_code == 0, result.output
+        labels[runtime] = np.asarray(nib.load(out / "BraTS-GLI-00001-000.nii.gz").dataobj)
+    np.testing.assert_array_equal(labels["openvino"], labels["torch"])
+
+
+def test_unknown_runtime_is_usage_error(tmp_path: Path, tiny_weights: Path) -> None:
+    result = run(predict_args(tmp_path, tmp_path / "out", tiny_weights, "--runtime", "tensorrt"))
+    assert result.exit_code == 2 and "--runtime" in result.output
