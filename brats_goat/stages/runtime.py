@@ -108,8 +108,10 @@ class OpenVINONetwork:
 
 
 def openvino_installed() -> bool:
-    """Whether the optional ``openvino`` package can be imported."""
+    """Whether the optional packages can be imported: ``openvino``, and ``onnx``, which
+    torch's exporter needs to hand the network over."""
     try:
+        import onnx  # noqa: F401
         import openvino  # noqa: F401
     except ImportError:
         return False
@@ -131,7 +133,7 @@ def prepare_network(model: MViTAE, runtime: str, device: torch.device) -> MViTAE
         return model
     if not openvino_installed():
         _warn(
-            f"--runtime {runtime}: the openvino package is not installed "
+            f"--runtime {runtime}: the openvino and onnx packages are not both installed "
             "(pip install 'brats-goat[openvino]'); running torch instead"
         )
         return model

@@ -78,7 +78,7 @@ def test_torch_runs_where_openvino_cannot(
     assert "CPU only" in capsys.readouterr().err
     monkeypatch.setattr(runtime, "openvino_installed", lambda: False)
     assert prepare_network(model, "openvino", torch.device("cpu")) is model
-    assert "openvino package is not installed" in capsys.readouterr().err
+    assert "openvino and onnx packages are not both installed" in capsys.readouterr().err
 
 
 def test_unknown_runtime_is_refused() -> None:
