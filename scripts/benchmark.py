@@ -70,6 +70,7 @@ def run_cli_predict(
     device: str,
     usage_out: dict | None = None,
     weights: Path | None = None,
+    extra: tuple[str, ...] = (),
 ) -> tuple[float, float, dict]:
     """Run the CLI in a child: its wall seconds, its own peak RSS in GB (``os.wait4``) and the
     run report (``usage_out`` gets its CPU seconds: wall time alone misleads on a shared
@@ -94,6 +95,7 @@ def run_cli_predict(
         *(["--refine-max-slices", slices] if slices else []),
         *(["--components", "largest+peaks"] if rule == "peaks" else []),
         *(["--weights", str(weights)] if weights is not None and method == "mvitae" else []),
+        *extra,
     ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -7,6 +7,7 @@ more, start-up shared). Results go to results/predict-speed-<commit>.{json,md}.
 
     python -m scripts.benchmark_predict [--data ../shared/data/real] [--device cpu]
                                         [--method mvitae|mvitae+litemedsam|...]
+                                        [--runtime torch|openvino]
                                         [--note "machine loaded by ..."]
 """
 
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--method", default="mvitae", help="METHOD[+REFINE], as in benchmark.py")
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--note", default="", help="How the machine was (idle, loaded by ...)")
+    parser.add_argument("--runtime", default="torch", help="predict --runtime (torch|openvino)")
     args = parser.parse_args()
     if len(discover_cases(args.data)) < 3:
         raise SystemExit("benchmark_predict needs 3 or more cases (start-up shared)")
@@ -83,7 +85,12 @@ def main() -> None:
         floor = io_floor(args.data, Path(tmp))
         usage: dict = {}
         wall, peak_gb, report = run_cli_predict(
-            args.method, args.data, Path(tmp) / "pred", args.device, usage
+            args.method,
+            args.data,
+            Path(tmp) / "pred",
+            args.device,
+            usage,
+            extra=("--runtime", args.runtime),
         )
     if report["summary"]["failed"]:
         raise SystemExit(f"predict failed on some cases: {report['summary']}")
@@ -93,6 +100,7 @@ def main() -> None:
     result = {
         "commit": commit,
         "method": args.method,
+        "runtime": args.runtime,
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
         "cpus": os.cpu_count(),
         "device": report["device"],
@@ -112,10 +120,12 @@ def main() -> None:
     }
     args.results.mkdir(exist_ok=True)
     suffix = "" if args.method == "mvitae" else "-" + args.method.replace("+", "-")
+    suffix += "" if args.runtime == "torch" else "-" + args.runtime
     stem = args.results / f"predict-speed-{commit}{suffix}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     md = [
-        f"# predict speed ({args.method}), commit {commit}, {result['device']}, "
+        f"# predict speed ({args.method}, runtime {args.runtime}), commit {commit}, "
+        f"{result['device']}, "
         f"{result['cpus']} CPUs",
         "",
         "| measure | value | target |",
