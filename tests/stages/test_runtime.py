@@ -73,11 +73,12 @@ def test_torch_runs_where_openvino_cannot(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = tiny_model()
-    assert prepare_network(model, "torch", torch.device("cpu")) is model
-    assert prepare_network(model, "openvino", torch.device("cuda")) is model
+    torch_module = runtime.MViTAE
+    assert isinstance(prepare_network(model, "torch", torch.device("cpu")), torch_module)
+    assert isinstance(prepare_network(model, "openvino", torch.device("cuda")), torch_module)
     assert "CPU only" in capsys.readouterr().err
     monkeypatch.setattr(runtime, "openvino_installed", lambda: False)
-    assert prepare_network(model, "openvino", torch.device("cpu")) is model
+    assert isinstance(prepare_network(model, "openvino", torch.device("cpu")), torch_module)
     assert "openvino and onnx packages are not both installed" in capsys.readouterr().err
 
 
@@ -86,3 +87,16 @@ def test_unknown_runtime_is_refused() -> None:
         InferenceConfig(runtime="tensorrt")
     with pytest.raises(ValueError, match="runtime must be one of"):
         prepare_network(tiny_model(), "tensorrt", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("cfg", [MODEL_PRESETS["tiny"], TINY_TOKENS], ids=["flat", "tokens"])
+def test_folded_batchnorm_is_the_same_network(cfg) -> None:
+    """torch runs the decoder with each BatchNorm folded into its transposed convolution:
+    no BatchNorm left, the same output up to float rounding, the model itself untouched."""
+    model = tiny_model(cfg)
+    folded = runtime.fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.randn(3, cfg.in_channels, cfg.image_size, cfg.image_size)
+    with torch.no_grad():
+        np.testing.assert_allclose(folded(x).numpy(), model(x).numpy(), atol=1e-5)
