@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from brats_goat.conventions import MODALITIES
 from brats_goat.io.discover import discover_cases
@@ -34,7 +33,7 @@ from brats_goat.model.checkpoint import load_verified
 from brats_goat.model.network import MViTAE
 from brats_goat.stages.normalise import NormaliseConfig, normalise_case
 from brats_goat.stages.reconstruct import brain_slices, fit_plane
-from brats_goat.stages.runtime import OpenVINONetwork, export_onnx
+from brats_goat.stages.runtime import OpenVINONetwork, export_onnx, fold_batchnorm
 
 ROOT = Path(__file__).resolve().parents[1]
 #: (x, present) -> reconstruction, all numpy float32.
@@ -71,19 +70,6 @@ def torch_run(model: nn.Module, threads: int, mode: str = "no_grad", cl: bool = 
     return run
 
 
-def fused_bn(model: MViTAE) -> MViTAE:
-    """A copy whose decoder has each BatchNorm folded into its transposed convolution."""
-    fused = copy.deepcopy(model)
-    layers, out = list(fused.decoder), []
-    while layers:
-        layer = layers.pop(0)
-        if isinstance(layer, nn.ConvTranspose2d) and isinstance(layers[0], nn.BatchNorm2d):
-            layer = fuse_conv_bn_eval(layer, layers.pop(0), transpose=True)
-        out.append(layer)
-    fused.decoder = nn.Sequential(*out)
-    return fused
-
-
 def ort_run(model: MViTAE, threads: int) -> Run:
     """ONNX Runtime on the same export OpenVINO compiles."""
     import onnxruntime as ort
@@ -113,7 +99,7 @@ def timed(make: Callable[[], Run]) -> tuple[Run, float]:
 
 def variants(model: MViTAE) -> dict[str, tuple[Callable[[], Run], str]]:
     """name -> (builder, setting). The first is the reference: today's reconstruct."""
-    fused = fused_bn(model)
+    fused = fold_batchnorm(model)
     return {
         "torch": (lambda: torch_run(model, 2), "2 threads, no_grad (today)"),
         "torch-1t": (lambda: torch_run(model, 1), "1 thread, no_grad"),

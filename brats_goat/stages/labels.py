@@ -8,6 +8,7 @@ enhancement, and several enhancing parts are all kept.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,8 +25,10 @@ ENHANCEMENT = "enhancement.json"
 ET_RULES: tuple[str, ...] = ("near-wt", "channel")
 
 
+@functools.cache
 def enhancement_record() -> dict:
-    """``ENHANCEMENT``: the calibrated t1c thresholds and how they were measured."""
+    """``ENHANCEMENT``: the calibrated t1c thresholds and how they were measured (read once
+    per process: every ``LabelsConfig`` takes two values from it)."""
     return json.loads(resources.files("brats_goat").joinpath(ENHANCEMENT).read_text())
 
 

@@ -3,9 +3,10 @@
 On the 2-core CPU the decoder's transposed convolutions and batch norms at full resolution
 take most of the forward pass; OpenVINO fuses them and runs oneDNN's blocked layouts, for
 the same output to ~1e-5 (results/forward-runtimes.md). The network is exported once per
-process through ONNX (the legacy TorchScript exporter: no extra package) and compiled in
-float32: OpenVINO would otherwise pick bf16 on CPUs that have it, and CPU inference here
-promises the same output for the same input.
+process through ONNX (the legacy TorchScript exporter, which needs the ``onnx`` package)
+and compiled in float32: OpenVINO would otherwise pick bf16 on CPUs that have it, and CPU
+inference here promises the same output for the same input. Torch runs the decoder with
+its batch norms folded into the convolutions before them (``fold_batchnorm``).
 """
 
 from __future__ import annotations
@@ -147,18 +148,17 @@ def prepare_network(model: MViTAE, runtime: str, device: torch.device) -> MViTAE
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
-    if runtime == "torch":
-        return fold_batchnorm(model)
-    if device.type != "cpu":
-        _warn(f"--runtime {runtime} runs on the CPU only; the {device.type} device runs torch")
-        return fold_batchnorm(model)
-    if not openvino_installed():
-        _warn(
-            f"--runtime {runtime}: the openvino and onnx packages are not both installed "
-            "(pip install 'brats-goat[openvino]'); running torch instead"
-        )
-        return fold_batchnorm(model)
-    return OpenVINONetwork(model)
+    if runtime == "openvino":
+        if device.type != "cpu":
+            _warn(f"--runtime {runtime} runs on the CPU only; the {device.type} device runs torch")
+        elif not openvino_installed():
+            _warn(
+                f"--runtime {runtime}: the openvino and onnx packages are not both installed "
+                "(pip install 'brats-goat[openvino]'); running torch instead"
+            )
+        else:
+            return OpenVINONetwork(model)
+    return fold_batchnorm(model)
 
 
 def _warn(message: str) -> None:
