@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -216,8 +217,14 @@ def _load_labels(
     path: Path, legacy_et4: bool = False
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     """Integer labels, affine and voxel spacing (mm) of a label map."""
-    img = nib.load(str(path))
-    data = np.asanyarray(img.dataobj)
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except (nib.filebasedimages.ImageFileError, EOFError, zlib.error, OSError, ValueError) as exc:
+        # EOFError of a truncated gzip names neither the file nor what it means
+        raise ValueError(
+            f"{path}: not a readable NIfTI label map (truncated or corrupt: {exc})"
+        ) from exc
     if data.ndim != 3:
         raise ValueError(f"{path.name}: expected a 3-D label map, got shape {data.shape}")
     if not np.issubdtype(data.dtype, np.integer):

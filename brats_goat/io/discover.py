@@ -111,7 +111,7 @@ def scan_case(folder: Path, case_id: str | None = None, prefix: str | None = Non
             continue
         _, suffix = parts
         if suffix in REFERENCE_SUFFIXES:
-            if case.reference is None and path.exists():
+            if case.reference is None and path.is_file():
                 case.reference = path
             continue
         modality = MODALITY_ALIASES.get(suffix)
@@ -125,6 +125,11 @@ def scan_case(folder: Path, case_id: str | None = None, prefix: str | None = Non
         case.files[modality] = path
         if _is_dangling(path):
             case.problems.append(dangling_problem(modality, path))
+        elif not path.is_file():
+            case.problems.append(
+                f"{modality} file {path} is not a regular file (it is {_kind(path)}); "
+                "put the image file there"
+            )
     if not case.files:
         case.problems.append(
             f"no image named like <ID>-t1n/-t1c/-t2w/-t2f.nii.gz in {folder} "
@@ -133,26 +138,65 @@ def scan_case(folder: Path, case_id: str | None = None, prefix: str | None = Non
     return case
 
 
-def nifti_files(folder: Path) -> list[Path]:
-    """NIfTI files directly in ``folder``, hidden ones left out.
+def other_format_files(case: Case) -> dict[str, list[Path]]:
+    """Files of ``case`` named like a modality but in another format (``X-t1n.img``,
+    ``X_flair.mha``, ``X-t2w.nii.bz2``): never read, so the modality counts as absent. By
+    modality, so that the warning about an absent modality can name what was passed over."""
+    found: dict[str, list[Path]] = {}
+    try:
+        entries = sorted(case.folder.iterdir())
+    except OSError:
+        return found
+    for path in entries:
+        if path.name.startswith(".") or _NIFTI.match(path.name) or not path.is_file():
+            continue
+        stem = path.name.split(".", 1)[0] if "." in path.name else ""
+        parts = split_suffix(stem + ".nii") if stem else None
+        if parts is None or (parts[0] != case.case_id and case.folder.name != case.case_id):
+            continue
+        modality = MODALITY_ALIASES.get(parts[1])
+        if modality is not None:
+            found.setdefault(modality, []).append(path)
+    return found
 
-    Dangling symbolic links are kept (``is_file`` is false for them), so that a link to a
-    moved or unmounted file is reported as such instead of as an absent modality.
+
+def nifti_files(folder: Path) -> list[Path]:
+    """Entries directly in ``folder`` named like NIfTI files, hidden ones left out.
+
+    Not only regular files: a dangling symbolic link, a folder or a FIFO named like an
+    image is kept, so that it fails its case as what it is instead of passing as an absent
+    modality (and a FIFO is never opened: reading it would wait forever).
     """
     return sorted(
-        p
-        for p in folder.iterdir()
-        if not p.name.startswith(".") and _NIFTI.match(p.name) and (p.is_file() or _is_dangling(p))
+        p for p in folder.iterdir() if not p.name.startswith(".") and _NIFTI.match(p.name)
     )
 
 
 def sub_folders(folder: Path) -> list[Path]:
-    """Visible sub-folders of ``folder`` that may hold cases (``lost+found`` never does)."""
+    """Visible sub-folders of ``folder`` that may hold cases (``lost+found`` never does).
+
+    A symbolic link to a folder is followed (linked case folders are a common layout),
+    unless it points back to ``folder`` or above it: such a loop holds no case of its own,
+    only the ones already found, which it would show again one level deeper."""
     return sorted(
         p
         for p in folder.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and p.name not in IGNORED_FOLDERS
+        if p.is_dir()
+        and not p.name.startswith(".")
+        and p.name not in IGNORED_FOLDERS
+        and not _links_upwards(p, folder)
     )
+
+
+def _links_upwards(path: Path, parent: Path) -> bool:
+    """``path`` (an entry of ``parent``) is a link to ``parent`` or one of its ancestors."""
+    if not path.is_symlink():
+        return False
+    try:
+        target, here = path.resolve(strict=True), parent.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return False
+    return target == here or target in here.parents
 
 
 def modality_prefixes(folder: Path) -> list[str]:
@@ -168,6 +212,19 @@ def _modality_parts(files: list[Path]) -> list[tuple[str, str]]:
 def modality_files(files: list[Path]) -> list[Path]:
     """The files among ``files`` named like a modality (``<ID>-t1c.nii.gz``, ...)."""
     return [p for p in files if _modality_parts([p])]
+
+
+def _kind(path: Path) -> str:
+    """What a path that is no regular file is, for a message."""
+    if path.is_dir():
+        return "a folder"
+    if path.is_fifo():
+        return "a named pipe (FIFO)"
+    if path.is_socket():
+        return "a socket"
+    if path.is_block_device() or path.is_char_device():
+        return "a device"
+    return "not a file"
 
 
 def _is_dangling(path: Path) -> bool:

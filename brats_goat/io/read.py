@@ -23,7 +23,7 @@ from nibabel.orientations import (
 )
 
 from brats_goat.conventions import MODALITIES
-from brats_goat.io.discover import Case
+from brats_goat.io.discover import Case, other_format_files
 from brats_goat.io.errors import CaseError
 from brats_goat.io.intensity import sanitise_intensities
 
@@ -33,6 +33,10 @@ CANONICAL_AXCODES: tuple[str, str, str] = ("L", "P", "S")
 #: cube is no brain scan: its "brain", statistics and 3D components are meaningless, and a
 #: quiet "ok" on it would hide a wrong file. Thick-slice clinical scans (24+ slices) pass.
 MIN_VOXELS_PER_AXIS = 16
+#: Most voxels a volume may have (1024^3: 4 GiB as float32, 1800x as many as a BraTS
+#: volume). A header that claims more is corrupt or not a brain scan; reading it would
+#: end in a MemoryError (a 10-byte file whose header says 4000^3 voxels), never a result.
+MAX_VOXELS = 1024**3
 
 
 @dataclass
@@ -98,10 +102,17 @@ def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.n
         raise CaseError(f"{where} is not a readable NIfTI image ({exc})") from exc
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise CaseError(f"{where} is not a NIfTI image (got {type(image).__name__})")
+    check_header(where, image)
     try:
         data = np.asarray(image.get_fdata(dtype=np.float32))
     except (EOFError, zlib.error, OSError, ValueError) as exc:
         raise CaseError(f"{where} is truncated or corrupt ({exc})") from exc
+    except MemoryError as exc:
+        raise CaseError(
+            f"{where}: not enough memory to read it (shape {image.shape}, "
+            f"{_gib(image.shape)} as float32)"
+        ) from exc
+    check_scaling(where, image, data)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -109,6 +120,59 @@ def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.n
     check_size(where, data.shape)
     data, warnings = sanitise_intensities(where, data)
     return image, data, warnings
+
+
+def _gib(shape: tuple[int, ...]) -> str:
+    return f"{float(np.prod(shape, dtype=np.float64)) * 4 / 2**30:.3g} GiB"
+
+
+def check_header(where: str, image: nib.Nifti1Image) -> None:
+    """Refuse, before any voxel is read, what the header alone shows to be no scan: complex
+    voxels (k-space or phase data: their real part is no magnitude image, and nibabel
+    would drop the imaginary part in silence), a voxel-to-world matrix that is singular or
+    not finite (no orientation, no grid to compare the modalities on) and more voxels than
+    any brain scan has."""
+    dtype = image.get_data_dtype()
+    if dtype.kind == "c":
+        raise CaseError(
+            f"{where} holds complex voxels ({dtype}): a magnitude image is required "
+            "(reconstruct the magnitude, e.g. abs(), before segmenting)"
+        )
+    if dtype.kind not in "biuf":
+        raise CaseError(f"{where} holds voxels of type {dtype}: not an intensity image")
+    affine = image.affine
+    finite = bool(np.isfinite(affine).all())
+    if not finite or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
+        what = "a zero voxel size or axis" if finite else "entries that are not finite"
+        raise CaseError(
+            f"{where}: its header's voxel-to-world matrix has {what} "
+            f"({np.round(affine[:3], 4).tolist()}): no grid to segment on; fix the "
+            "file's sform/qform"
+        )
+    voxels = float(np.prod(image.shape, dtype=np.float64))
+    if voxels > MAX_VOXELS:
+        raise CaseError(
+            f"{where}: its header claims shape {image.shape} ({voxels:.3g} voxels, "
+            f"{_gib(image.shape)} as float32), more than any brain scan "
+            f"(at most {MAX_VOXELS} voxels): a corrupt header or not a scan"
+        )
+
+
+def check_scaling(where: str, image: nib.Nifti1Image, data: np.ndarray) -> None:
+    """Integer voxels are finite: when they read as NaN/Inf, the header's scaling
+    (``scl_slope``, ``scl_inter``) overflowed float32. Say so, rather than let the image
+    pass as one whose voxels were NaN (or as an empty one, once they are replaced)."""
+    slope = float(getattr(image.dataobj, "slope", 1.0))
+    inter = float(getattr(image.dataobj, "inter", 0.0))
+    if image.get_data_dtype().kind not in "biu" or (slope, inter) == (1.0, 0.0):
+        return
+    bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise CaseError(
+            f"{where}: its header's intensity scaling (scl_slope {slope:g}, scl_inter "
+            f"{inter:g}) overflows float32 ({bad} voxels become infinite); fix "
+            "scl_slope/scl_inter"
+        )
 
 
 def check_readable(where: str, path: str | os.PathLike[str]) -> None:
@@ -155,9 +219,16 @@ def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False
     arrays: dict[str, np.ndarray] = {}
     warnings: list[str] = []
     if case.missing:
+        others = other_format_files(case)
+        passed_over = [p.name for m in case.missing for p in others.get(m, [])]
         warnings.append(
             f"case {case.case_id}: no {', '.join(case.missing)}; segmented from "
             f"{', '.join(m for m in MODALITIES if m in case.files)} only"
+            + (
+                f" ({', '.join(passed_over)}: not NIfTI (.nii/.nii.gz), not read)"
+                if passed_over
+                else ""
+            )
         )
     reference: nib.Nifti1Image | None = None
     ref_modality = ""

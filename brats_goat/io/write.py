@@ -101,7 +101,9 @@ def like_reference(
         raise ValueError(f"shape {data.shape} does not match reference {reference.shape}")
     header = reference.header.copy()
     header.set_data_dtype(dtype)
-    out = nib.Nifti1Image(np.asarray(data, dtype=dtype), reference.affine, header)
+    # A NIfTI-2 input gets a NIfTI-2 output: its header does not fit a NIfTI-1 image.
+    kind = nib.Nifti2Image if isinstance(reference, nib.Nifti2Image) else nib.Nifti1Image
+    out = kind(np.asarray(data, dtype=dtype), reference.affine, header)
     qform, qcode = reference.get_qform(coded=True)
     sform, scode = reference.get_sform(coded=True)
     out.set_qform(qform if qform is not None else reference.affine, int(qcode or 0))

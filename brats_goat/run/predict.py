@@ -56,12 +56,17 @@ class InputError(Exception):
 
 def check_folders(input_dir: Path, output_dir: Path, report_dir: Path | None = None) -> None:
     """Usage errors that make the whole run pointless, found without creating anything:
-    INPUT is no folder, or OUTPUT (or the report folder) is INPUT or inside it. Checked
-    first, so that discovery never walks into a folder the run would write."""
+    INPUT is no folder; OUTPUT (or the report folder) is a file, or is INPUT or inside it.
+    Checked first, so that discovery never walks into a folder the run would write."""
     if not input_dir.is_dir():
         raise InputError(f"INPUT {input_dir} is not a folder")
     inp = input_dir.resolve()
     for what, folder in _out_folders(output_dir, report_dir):
+        if folder.exists() and not folder.is_dir():
+            raise InputError(
+                f"{what} {folder} exists and is not a folder; give a folder (it is created "
+                "when missing)"
+            )
         out = folder.resolve()
         if out == inp or inp in out.parents:
             raise InputError(
