@@ -47,7 +47,8 @@ REFERENCE_SUFFIXES: tuple[str, ...] = (
     LESION_SUFFIX,
 )
 
-_NIFTI = re.compile(r"^(?P<stem>.+?)\.nii(\.gz)?$", re.IGNORECASE)
+# DOTALL: a name with a newline in it is still a name (it used to be skipped in silence).
+_NIFTI = re.compile(r"^(?P<stem>.+?)\.nii(\.gz)?$", re.IGNORECASE | re.DOTALL)
 
 #: Folder levels below INPUT searched for case folders (``INPUT/<ID>/`` is level 1), so
 #: ``INPUT/<cohort>/<split>/<ID>/`` is still found.
@@ -130,12 +131,43 @@ def scan_case(folder: Path, case_id: str | None = None, prefix: str | None = Non
                 f"{modality} file {path} is not a regular file (it is {_kind(path)}); "
                 "put the image file there"
             )
-    if not case.files:
+    if prefix == "" and case.files:
+        names = ", ".join(p.name for p in case.files.values())
         case.problems.append(
-            f"no image named like <ID>-t1n/-t1c/-t2w/-t2f.nii.gz in {folder} "
-            f"(found: {listed(files)})"
+            f"{names} in {folder}: no case ID before the modality in the file name "
+            "(expected <ID>-t1n.nii.gz, ...)"
+        )
+    if not case.files:
+        others = other_format_modality_files(folder)
+        found = f"found: {listed(files)}" if files else "found no NIfTI file"
+        if others:
+            found += f"; in another format, not read: {listed(others)} (convert them to .nii.gz)"
+        case.problems.append(
+            f"no image named like <ID>-t1n/-t1c/-t2w/-t2f.nii.gz in {folder} ({found})"
         )
     return case
+
+
+def other_format_modality_files(folder: Path) -> list[Path]:
+    """Regular files directly in ``folder`` named like a modality but not NIfTI
+    (``X-t1n.mha``, ``X_flair.img``): a case folder in a format brats-goat does not read."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    return [p for p in entries if _other_format_modality(p) is not None]
+
+
+def _other_format_modality(path: Path) -> tuple[str, str] | None:
+    """(prefix, modality) of a non-NIfTI file named like a modality file, else None."""
+    if path.name.startswith(".") or _NIFTI.match(path.name) or "." not in path.name:
+        return None
+    if not path.is_file():
+        return None
+    parts = split_suffix(path.name.split(".", 1)[0] + ".nii")
+    if parts is None or parts[1] not in MODALITY_ALIASES:
+        return None
+    return parts[0], MODALITY_ALIASES[parts[1]]
 
 
 def other_format_files(case: Case) -> dict[str, list[Path]]:
@@ -143,19 +175,9 @@ def other_format_files(case: Case) -> dict[str, list[Path]]:
     ``X_flair.mha``, ``X-t2w.nii.bz2``): never read, so the modality counts as absent. By
     modality, so that the warning about an absent modality can name what was passed over."""
     found: dict[str, list[Path]] = {}
-    try:
-        entries = sorted(case.folder.iterdir())
-    except OSError:
-        return found
-    for path in entries:
-        if path.name.startswith(".") or _NIFTI.match(path.name) or not path.is_file():
-            continue
-        stem = path.name.split(".", 1)[0] if "." in path.name else ""
-        parts = split_suffix(stem + ".nii") if stem else None
-        if parts is None or (parts[0] != case.case_id and case.folder.name != case.case_id):
-            continue
-        modality = MODALITY_ALIASES.get(parts[1])
-        if modality is not None:
+    for path in other_format_modality_files(case.folder):
+        prefix, modality = _other_format_modality(path) or ("", "")
+        if prefix == case.case_id or case.folder.name == case.case_id:
             found.setdefault(modality, []).append(path)
     return found
 
@@ -333,8 +355,9 @@ def _walk(root: Path, folder: Path, depth: int) -> list[Case]:
         cases = []
     else:
         cases = [case for sub in subs for case in _walk(root, sub, depth + 1)]
-    if not cases and depth > 0 and nifti_files(folder):
-        # NIfTI files but no recognisable modality: reported, not skipped.
+    if not cases and depth > 0 and (nifti_files(folder) or other_format_modality_files(folder)):
+        # NIfTI files but no recognisable modality, or modality files in another format
+        # (X-t1n.mha): reported, not skipped.
         cases = [scan_case(folder)]
     return cases
 
@@ -363,8 +386,9 @@ def discover_cases(root: str | Path) -> list[Case]:
     found below it (see the module docstring for the rule).
 
     Files of several cases directly in ``root`` are grouped by file-name prefix. Folders
-    without any NIfTI file are not cases; a folder with NIfTI files but no recognisable
-    modality is a case with a problem. Raises ``DiscoveryError`` when ``root`` cannot be
+    without any NIfTI file are not cases, unless they hold modality files in another
+    format (``X-t1n.mha``); such a folder, or one with NIfTI files but no recognisable
+    modality, is a case with a problem. Raises ``DiscoveryError`` when ``root`` cannot be
     read or its layout is ambiguous.
     """
     root = Path(root)

@@ -33,6 +33,9 @@ CANONICAL_AXCODES: tuple[str, str, str] = ("L", "P", "S")
 #: cube is no brain scan: its "brain", statistics and 3D components are meaningless, and a
 #: quiet "ok" on it would hide a wrong file. Thick-slice clinical scans (24+ slices) pass.
 MIN_VOXELS_PER_AXIS = 16
+#: Largest difference between a valid qform and a valid sform that is not warned about
+#: (the qform's quaternion storage rounds an sform by up to ~1e-4).
+QFORM_SFORM_ATOL = 1e-3
 #: Most voxels a volume may have (1024^3: 4 GiB as float32, 1800x as many as a BraTS
 #: volume). A header that claims more is corrupt or not a brain scan; reading it would
 #: end in a MemoryError (a 10-byte file whose header says 4000^3 voxels), never a result.
@@ -113,13 +116,30 @@ def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.n
             f"{_gib(image.shape)} as float32)"
         ) from exc
     check_scaling(where, image, data)
-    if data.ndim == 4 and data.shape[3] == 1:
+    while data.ndim > 3 and data.shape[-1] == 1:  # (X, Y, Z, 1) or (X, Y, Z, 1, 1): 3D
         data = data[..., 0]
     if data.ndim != 3:
         raise CaseError(f"{where} has shape {data.shape}: a single 3D volume is required")
     check_size(where, data.shape)
     data, warnings = sanitise_intensities(where, data)
-    return image, data, warnings
+    return image, data, header_warnings(where, image) + warnings
+
+
+def header_warnings(where: str, image: nib.Nifti1Image) -> list[str]:
+    """A qform and an sform that both claim to be valid but place the image differently:
+    nibabel (and so brats-goat) uses the sform, ITK-based tools the qform. The output
+    copies both, so it overlays its input in either; the user should know the two disagree."""
+    qform, qcode = image.get_qform(coded=True)
+    sform, scode = image.get_sform(coded=True)
+    if not qcode or not scode or qform is None or sform is None:
+        return []
+    gap = float(np.abs(qform - sform).max())
+    if gap <= QFORM_SFORM_ATOL:
+        return []
+    return [
+        f"{where}: its qform and sform disagree (largest difference {gap:.3g}); the sform "
+        "is used, as nibabel does (ITK-based tools use the qform), and the output keeps both"
+    ]
 
 
 def _gib(shape: tuple[int, ...]) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -93,6 +94,79 @@ def test_flat_folder_of_several_cases_groups_by_prefix(tmp_path: Path) -> None:
     cases = discover_cases(flat)
     assert [c.case_id for c in cases] == ["C-1", "C-2"]
     assert all(sorted(c.files) == ["t1c", "t1n", "t2f", "t2w"] and not c.problems for c in cases)
+
+
+def test_files_without_a_case_id_beside_a_flat_case_are_named(tmp_path: Path) -> None:
+    """``-t1n.nii.gz`` (no ID before the modality) next to a flat case's files was grouped
+    as a case named after the folder that failed "missing modality ... expected files like
+    flat-t2f.nii.gz", which named neither the file nor its fault."""
+    flat = tmp_path / "flat"
+    folder = write_case(tmp_path / "src", "C-1")
+    flat.mkdir()
+    for f in folder.iterdir():
+        f.rename(flat / f.name)
+    (flat / "-t1n.nii.gz").write_bytes((flat / "C-1-t1n.nii.gz").read_bytes())
+    cases = {c.case_id: c for c in discover_cases(flat)}
+    assert not cases["C-1"].problems
+    (problem,) = cases["flat"].problems
+    assert problem.startswith(f"-t1n.nii.gz in {flat}: no case ID before the modality")
+
+
+def test_folder_and_fifo_named_like_modalities_are_problems(case_writer) -> None:
+    """They used to be passed over, so the case ran without that modality (exit 0)."""
+    folder = case_writer("F-1")
+    t1c, t2w = folder / "F-1-t1c.nii.gz", folder / "F-1-t2w.nii.gz"
+    t1c.unlink()
+    t1c.mkdir()
+    t2w.unlink()
+    os.mkfifo(t2w)
+    (case,) = discover_cases(folder)
+    assert sorted(case.files) == ["t1c", "t1n", "t2f", "t2w"]
+    assert case.problems == [
+        f"t1c file {t1c} is not a regular file (it is a folder); put the image file there",
+        f"t2w file {t2w} is not a regular file (it is a named pipe (FIFO)); put the image "
+        "file there",
+    ]
+    with pytest.raises(CaseError, match="not a regular file"):
+        load_case(case)  # never opens the FIFO (which would wait for a writer)
+
+
+def test_case_folder_in_another_format_is_a_case_that_fails(tmp_path: Path) -> None:
+    """A case folder of ``.mha`` files next to a NIfTI case was skipped in silence (exit 0,
+    "1/1 succeeded")."""
+    write_case(tmp_path / "in", "A-1")
+    folder = write_case(tmp_path / "in", "M-2")
+    for path in sorted(folder.glob("*.nii.gz")):
+        path.rename(path.with_name(path.name.replace(".nii.gz", ".mha")))
+    cases = {c.case_id: c for c in discover_cases(tmp_path / "in")}
+    assert sorted(cases) == ["A-1", "M-2"]
+    (problem,) = cases["M-2"].problems
+    assert "found no NIfTI file; in another format, not read: M-2-seg.mha" not in problem
+    assert "in another format, not read: M-2-t1c.mha, M-2-t1n.mha, M-2-t2f.mha" in problem
+    assert problem.endswith("(convert them to .nii.gz))")
+
+
+def test_case_id_with_a_newline_is_a_case(tmp_path: Path) -> None:
+    """The file-name pattern stopped at the newline: the case was never seen."""
+    write_case(tmp_path / "in", "A-1")
+    write_case(tmp_path / "in", "B\n2")
+    assert [c.case_id for c in discover_cases(tmp_path / "in")] == ["A-1", "B\n2"]
+
+
+def test_link_back_up_is_not_searched(tmp_path: Path) -> None:
+    """``A-1/up -> ..`` made A-1 hold a case folder (``up/A-1``): the layout was refused."""
+    write_case(tmp_path / "in", "A-1")
+    write_case(tmp_path / "in", "B-2")
+    (tmp_path / "in" / "A-1" / "up").symlink_to("..")
+    (tmp_path / "in" / "loop").symlink_to(".")
+    assert [c.case_id for c in discover_cases(tmp_path / "in")] == ["A-1", "B-2"]
+
+
+def test_linked_case_folder_is_still_followed(tmp_path: Path) -> None:
+    write_case(tmp_path / "store", "A-1")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "A-1").symlink_to(tmp_path / "store" / "A-1")
+    assert [c.case_id for c in discover_cases(tmp_path / "in")] == ["A-1"]
 
 
 # ------------------------------------------------ layouts: no case is ever dropped in silence

@@ -177,3 +177,70 @@ def test_unreadable_file_names_permission(case_writer) -> None:
         path.chmod(0o644)
     assert result.returncode == 0, result.stderr
     assert "PERM-1-t2w.nii.gz cannot be read: permission denied" in result.stdout
+
+
+def _with_qform(path: Path, shift: float) -> None:
+    image = nib.load(path)
+    qform = image.affine.copy()
+    qform[:3, 3] += shift
+    moved = nib.Nifti1Image(np.asarray(image.dataobj), image.affine)
+    moved.set_sform(image.affine, 1)
+    moved.set_qform(qform, 1)
+    path.unlink()
+    nib.save(moved, path)
+
+
+def test_qform_and_sform_that_disagree_are_warned_about(case_writer) -> None:
+    """They passed without a word: nibabel uses the sform, ITK-based tools the qform."""
+    folder = case_writer("Q-1")
+    _with_qform(folder / "Q-1-t2f.nii.gz", 30.0)
+    (case,) = discover_cases(folder)
+    volumes = load_case(case)
+    (warning,) = volumes.warnings
+    assert "Q-1-t2f.nii.gz: its qform and sform disagree (largest difference 30)" in warning
+
+
+def test_qform_rounding_is_not_warned_about(case_writer) -> None:
+    folder = case_writer("Q-2")
+    _with_qform(folder / "Q-2-t2f.nii.gz", 1e-5)
+    (case,) = discover_cases(folder)
+    assert load_case(case).warnings == []
+
+
+@pytest.mark.parametrize(
+    ("dtype", "message"),
+    [(np.complex64, r"holds complex voxels \(complex64\)"), (np.complex128, "complex128")],
+)
+def test_complex_voxels_are_refused_from_the_header(case_writer, dtype, message) -> None:
+    """nibabel casts them to their real part (a ComplexWarning only): garbage, exit 0."""
+    folder = case_writer("X-1")
+    path = folder / "X-1-t1c.nii.gz"
+    image = nib.load(path)
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj).astype(dtype), image.affine), path)
+    (case,) = discover_cases(folder)
+    with pytest.raises(CaseError, match=message):
+        load_case(case)
+
+
+def test_header_claiming_too_many_voxels_is_refused_before_reading(case_writer) -> None:
+    """A 4000^3 header on a tiny file ended in an "unexpected MemoryError"."""
+    folder = case_writer("H-1")
+    path = folder / "H-1-t2w.nii.gz"
+    header = nib.load(path).header.copy()
+    header.set_data_shape((4000, 4000, 4000))
+    with gzip.open(path, "wb") as f:
+        f.write(header.binaryblock + b"\0" * (int(header["vox_offset"]) - 348) + b"\0" * 20)
+    (case,) = discover_cases(folder)
+    with pytest.raises(CaseError, match=r"header claims shape \(4000, 4000, 4000\)"):
+        load_case(case)
+
+
+def test_trailing_singleton_axes_read_as_3d(case_writer) -> None:
+    """(X, Y, Z, 1) was accepted but (X, Y, Z, 1, 1) (a NIfTI 5D "vector" of one) failed."""
+    folder = case_writer("S-1")
+    path = folder / "S-1-t2f.nii.gz"
+    image = nib.load(path)
+    data = np.asarray(image.dataobj)
+    nib.save(nib.Nifti1Image(data[..., None, None], image.affine), path)
+    (case,) = discover_cases(folder)
+    assert load_case(case).arrays["t2f"].shape == data.shape
