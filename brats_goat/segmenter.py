@@ -29,7 +29,7 @@ from brats_goat.stages.crop import bounding_box
 from brats_goat.stages.labels import LabelsConfig, enhancement_near, fuse_labels
 from brats_goat.stages.normalise import NonFiniteError, NormaliseConfig, normalise_case
 from brats_goat.stages.postprocess import PostprocessConfig
-from brats_goat.stages.reconstruct import InferenceConfig
+from brats_goat.stages.reconstruct import InferenceConfig, autocast_dtype
 from brats_goat.stages.refine import RefineConfig, refine_masks
 from brats_goat.stages.restore import restore_volume
 from brats_goat.stages.runtime import Network, prepare_network
@@ -144,6 +144,11 @@ class Segmenter:
     @property
     def postprocess(self) -> PostprocessConfig:
         return self.config.postprocess or PostprocessConfig()
+
+    @property
+    def precision(self) -> str | None:
+        """The network's arithmetic on this machine; None: the method runs no network."""
+        return None
 
     def reconstruct(
         self, normalised: np.ndarray, brain: np.ndarray, present: tuple[str, ...] = MODALITIES
@@ -309,6 +314,14 @@ class MViTAESegmenter(Segmenter):
         if self._network is None:
             self._network = prepare_network(self.model, self.config.inference.runtime, self.device)
         return self._network
+
+    @property
+    def precision(self) -> str:
+        """The forward pass's arithmetic on this machine (for the run report)."""
+        inference = self.config.inference
+        if inference.runtime != "torch" and self.device.type == "cpu":
+            return inference.runtime
+        return str(autocast_dtype(inference, self.device) or torch.float32).removeprefix("torch.")
 
     @property
     def postprocess(self) -> PostprocessConfig:

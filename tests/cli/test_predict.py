@@ -326,14 +326,16 @@ def test_report_dir_inside_input_is_usage_error(
 def test_runtime_openvino_writes_the_labels_torch_writes(
     tmp_path: Path, case_writer, tiny_weights: Path
 ) -> None:
-    """``--runtime`` reaches the segmenter; OpenVINO's labels are torch's (the reference)."""
+    """``--runtime`` reaches the segmenter; OpenVINO's labels are torch's (the reference,
+    in float32: OpenVINO runs float32 on this CPU)."""
     pytest.importorskip("openvino")
     case_writer("BraTS-GLI-00001-000")
     inp = tmp_path / "in"
     labels = {}
     for runtime in ("torch", "openvino"):
         out = tmp_path / runtime
-        result = run(predict_args(inp, out, tiny_weights, "--device", "cpu", "--runtime", runtime))
+        args = ("--device", "cpu", "--runtime", runtime, "--precision", "float32")
+        result = run(predict_args(inp, out, tiny_weights, *args))
         assert result.exit_code == 0, result.output
         labels[runtime] = np.asarray(nib.load(out / "BraTS-GLI-00001-000.nii.gz").dataobj)
     np.testing.assert_array_equal(labels["openvino"], labels["torch"])
@@ -342,3 +344,24 @@ def test_runtime_openvino_writes_the_labels_torch_writes(
 def test_unknown_runtime_is_usage_error(tmp_path: Path, tiny_weights: Path) -> None:
     result = run(predict_args(tmp_path, tmp_path / "out", tiny_weights, "--runtime", "tensorrt"))
     assert result.exit_code == 2 and "--runtime" in result.output
+
+
+def test_precision_reaches_the_network_and_the_report(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """``--precision`` is what the forward pass runs in, and the report says which ran."""
+    case_writer("BraTS-GLI-00001-000", seed=3)
+    maps = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / precision
+        args = ("--device", "cpu", "--precision", precision, "--save-maps")
+        result = run(predict_args(tmp_path / "in", out, tiny_weights, *args))
+        assert result.exit_code == 0, result.output
+        report = json.loads((out / "report.json").read_text())
+        assert report["precision"] == precision
+        assert report["config"]["inference"]["precision"] == precision
+        maps[precision] = nib.load(out / "BraTS-GLI-00001-000-anomaly-t2f.nii.gz").get_fdata()
+    assert not np.array_equal(maps["float32"], maps["bfloat16"])
+    np.testing.assert_allclose(maps["bfloat16"], maps["float32"], atol=0.1)
+    result = run(predict_args(tmp_path / "in", tmp_path / "x", tiny_weights, "--precision", "fp8"))
+    assert result.exit_code == 2 and "--precision" in result.output
