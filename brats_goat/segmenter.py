@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from brats_goat.conventions import MODALITIES, subset_key
-from brats_goat.device import pick_device
+from brats_goat.device import autocast_dtype, pick_device
 from brats_goat.io.read import CaseError, CaseVolumes
 from brats_goat.model.checkpoint import load_verified
 from brats_goat.model.network import MViTAE
@@ -29,7 +29,7 @@ from brats_goat.stages.crop import bounding_box
 from brats_goat.stages.labels import LabelsConfig, enhancement_near, fuse_labels
 from brats_goat.stages.normalise import NonFiniteError, NormaliseConfig, normalise_case
 from brats_goat.stages.postprocess import PostprocessConfig
-from brats_goat.stages.reconstruct import InferenceConfig, autocast_dtype
+from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.refine import RefineConfig, refine_masks
 from brats_goat.stages.restore import restore_volume
 from brats_goat.stages.runtime import Network, prepare_network
@@ -139,7 +139,11 @@ class Segmenter:
         self.meta = meta or {}
         self.device = torch.device("cpu")
         #: SAM-family model of the refine stage (None: ``--refine none``).
-        self.refiner = make_backend(self.config.refine, pick_device(self.config.inference.device))
+        self.refiner = make_backend(
+            self.config.refine,
+            pick_device(self.config.inference.device),
+            self.config.inference.precision,
+        )
 
     @property
     def postprocess(self) -> PostprocessConfig:
@@ -321,7 +325,8 @@ class MViTAESegmenter(Segmenter):
         inference = self.config.inference
         if inference.runtime != "torch" and self.device.type == "cpu":
             return inference.runtime
-        return str(autocast_dtype(inference, self.device) or torch.float32).removeprefix("torch.")
+        dtype = autocast_dtype(inference.precision, self.device) or torch.float32
+        return str(dtype).removeprefix("torch.")
 
     @property
     def postprocess(self) -> PostprocessConfig:

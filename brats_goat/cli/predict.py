@@ -23,6 +23,7 @@ from brats_goat.cli.options import (
     shard_option,
     weights_option,
 )
+from brats_goat.device import PRECISIONS
 from brats_goat.io.discover import DiscoveryError
 from brats_goat.model.manifest import WeightsError
 from brats_goat.run.interrupt import RunInterrupted
@@ -30,7 +31,7 @@ from brats_goat.run.predict import InputError, predict
 from brats_goat.run.report import REPORT_BEGIN, REPORT_END, RunReport
 from brats_goat.run.shard import Shard
 from brats_goat.segmenter import COMPONENT_RULES, METHODS, PipelineConfig
-from brats_goat.stages.reconstruct import PRECISIONS, InferenceConfig
+from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.refine import REFINE_BACKENDS, SAM_MODELS, RefineConfig
 from brats_goat.stages.runtime import RUNTIMES
 from brats_goat.stages.sam_backends import SAM_CHECKPOINT_ENV

@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from brats_goat.device import PRECISIONS, autocast_dtype
 from brats_goat.model.network import MViTAE
 from brats_goat.stages.runtime import RUNTIMES, Network
-
-#: ``InferenceConfig.precision`` choices (``--precision``).
-PRECISIONS: tuple[str, ...] = ("auto", "float32", "bfloat16")
-
-
-@functools.cache
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively; without it bfloat16 is emulated and
-    slower than float32. Linux reports it in /proc/cpuinfo; elsewhere: assume not."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def autocast_dtype(cfg: InferenceConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of the forward pass under ``cfg.precision``, or None (float32)."""
-    if cfg.precision == "float32":
-        return None
-    if cfg.precision == "bfloat16" or device.type == "cuda" or native_bf16():
-        return torch.bfloat16
-    return None
 
 
 @dataclass(frozen=True)
@@ -145,10 +121,10 @@ def reconstruct_volume(
     Slices with almost no brain are not run (they would be reconstructed as background
     anyway) and stay 0; ``only`` (Z,) bool restricts the run further (restoration re-runs
     only the slices it changed) and leaves the others 0 too. ``cfg.precision`` picks
-    float32 or bfloat16 autocast (``autocast_dtype``). ``present`` (C,) bool says which
-    modalities the volume really has (absent ones are zero images). ``model`` is the torch
-    module or a compiled ``Network`` (``brats_goat.stages.runtime``), which runs where it
-    was compiled.
+    float32 or bfloat16 autocast (``brats_goat.device.autocast_dtype``). ``present`` (C,)
+    bool says which modalities the volume really has (absent ones are zero images).
+    ``model`` is the torch module or a compiled ``Network`` (``brats_goat.stages.runtime``),
+    which runs where it was compiled.
     """
     size = model.cfg.image_size
     fitted, dst, src = fit_plane(volume, size)
@@ -157,7 +133,7 @@ def reconstruct_volume(
     recon = np.zeros_like(volume)
     run = brain_slices(brain, cfg.min_brain_voxels)
     todo = [int(z) for z in np.flatnonzero(run if only is None else run & only)]
-    dtype = autocast_dtype(cfg, device) if isinstance(model, nn.Module) else None
+    dtype = autocast_dtype(cfg.precision, device) if isinstance(model, nn.Module) else None
     if isinstance(model, nn.Module):
         model = model.to(device).eval()
     mask = None

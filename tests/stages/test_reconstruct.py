@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from brats_goat.device import pick_device
+from brats_goat.device import autocast_dtype, native_bf16, pick_device
 from brats_goat.model.network import MODEL_PRESETS, MViTAE
-from brats_goat.stages.reconstruct import (
-    InferenceConfig,
-    autocast_dtype,
-    fit_plane,
-    native_bf16,
-    reconstruct_volume,
-)
+from brats_goat.stages.reconstruct import InferenceConfig, fit_plane, reconstruct_volume
 
 
 def test_fit_plane_pads_and_crops_roundtrip() -> None:
@@ -99,12 +93,14 @@ def test_precision_choices() -> None:
     """float32 is exact and the default on CPUs without native bfloat16; bfloat16 moves
     the reconstruction by rounding only; anything else is refused."""
     cpu = torch.device("cpu")
-    assert autocast_dtype(InferenceConfig(precision="float32"), cpu) is None
-    assert autocast_dtype(InferenceConfig(precision="bfloat16"), cpu) is torch.bfloat16
-    auto = autocast_dtype(InferenceConfig(precision="auto"), cpu)
-    assert auto is (torch.bfloat16 if native_bf16() else None)
+    assert autocast_dtype("float32", cpu) is None
+    assert autocast_dtype("bfloat16", cpu) is torch.bfloat16
+    assert autocast_dtype("auto", cpu) is (torch.bfloat16 if native_bf16() else None)
+    assert autocast_dtype("auto", torch.device("cuda")) is torch.bfloat16
     with pytest.raises(ValueError, match="precision"):
         InferenceConfig(precision="float16")
+    with pytest.raises(ValueError, match="precision"):
+        autocast_dtype("float16", cpu)
     torch.manual_seed(0)
     model = MViTAE(MODEL_PRESETS["tiny"]).eval()
     vol = np.random.default_rng(4).normal(size=(4, 48, 48, 3)).astype(np.float32)
