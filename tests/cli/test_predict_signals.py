@@ -67,3 +67,23 @@ def test_signal_marks_the_running_case_and_leaves_a_true_report(
     progress = "1 of 3 cases done, 1 interrupted, 1 not started"
     assert f"run interrupted ({name}): {progress}; exit {128 + signum}" in stderr
     assert "Traceback" not in stderr
+
+
+def test_the_read_ahead_thread_leaves_signals_to_the_main_thread() -> None:
+    """A helper thread blocks SIGINT and SIGTERM, so that the kernel delivers them to the
+    main thread, where ``signals_deferred`` can hold them back."""
+    import threading
+
+    from brats_goat.run.interrupt import leave_signals_to_the_main_thread
+
+    seen: list[set[int]] = []
+
+    def helper() -> None:
+        leave_signals_to_the_main_thread()
+        seen.append(set(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+
+    thread = threading.Thread(target=helper)
+    thread.start()
+    thread.join()
+    assert {signal.SIGINT, signal.SIGTERM} <= seen[0]
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # main untouched
