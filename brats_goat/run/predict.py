@@ -260,12 +260,13 @@ def save_report(report: RunReport, folder: Path) -> None:
 
 
 def interrupted_result(case: Case, exc: RunInterrupted) -> CaseResult:
-    """The running case's result when the signal came outside ``predict_case``."""
+    """The running (or next) case's result when the signal came outside ``predict_case``:
+    before its first stage."""
     return CaseResult(
         case_id=case.case_id,
         input=str(case.folder),
         status="interrupted",
-        error=f"case {case.case_id}: interrupted by {exc.name}",
+        error=f"case {case.case_id}: interrupted by {exc.name} during start",
     )
 
 
@@ -315,6 +316,8 @@ def segment_cases(
         report.state = "finished"
     except RunInterrupted as exc:
         report.state, report.stopped_by = "interrupted", exc.name
+        if current is None and len(report.cases) < len(cases):
+            current = cases[len(report.cases)]  # between two cases: the next one was due
         if current is not None:
             report.cases.append(exc.result or interrupted_result(current, exc))
         raise
