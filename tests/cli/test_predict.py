@@ -365,3 +365,43 @@ def test_precision_reaches_the_network_and_the_report(
     np.testing.assert_allclose(maps["bfloat16"], maps["float32"], atol=0.1)
     result = run(predict_args(tmp_path / "in", tmp_path / "x", tiny_weights, "--precision", "fp8"))
     assert result.exit_code == 2 and "--precision" in result.output
+
+
+def test_the_next_case_is_read_while_one_is_segmented(
+    tmp_path: Path, case_writer, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run reads one case ahead on a thread (issue 18); every case is still read once,
+    by the real reader, and a case that cannot be read still fails alone."""
+    import threading
+    import time
+
+    from brats_goat.run import predict as run_predict
+    from brats_goat.segmenter import Segmenter
+
+    for k in (1, 2, 3):
+        case_writer(f"Case-{k}", seed=k)
+    (tmp_path / "in" / "Case-2" / "Case-2-t1c.nii.gz").write_bytes(b"not a nifti")
+    events: list[tuple[str, str, float]] = []
+    real_read, real_segment = run_predict.read_case, Segmenter.segment
+
+    def read(case, atol):
+        events.append(("read", case.case_id, time.perf_counter()))
+        events.append(("thread", threading.current_thread().name, 0.0))
+        return real_read(case, atol)
+
+    def segment(self, volumes, timer=None):
+        out = real_segment(self, volumes, timer)
+        events.append(("segmented", "", time.perf_counter()))
+        return out
+
+    monkeypatch.setattr(run_predict, "read_case", read)
+    monkeypatch.setattr(Segmenter, "segment", segment)
+    inp, out = tmp_path / "in", tmp_path / "out"
+    report = run_predict.predict(inp, out, weights=tiny_weights, quiet=True)
+    status = {c.case_id: c.status for c in report.cases}
+    assert status == {"Case-1": "ok", "Case-2": "failed", "Case-3": "ok"}
+    reads = [e for e in events if e[0] == "read"]
+    assert [r[1] for r in reads] == ["Case-1", "Case-2", "Case-3"]
+    assert {e[1] for e in events if e[0] == "thread"} != {threading.main_thread().name}
+    first_done = next(e[2] for e in events if e[0] == "segmented")
+    assert reads[1][2] < first_done, "case 2 was not read while case 1 was segmented"
