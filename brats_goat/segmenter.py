@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from brats_goat.conventions import MODALITIES, subset_key
-from brats_goat.device import pick_device
+from brats_goat.device import autocast_dtype, pick_device
 from brats_goat.io.read import CaseError, CaseVolumes
 from brats_goat.model.checkpoint import load_verified
 from brats_goat.model.network import MViTAE
@@ -139,11 +139,20 @@ class Segmenter:
         self.meta = meta or {}
         self.device = torch.device("cpu")
         #: SAM-family model of the refine stage (None: ``--refine none``).
-        self.refiner = make_backend(self.config.refine, pick_device(self.config.inference.device))
+        self.refiner = make_backend(
+            self.config.refine,
+            pick_device(self.config.inference.device),
+            self.config.inference.precision,
+        )
 
     @property
     def postprocess(self) -> PostprocessConfig:
         return self.config.postprocess or PostprocessConfig()
+
+    @property
+    def precision(self) -> str | None:
+        """The network's arithmetic on this machine; None: the method runs no network."""
+        return None
 
     def reconstruct(
         self, normalised: np.ndarray, brain: np.ndarray, present: tuple[str, ...] = MODALITIES
@@ -309,6 +318,15 @@ class MViTAESegmenter(Segmenter):
         if self._network is None:
             self._network = prepare_network(self.model, self.config.inference.runtime, self.device)
         return self._network
+
+    @property
+    def precision(self) -> str:
+        """The forward pass's arithmetic on this machine (for the run report)."""
+        inference = self.config.inference
+        if inference.runtime != "torch" and self.device.type == "cpu":
+            return inference.runtime
+        dtype = autocast_dtype(inference.precision, self.device) or torch.float32
+        return str(dtype).removeprefix("torch.")
 
     @property
     def postprocess(self) -> PostprocessConfig:

@@ -23,6 +23,7 @@ from brats_goat.cli.options import (
     shard_option,
     weights_option,
 )
+from brats_goat.device import PRECISIONS
 from brats_goat.io.discover import DiscoveryError
 from brats_goat.model.manifest import WeightsError
 from brats_goat.run.interrupt import RunInterrupted
@@ -45,9 +46,10 @@ def pipeline_config(
     refine_max_slices: int | None,
     component_rule: str,
     runtime: str = InferenceConfig.runtime,
+    precision: str = InferenceConfig.precision,
 ) -> PipelineConfig:
     """The pipeline settings the options ask for; unset options keep the library defaults."""
-    inference = InferenceConfig(device=device, runtime=runtime)
+    inference = InferenceConfig(device=device, runtime=runtime, precision=precision)
     if batch_size is not None:
         inference = dataclasses.replace(inference, batch_size=batch_size)
     refine_cfg = RefineConfig(
@@ -165,6 +167,15 @@ def exit_code(report: RunReport, on_case_failure: str) -> int:
     "faster; needs the openvino extra, else torch runs with a warning). GPUs run torch.",
 )
 @click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=InferenceConfig.precision,
+    show_default=True,
+    help="Arithmetic of torch's forward pass: auto = bfloat16 on GPUs and on CPUs with native "
+    "bfloat16 (AVX512-BF16/AMX; twice as fast, WT Dice >= 0.999 against float32 on the real "
+    "cases), float32 elsewhere.",
+)
+@click.option(
     "--refine",
     type=click.Choice(REFINE_BACKENDS),
     default=RefineConfig.backend,
@@ -243,6 +254,7 @@ def predict_cmd(
     method: str,
     batch_size: int | None,
     runtime: str,
+    precision: str,
     refine: str,
     sam_model: str,
     sam_checkpoint: Path | None,
@@ -273,6 +285,7 @@ def predict_cmd(
         refine_max_slices,
         component_rule,
         runtime,
+        precision,
     )
     warn_unused_weights(method, weights)
     created = missing_folders(output_dir, None if no_report_file else report_dir)

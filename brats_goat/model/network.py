@@ -128,7 +128,11 @@ class MViTAE(nn.Module):
             return self.to_code(tokens)  # (B, n_tokens, token_dim)
         return self.to_code(tokens.flatten(1))
 
-    def decode(self, code: torch.Tensor) -> torch.Tensor:
+    def decode(self, code: torch.Tensor, window: Window | None = None) -> torch.Tensor:
+        """The image of ``code``; with ``window`` ((row0, row1), (col0, col1) in image
+        pixels) only that part of it, computed from the part of every decoder stage it
+        depends on: the same values as the whole image's crop, for the work of its area
+        (inference restricts it to the brain's box, issue 18)."""
         s = self.seed_size
         if self.tokens:
             g = self.cfg.image_size // self.cfg.patch_size
@@ -138,14 +142,59 @@ class MViTAE(nn.Module):
             seed = F.interpolate(grid, size=(s, s), mode="bilinear", align_corners=False)
         else:
             seed = code.view(code.shape[0], -1, s, s)
-        out = self.decoder(seed)
-        # The decoder overshoots (8 * 2**5 = 256 px); crop the centre back to the image.
+        # The decoder may overshoot (8 * 2**5 = 256 px); the image is its centre.
         margin = (self.decoded_size - self.cfg.image_size) // 2
         size = self.cfg.image_size
-        return out[:, :, margin : margin + size, margin : margin + size]
+        if window is None:
+            window = ((0, size), (0, size))
+        rows, cols = ((a + margin, b + margin) for a, b in window)
+        return decode_window(list(self.decoder), seed, rows, cols)
 
-    def forward(self, x: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
-        return self.decode(self.encode(x, present))
+    def forward(
+        self, x: torch.Tensor, present: torch.Tensor | None = None, window: Window | None = None
+    ) -> torch.Tensor:
+        return self.decode(self.encode(x, present), window)
+
+
+#: A part of an image: ((row0, row1), (col0, col1)), stops excluded.
+Window = tuple[tuple[int, int], tuple[int, int]]
+
+
+def needed_input(layer: nn.Module, span: tuple[int, int], n: int) -> tuple[int, int]:
+    """The input rows (or columns) of ``layer``, of ``n``, that its output ``span`` reads."""
+    a, b = span
+    if isinstance(layer, nn.ConvTranspose2d):  # kernel 4, stride 2, padding 1
+        return max(0, (a - 1) // 2), min(n, b // 2 + 1)
+    if isinstance(layer, nn.Conv2d):  # kernel 3, padding 1
+        return max(0, a - 1), min(n, b + 1)
+    return a, b  # pointwise
+
+
+def decode_window(
+    layers: list[nn.Module], seed: torch.Tensor, rows: tuple[int, int], cols: tuple[int, int]
+) -> torch.Tensor:
+    """Run ``layers`` on ``seed`` for the output ``rows`` x ``cols`` only.
+
+    Each layer gets the smallest input span its output span reads (``needed_input``, worked
+    back from the last layer), so every output pixel sums exactly what it does on the whole
+    grid; a border the crop creates only holds pixels that are cut away after.
+    """
+    sizes = [seed.shape[-1]]
+    for layer in layers:
+        sizes.append(sizes[-1] * 2 if isinstance(layer, nn.ConvTranspose2d) else sizes[-1])
+    spans = [(rows, cols)]
+    for layer, n in zip(reversed(layers), reversed(sizes[:-1]), strict=True):
+        r, c = spans[0]
+        spans.insert(0, (needed_input(layer, r, n), needed_input(layer, c, n)))
+    (r0, r1), (c0, c1) = spans[0]
+    h, origin = seed[:, :, r0:r1, c0:c1], (r0, c0)
+    for layer, (r, c) in zip(layers, spans[1:], strict=True):
+        h = layer(h)
+        if isinstance(layer, nn.ConvTranspose2d):
+            origin = (2 * origin[0], 2 * origin[1])
+        h = h[:, :, r[0] - origin[0] : r[1] - origin[0], c[0] - origin[1] : c[1] - origin[1]]
+        origin = (r[0], c[0])
+    return h
 
 
 def count_parameters(model: nn.Module) -> int:

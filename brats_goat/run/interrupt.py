@@ -46,6 +46,26 @@ class RunInterrupted(BaseException):
         return 128 + self.signum
 
 
+class _Signals:
+    """What the handler of ``stop_on_signals`` knows: whether it has raised, and whether a
+    ``signals_deferred`` block is open (then it keeps the signal for the block's end)."""
+
+    installed = False
+    raised = False
+    deferring = 0
+    pending: int | None = None
+
+
+def _handler(signum: int, frame: FrameType | None) -> None:
+    if _Signals.raised:
+        return
+    if _Signals.deferring:
+        _Signals.pending = _Signals.pending or signum
+        return
+    _Signals.raised = True
+    raise RunInterrupted(signum)
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """SIGINT and SIGTERM raise ``RunInterrupted`` inside the block (main thread only).
@@ -58,21 +78,15 @@ def stop_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    raised = False
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal raised
-        if not raised:
-            raised = True
-            raise RunInterrupted(signum)
-
     previous = {}
     for signum in SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
-            previous[signum] = signal.signal(signum, handler)
+            previous[signum] = signal.signal(signum, _handler)
+    _Signals.installed, _Signals.raised, _Signals.pending = True, False, None
     try:
         yield
     finally:
+        _Signals.installed = False
         for signum, old in previous.items():
             signal.signal(signum, old if old is not None else signal.SIG_DFL)
 
@@ -81,7 +95,31 @@ def stop_on_signals() -> Iterator[None]:
 def signals_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM back during the block; one that arrives meanwhile is
     delivered (and raises) when the block ends. For the few steps that must not be cut in
-    two: taking and releasing the folder lock, writing the final report."""
+    two: taking and releasing the folder lock, writing the final report.
+
+    The handler itself holds the signal back (not a thread's signal mask): the kernel may
+    hand a signal to any thread (torch's workers, the read-ahead thread), and Python runs
+    the handler in the main thread whichever took it.
+    """
+    if not _Signals.installed:  # no handler of ours: hold them in the main thread's mask
+        with _masked():
+            yield
+        return
+    _Signals.deferring += 1
+    try:
+        yield
+    finally:
+        _Signals.deferring -= 1
+        pending, _Signals.pending = _Signals.pending, None
+        if pending is not None and _Signals.deferring:
+            _Signals.pending = pending  # still inside an outer block
+        elif pending is not None and not _Signals.raised:
+            _Signals.raised = True
+            raise RunInterrupted(pending)
+
+
+@contextmanager
+def _masked() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -90,3 +128,10 @@ def signals_deferred() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def leave_signals_to_the_main_thread() -> None:
+    """Block SIGINT and SIGTERM in the calling (helper) thread. The kernel hands a signal to
+    any thread that does not block it; one that a helper took would reach the main thread's
+    handler even inside ``signals_deferred``, which only blocks the main thread."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)

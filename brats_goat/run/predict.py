@@ -16,6 +16,7 @@ import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -27,7 +28,12 @@ from brats_goat.io.discover import MAX_CASE_DEPTH, Case, discover_cases
 from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
 from brats_goat.io.resample import to_model_frame
 from brats_goat.io.write import find_temp_files, like_reference, write_nifti_atomic
-from brats_goat.run.interrupt import RunInterrupted, signals_deferred, stop_on_signals
+from brats_goat.run.interrupt import (
+    RunInterrupted,
+    leave_signals_to_the_main_thread,
+    signals_deferred,
+    stop_on_signals,
+)
 from brats_goat.run.lock import FolderBusy, lock_folders, stale_shard_locks
 from brats_goat.run.placeholder import write_placeholder
 from brats_goat.run.qc import require_matplotlib, write_qc_png
@@ -152,8 +158,13 @@ def predict_case(
     save_maps: bool = False,
     qc_png: bool = False,
     quiet: bool = False,
+    reading: Future[CaseVolumes] | None = None,
 ) -> CaseResult:
-    """Run one case; any failure becomes an error in its result, never an exception."""
+    """Run one case; any failure becomes an error in its result, never an exception.
+
+    ``reading``: the case's ``read_case`` already under way in the background (the run
+    reads one case ahead); its errors come out here as the read stage's own.
+    """
     result = CaseResult(case_id=case.case_id, input=str(case.folder))
     bar = tqdm(
         total=len(STAGES) + int(qc_png),
@@ -167,8 +178,8 @@ def predict_case(
     timer = StageTimer(bar)
     try:
         with timer.stage("read"):
-            volumes = load_case(case, segmenter.config.affine_atol, allow_missing=True)
-            volumes = to_model_frame(volumes)  # another grid: outputs come back to its own
+            atol = segmenter.config.affine_atol
+            volumes = read_case(case, atol) if reading is None else reading.result()
         result.warnings += volumes.warnings
         result.resampled = volumes.resampled
         result.modalities = list(volumes.present)
@@ -214,6 +225,13 @@ def predict_case(
     return result
 
 
+def read_case(case: Case, affine_atol: float) -> CaseVolumes:
+    """The read stage: the case's images, checked, on the model's frame (another grid is
+    resampled; its outputs go back to its own)."""
+    volumes = load_case(case, affine_atol, allow_missing=True)
+    return to_model_frame(volumes)
+
+
 def fill_in_placeholder(case: Case, result: CaseResult, output_dir: Path) -> None:
     """An empty label map in place of a failed case; the case stays ``failed``."""
     try:
@@ -247,12 +265,13 @@ def save_report(report: RunReport, folder: Path) -> None:
 
 
 def interrupted_result(case: Case, exc: RunInterrupted) -> CaseResult:
-    """The running case's result when the signal came outside ``predict_case``."""
+    """The running (or next) case's result when the signal came outside ``predict_case``:
+    before its first stage."""
     return CaseResult(
         case_id=case.case_id,
         input=str(case.folder),
         status="interrupted",
-        error=f"case {case.case_id}: interrupted by {exc.name}",
+        error=f"case {case.case_id}: interrupted by {exc.name} during start",
     )
 
 
@@ -271,12 +290,28 @@ def segment_cases(
     more with the final state: ``finished``, or ``interrupted`` with the running case
     marked before the signal goes on."""
     current: Case | None = None
+    # One case is read ahead on a thread while the one before is segmented: reading is
+    # mostly gzip and numpy, which leave the GIL, and fills a core that the single-threaded
+    # 3D stages leave idle (issue 18). At most one extra case is in memory.
+    ahead = ThreadPoolExecutor(
+        max_workers=1,
+        thread_name_prefix="brats-goat-read",
+        initializer=leave_signals_to_the_main_thread,
+    )
+    atol = segmenter.config.affine_atol
+    reads = {0: ahead.submit(read_case, cases[0], atol)} if cases else {}
     try:
         for i, case in enumerate(cases, 1):
             if not quiet:
                 tqdm.write(f"[{i}/{len(cases)}] {case.case_id}", file=sys.stderr)
             current = case
-            result = predict_case(case, segmenter, output_dir, quiet=quiet, **case_options)
+            if i < len(cases):
+                reads[i] = ahead.submit(read_case, cases[i], atol)
+            reading = reads.pop(i - 1)  # popped: its volumes go with the case
+            result = predict_case(
+                case, segmenter, output_dir, quiet=quiet, reading=reading, **case_options
+            )
+            del reading
             report.cases.append(result)
             current = None
             if placeholders and result.status != "ok":
@@ -286,6 +321,8 @@ def segment_cases(
         report.state = "finished"
     except RunInterrupted as exc:
         report.state, report.stopped_by = "interrupted", exc.name
+        if current is None and len(report.cases) < len(cases):
+            current = cases[len(report.cases)]  # between two cases: the next one was due
         if current is not None:
             report.cases.append(exc.result or interrupted_result(current, exc))
         raise
@@ -293,6 +330,7 @@ def segment_cases(
         report.state, report.stopped_by = "interrupted", f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        ahead.shutdown(wait=False, cancel_futures=True)
         if report_dir is not None:
             with signals_deferred():
                 save_report(report, report_dir)
@@ -386,6 +424,7 @@ def new_report(
         weights=segmenter.meta.get("path"),
         weights_sha256=segmenter.meta.get("sha256"),
         device=str(segmenter.device),
+        precision=segmenter.precision,
         refine=segmenter.refiner.name if segmenter.refiner is not None else "none",
         # The post-processing actually applied (for the MViT-AE: the checkpoint's).
         config={**to_dict(segmenter.config), "postprocess": to_dict(segmenter.postprocess)},

@@ -60,6 +60,9 @@ class RunReport:
     weights: str | None = None
     weights_sha256: str | None = None
     device: str = "cpu"
+    #: Arithmetic of the network's forward pass (``InferenceConfig.precision`` resolved on
+    #: this machine): float32, bfloat16, or the runtime that chose it; None: no network.
+    precision: str | None = None
     #: Refinement backend that ran ("none", "litemedsam", "sam-vit_b", ...).
     refine: str = "none"
     version: str = __version__

@@ -47,10 +47,35 @@ def residual_maps(
             continue
         c = MODALITIES.index(name)
         res = normalised[c] - np.float32(1.0 - cfg.fusion_weight) * recon[c]
-        if cfg.median_size > 1:
+        if cfg.median_size == 3:
+            res = median3_inplane(res)
+        elif cfg.median_size > 1:
             res = ndimage.median_filter(res, size=(cfg.median_size, cfg.median_size, 1))
         maps[name] = np.where(mask, res, np.float32(0)).astype(np.float32)
     return maps
+
+
+#: Compare-exchange pairs of a 19-step sorting network whose element 4 ends as the median
+#: of 9 (Paeth's median-of-9 network).
+MEDIAN9_NETWORK = (
+    (1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3),
+    (5, 8), (4, 7), (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2),
+)  # fmt: skip
+
+
+def median3_inplane(volume: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.median_filter(volume, size=(3, 3, 1))`` (the same values, edges
+    reflected alike) by a sorting network over the 9 shifted copies: whole-array minimum
+    and maximum instead of a sort per voxel, 3x faster on a brain's box (issue 18)."""
+    x, y = volume.shape[:2]
+    padded = np.pad(volume, ((1, 1), (1, 1)) + ((0, 0),) * (volume.ndim - 2), mode="symmetric")
+    p = [np.ascontiguousarray(padded[i : i + x, j : j + y]) for i in range(3) for j in range(3)]
+    spare = np.empty_like(p[0])
+    for a, b in MEDIAN9_NETWORK:
+        np.minimum(p[a], p[b], out=spare)
+        np.maximum(p[a], p[b], out=p[b])
+        p[a], spare = spare, p[a]
+    return p[4]
 
 
 def case_score(maps: dict[str, np.ndarray], brain: np.ndarray) -> float:

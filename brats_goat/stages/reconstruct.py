@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from brats_goat.device import PRECISIONS, autocast_dtype
 from brats_goat.model.network import MViTAE
 from brats_goat.stages.runtime import RUNTIMES, Network
 
@@ -23,8 +24,13 @@ class InferenceConfig:
     #: same output, for ~0.25 GB more peak memory (issue 18; one thread ran 13-17 s at
     #: either size there, but that is the load's doing: the default threads stay torch's).
     batch_size: int = 48
-    #: Mixed precision on GPU (bf16 autocast); CPU always runs float32 for determinism.
-    amp: bool = True
+    #: Arithmetic of the forward pass: ``auto`` runs bfloat16 autocast on a GPU and on a CPU
+    #: with native bfloat16 instructions (AVX512-BF16 or AMX), float32 elsewhere;
+    #: ``float32`` and ``bfloat16`` force one. bfloat16 halves the CPU forward pass here
+    #: (issue 18) and moves the reconstruction by ~0.001 z on average, far below the
+    #: thresholds' scale (results/precision-agreement.md has the label agreement). The same
+    #: input always gives the same output on one machine, in either precision.
+    precision: str = "auto"
     #: Only slices with at least this many brain voxels are reconstructed; others are 0.
     min_brain_voxels: int = 100
     #: What runs the network on the CPU: ``torch`` (eager, the reference) or ``openvino``
@@ -33,6 +39,10 @@ class InferenceConfig:
     runtime: str = "torch"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
+            )
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
 
@@ -68,6 +78,33 @@ def brain_slices(brain: np.ndarray, min_voxels: int) -> np.ndarray:
     return brain.reshape(-1, brain.shape[2]).sum(axis=0) >= min_voxels
 
 
+def _span(sl: slice) -> tuple[int, int]:
+    return int(sl.start), int(sl.stop)
+
+
+def _shifted(span: tuple[int, int], dst: slice, src: slice) -> slice:
+    """The input grid's slice of a span of the model's plane (``fit_plane``'s offsets)."""
+    shift = int(src.start) - int(dst.start)
+    return slice(span[0] + shift, span[1] + shift)
+
+
+def brain_window(
+    brain: np.ndarray, todo: list[int], dst: tuple[slice, slice], src: tuple[slice, slice]
+) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The in-plane box (model-plane pixels) of the brain on the slices ``todo``, within the
+    part of the plane that maps back to the input grid; None when there is nothing."""
+    if not todo:
+        return None
+    footprint = brain[..., todo].any(axis=2)[src[0], src[1]]
+    spans = []
+    for axis, sl in enumerate(dst):
+        hit = np.flatnonzero(footprint.any(axis=1 - axis))
+        if hit.size == 0:
+            return None
+        spans.append((int(sl.start) + int(hit[0]), int(sl.start) + int(hit[-1]) + 1))
+    return spans[0], spans[1]
+
+
 @torch.no_grad()
 def reconstruct_volume(
     model: MViTAE | Network,
@@ -83,11 +120,11 @@ def reconstruct_volume(
 
     Slices with almost no brain are not run (they would be reconstructed as background
     anyway) and stay 0; ``only`` (Z,) bool restricts the run further (restoration re-runs
-    only the slices it changed) and leaves the others 0 too. On GPU, bf16 autocast halves
-    memory and time; on CPU the model runs in float32 so the same input always gives the
-    same output. ``present`` (C,) bool says which modalities the volume really has (absent
-    ones are zero images). ``model`` is the torch module or a compiled ``Network``
-    (``brats_goat.stages.runtime``), which runs where it was compiled.
+    only the slices it changed) and leaves the others 0 too. ``cfg.precision`` picks
+    float32 or bfloat16 autocast (``brats_goat.device.autocast_dtype``). ``present`` (C,)
+    bool says which modalities the volume really has (absent ones are zero images).
+    ``model`` is the torch module or a compiled ``Network`` (``brats_goat.stages.runtime``),
+    which runs where it was compiled.
     """
     size = model.cfg.image_size
     fitted, dst, src = fit_plane(volume, size)
@@ -96,20 +133,27 @@ def reconstruct_volume(
     recon = np.zeros_like(volume)
     run = brain_slices(brain, cfg.min_brain_voxels)
     todo = [int(z) for z in np.flatnonzero(run if only is None else run & only)]
-    use_amp = cfg.amp and device.type == "cuda"
+    dtype = autocast_dtype(cfg.precision, device) if isinstance(model, nn.Module) else None
     if isinstance(model, nn.Module):
         model = model.to(device).eval()
     mask = None
     if present is not None and model.cfg.modality_mask:
         mask = torch.as_tensor(np.asarray(present, dtype=np.float32), device=device)[None]
+    # The decoder works only on the brain's in-plane box (MViTAE.decode's window): what
+    # lies outside is masked to 0 below anyway. A compiled network decodes everything.
+    window = brain_window(brain, todo, dst, src) if isinstance(model, MViTAE) else None
+    rows, cols = window or (_span(dst[0]), _span(dst[1]))
+    out_rows, out_cols = _shifted(rows, dst[0], src[0]), _shifted(cols, dst[1], src[1])
     for start in range(0, len(todo), cfg.batch_size):
         idx = todo[start : start + cfg.batch_size]
         batch = torch.from_numpy(np.ascontiguousarray(fitted[..., idx].transpose(3, 0, 1, 2)))
         batch = batch.to(device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = model(batch, None if mask is None else mask.expand(len(idx), -1))
-        out_np = out.float().cpu().numpy().transpose(1, 2, 3, 0)
-        recon[:, src[0], src[1], idx] = out_np[:, dst[0], dst[1]]
+        present_b = None if mask is None else mask.expand(len(idx), -1)
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            out = model(batch, present_b, window) if window else model(batch, present_b)
+        if window is None:
+            out = out[:, :, rows[0] : rows[1], cols[0] : cols[1]]
+        recon[:, out_rows, out_cols, idx] = out.float().cpu().numpy().transpose(1, 2, 3, 0)
         if on_batch is not None:
             on_batch(len(idx))
     recon *= brain[None]

@@ -21,6 +21,7 @@ from scipy import ndimage
 from brats_goat.conventions import MODALITIES
 from brats_goat.model.network import MViTAE
 from brats_goat.stages.anomaly import inplane_cross
+from brats_goat.stages.crop import bounding_box
 from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig, reconstruct_volume
 from brats_goat.stages.runtime import Network
@@ -31,12 +32,15 @@ def suspect_voxels(
 ) -> np.ndarray:
     """Brain voxels where any present channel differs from its reconstruction by more than
     ``z``, grown in-plane by ``dilation``: the copied halo of a lesion reaches past the
-    voxels that already stand out."""
-    suspect = (np.abs(normalised - recon) > z).any(axis=0) & brain
+    voxels that already stand out. Computed on the brain's box (nothing outside it can be
+    suspect)."""
+    box = bounding_box(brain, margin=0)
+    inside = box.crop(brain)
+    suspect = (np.abs(box.crop(normalised) - box.crop(recon)) > z).any(axis=0) & inside
     if dilation > 0 and suspect.any():
         grown = ndimage.binary_dilation(suspect, structure=inplane_cross(), iterations=dilation)
-        suspect = grown & brain
-    return suspect
+        suspect = grown & inside
+    return box.paste(suspect)
 
 
 def restore_pass(

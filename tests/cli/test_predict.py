@@ -326,14 +326,16 @@ def test_report_dir_inside_input_is_usage_error(
 def test_runtime_openvino_writes_the_labels_torch_writes(
     tmp_path: Path, case_writer, tiny_weights: Path
 ) -> None:
-    """``--runtime`` reaches the segmenter; OpenVINO's labels are torch's (the reference)."""
+    """``--runtime`` reaches the segmenter; OpenVINO's labels are torch's (the reference,
+    in float32: OpenVINO runs float32 on this CPU)."""
     pytest.importorskip("openvino")
     case_writer("BraTS-GLI-00001-000")
     inp = tmp_path / "in"
     labels = {}
     for runtime in ("torch", "openvino"):
         out = tmp_path / runtime
-        result = run(predict_args(inp, out, tiny_weights, "--device", "cpu", "--runtime", runtime))
+        args = ("--device", "cpu", "--runtime", runtime, "--precision", "float32")
+        result = run(predict_args(inp, out, tiny_weights, *args))
         assert result.exit_code == 0, result.output
         labels[runtime] = np.asarray(nib.load(out / "BraTS-GLI-00001-000.nii.gz").dataobj)
     np.testing.assert_array_equal(labels["openvino"], labels["torch"])
@@ -342,3 +344,64 @@ def test_runtime_openvino_writes_the_labels_torch_writes(
 def test_unknown_runtime_is_usage_error(tmp_path: Path, tiny_weights: Path) -> None:
     result = run(predict_args(tmp_path, tmp_path / "out", tiny_weights, "--runtime", "tensorrt"))
     assert result.exit_code == 2 and "--runtime" in result.output
+
+
+def test_precision_reaches_the_network_and_the_report(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """``--precision`` is what the forward pass runs in, and the report says which ran."""
+    case_writer("BraTS-GLI-00001-000", seed=3)
+    maps = {}
+    for precision in ("float32", "bfloat16"):
+        out = tmp_path / precision
+        args = ("--device", "cpu", "--precision", precision, "--save-maps")
+        result = run(predict_args(tmp_path / "in", out, tiny_weights, *args))
+        assert result.exit_code == 0, result.output
+        report = json.loads((out / "report.json").read_text())
+        assert report["precision"] == precision
+        assert report["config"]["inference"]["precision"] == precision
+        maps[precision] = nib.load(out / "BraTS-GLI-00001-000-anomaly-t2f.nii.gz").get_fdata()
+    assert not np.array_equal(maps["float32"], maps["bfloat16"])
+    np.testing.assert_allclose(maps["bfloat16"], maps["float32"], atol=0.1)
+    result = run(predict_args(tmp_path / "in", tmp_path / "x", tiny_weights, "--precision", "fp8"))
+    assert result.exit_code == 2 and "--precision" in result.output
+
+
+def test_the_next_case_is_read_while_one_is_segmented(
+    tmp_path: Path, case_writer, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run reads one case ahead on a thread (issue 18); every case is still read once,
+    by the real reader, and a case that cannot be read still fails alone."""
+    import threading
+    import time
+
+    from brats_goat.run import predict as run_predict
+    from brats_goat.segmenter import Segmenter
+
+    for k in (1, 2, 3):
+        case_writer(f"Case-{k}", seed=k)
+    (tmp_path / "in" / "Case-2" / "Case-2-t1c.nii.gz").write_bytes(b"not a nifti")
+    events: list[tuple[str, str, float]] = []
+    real_read, real_segment = run_predict.read_case, Segmenter.segment
+
+    def read(case, atol):
+        events.append(("read", case.case_id, time.perf_counter()))
+        events.append(("thread", threading.current_thread().name, 0.0))
+        return real_read(case, atol)
+
+    def segment(self, volumes, timer=None):
+        out = real_segment(self, volumes, timer)
+        events.append(("segmented", "", time.perf_counter()))
+        return out
+
+    monkeypatch.setattr(run_predict, "read_case", read)
+    monkeypatch.setattr(Segmenter, "segment", segment)
+    inp, out = tmp_path / "in", tmp_path / "out"
+    report = run_predict.predict(inp, out, weights=tiny_weights, quiet=True)
+    status = {c.case_id: c.status for c in report.cases}
+    assert status == {"Case-1": "ok", "Case-2": "failed", "Case-3": "ok"}
+    reads = [e for e in events if e[0] == "read"]
+    assert [r[1] for r in reads] == ["Case-1", "Case-2", "Case-3"]
+    assert {e[1] for e in events if e[0] == "thread"} != {threading.main_thread().name}
+    first_done = next(e[2] for e in events if e[0] == "segmented")
+    assert reads[1][2] < first_done, "case 2 was not read while case 1 was segmented"

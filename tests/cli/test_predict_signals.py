@@ -67,3 +67,72 @@ def test_signal_marks_the_running_case_and_leaves_a_true_report(
     progress = "1 of 3 cases done, 1 interrupted, 1 not started"
     assert f"run interrupted ({name}): {progress}; exit {128 + signum}" in stderr
     assert "Traceback" not in stderr
+
+
+def test_the_read_ahead_thread_leaves_signals_to_the_main_thread() -> None:
+    """A helper thread blocks SIGINT and SIGTERM, so that the kernel delivers them to the
+    main thread, where ``signals_deferred`` can hold them back."""
+    import threading
+
+    from brats_goat.run.interrupt import leave_signals_to_the_main_thread
+
+    seen: list[set[int]] = []
+
+    def helper() -> None:
+        leave_signals_to_the_main_thread()
+        seen.append(set(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+
+    thread = threading.Thread(target=helper)
+    thread.start()
+    thread.join()
+    assert {signal.SIGINT, signal.SIGTERM} <= seen[0]
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # main untouched
+
+
+def test_a_signal_taken_by_another_thread_waits_for_the_deferred_block() -> None:
+    """``signals_deferred`` holds a signal back whichever thread the kernel gave it to (here
+    a helper thread sends it to the process while the main thread is in the block)."""
+    import threading
+
+    from brats_goat.run.interrupt import RunInterrupted, signals_deferred, stop_on_signals
+
+    steps: list[str] = []
+    with pytest.raises(RunInterrupted) as caught, stop_on_signals():
+        with signals_deferred():
+            sender = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM))
+            sender.start()
+            sender.join()
+            time.sleep(0.05)  # the handler has run by now, and held the signal back
+            steps.append("block finished")
+        steps.append("after the block")  # never: the signal is raised as the block ends
+    assert steps == ["block finished"] and caught.value.name == "SIGTERM"
+
+
+def test_a_signal_between_two_cases_marks_the_next_one(
+    tmp_path: Path, case_writer, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal just after one case's report was written, before the next began, marks the
+    next case interrupted (the report says which case the run stopped at, in any timing)."""
+    from brats_goat.run import predict as run_predict
+    from brats_goat.run.interrupt import RunInterrupted
+
+    for k in (1, 2, 3):
+        case_writer(f"Case-{k}", seed=k)
+    real_save = run_predict.save_report
+
+    def save_then_signal(report, folder):
+        real_save(report, folder)
+        if report.state == "running" and report.n_done == 1:
+            raise RunInterrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(run_predict, "save_report", save_then_signal)
+    inp, out = tmp_path / "in", tmp_path / "out"
+    with pytest.raises(RunInterrupted):
+        run_predict.predict(inp, out, weights=tiny_weights, quiet=True)
+    report = json.loads((out / "report.json").read_text())
+    assert report["state"] == "interrupted" and report["cases_done"] == 1
+    assert [(c["case_id"], c["status"]) for c in report["cases"]] == [
+        ("Case-1", "ok"),
+        ("Case-2", "interrupted"),
+    ]
+    assert report["cases"][1]["error"] == "case Case-2: interrupted by SIGTERM during start"

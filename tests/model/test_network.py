@@ -57,3 +57,26 @@ def test_token_bottleneck_config_is_checked() -> None:
         dataclasses.replace(MODEL_PRESETS["small"], bottleneck="spatial")
     with pytest.raises(ValueError, match="divisible"):
         dataclasses.replace(MODEL_PRESETS["small"], bottleneck="tokens")  # 5 stages: 240/32
+
+
+@pytest.mark.parametrize("bottleneck", ["tokens", "flat"])
+def test_decoding_a_window_gives_that_part_of_the_whole_image(bottleneck: str) -> None:
+    """``decode(code, window)`` computes a part of the image from the parts of the decoder
+    stages it reads; it must equal the whole image's crop, at the image's edges too."""
+    cfg = dataclasses.replace(MODEL_PRESETS["tiny"], bottleneck=bottleneck)
+    torch.manual_seed(0)
+    model = MViTAE(cfg).eval()
+    for layer in model.decoder:  # BatchNorm that is not the identity
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            layer.running_mean.normal_()
+            layer.running_var.uniform_(0.5, 2.0)
+    size = cfg.image_size
+    x = torch.randn(2, cfg.in_channels, size, size)
+    with torch.no_grad():
+        whole = model(x)
+        windows = [((0, size), (0, size)), ((5, size - 3), (1, 17)), ((0, 1), (size - 1, size))]
+        windows.append(((size // 2, size // 2 + 1), (3, size)))
+        for (r0, r1), (c0, c1) in windows:
+            part = model(x, None, ((r0, r1), (c0, c1)))
+            assert part.shape == (2, cfg.in_channels, r1 - r0, c1 - c0)
+            torch.testing.assert_close(part, whole[:, :, r0:r1, c0:c1], atol=1e-5, rtol=0)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES
-from brats_goat.stages.anomaly import analysis_mask, case_score, residual_maps
+from brats_goat.stages.anomaly import analysis_mask, case_score, median3_inplane, residual_maps
 from brats_goat.stages.postprocess import PostprocessConfig
 
 
@@ -24,3 +26,16 @@ def test_residual_maps_signed_and_masked() -> None:
     assert maps["t2f"][3, 3, 2] == 0  # eroded edge
     assert case_score(maps, brain) > 3
     assert analysis_mask(brain, 0) is brain
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 2), (2, 3, 1), (5, 6, 3), (31, 40, 4)])
+def test_median3_inplane_is_scipys_median_filter(shape: tuple[int, int, int]) -> None:
+    """The sorting-network median gives scipy's 3x3 in-plane median exactly, with its edge
+    rule, on noise, on ties and on flat stretches."""
+    rng = np.random.default_rng(sum(shape))
+    noise = rng.normal(size=shape).astype(np.float32)
+    ties = np.round(noise)
+    flat = np.where(noise > 0.3, np.float32(0), noise)
+    for volume in (noise, ties, flat):
+        want = ndimage.median_filter(volume, size=(3, 3, 1))
+        np.testing.assert_array_equal(median3_inplane(volume), want)

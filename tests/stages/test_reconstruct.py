@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
-from brats_goat.device import pick_device
+from brats_goat.device import autocast_dtype, native_bf16, pick_device
 from brats_goat.model.network import MODEL_PRESETS, MViTAE
 from brats_goat.stages.reconstruct import InferenceConfig, fit_plane, reconstruct_volume
 
@@ -52,3 +53,59 @@ def test_slices_without_brain_or_left_out_are_not_run_and_the_others_unchanged()
     assert sum(runs) == 3  # slices 1, 3, 4: brain and not left out
     np.testing.assert_allclose(part[..., [1, 3, 4]], full[..., [1, 3, 4]], atol=1e-6)
     assert not part[..., [0, 2, 5]].any()
+
+
+class Whole(torch.nn.Module):
+    """The same network without ``MViTAE``'s window: ``reconstruct_volume`` then decodes
+    the whole plane, as it does for a compiled network."""
+
+    def __init__(self, model: MViTAE) -> None:
+        super().__init__()
+        self.model, self.cfg = model, model.cfg
+
+    def forward(self, x: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(x, present)
+
+
+def test_decoding_only_the_brain_box_changes_nothing() -> None:
+    """The decoder runs on the brain's in-plane box only; on grids smaller and larger than
+    the model plane (padded, cropped) and a brain off-centre the output is the whole
+    decode's, to float rounding."""
+    torch.manual_seed(0)
+    model = MViTAE(MODEL_PRESETS["tiny"]).eval()
+    exact = InferenceConfig(precision="float32", batch_size=4)
+    dev = pick_device("cpu")
+    rng = np.random.default_rng(3)
+    for shape, region in (
+        ((4, 40, 52, 5), (slice(3, 20), slice(30, 51), slice(0, 5))),
+        ((4, 70, 30, 4), (slice(2, 69), slice(4, 17), slice(1, 3))),
+    ):
+        vol = rng.normal(size=shape).astype(np.float32)
+        brain = np.zeros(shape[1:], bool)
+        brain[region] = True
+        boxed = reconstruct_volume(model, vol, brain, exact, dev)
+        whole = reconstruct_volume(Whole(model), vol, brain, exact, dev)
+        assert boxed[:, brain].std() > 0
+        np.testing.assert_allclose(boxed, whole, atol=1e-5)
+
+
+def test_precision_choices() -> None:
+    """float32 is exact and the default on CPUs without native bfloat16; bfloat16 moves
+    the reconstruction by rounding only; anything else is refused."""
+    cpu = torch.device("cpu")
+    assert autocast_dtype("float32", cpu) is None
+    assert autocast_dtype("bfloat16", cpu) is torch.bfloat16
+    assert autocast_dtype("auto", cpu) is (torch.bfloat16 if native_bf16() else None)
+    assert autocast_dtype("auto", torch.device("cuda")) is torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        InferenceConfig(precision="float16")
+    with pytest.raises(ValueError, match="precision"):
+        autocast_dtype("float16", cpu)
+    torch.manual_seed(0)
+    model = MViTAE(MODEL_PRESETS["tiny"]).eval()
+    vol = np.random.default_rng(4).normal(size=(4, 48, 48, 3)).astype(np.float32)
+    brain = np.ones(vol.shape[1:], bool)
+    f32 = reconstruct_volume(model, vol, brain, InferenceConfig(precision="float32"), cpu)
+    bf16 = reconstruct_volume(model, vol, brain, InferenceConfig(precision="bfloat16"), cpu)
+    assert not np.array_equal(f32, bf16)  # it did run in bfloat16
+    np.testing.assert_allclose(bf16, f32, atol=0.1 * float(np.abs(f32).max()))

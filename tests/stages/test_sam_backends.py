@@ -194,8 +194,12 @@ def disks_image() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @pytest.mark.slow
-def test_litemedsam_real_weights_segment_the_prompted_object() -> None:
-    backend = litemedsam_backend(CPU)
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_litemedsam_real_weights_segment_the_prompted_object(precision: str) -> None:
+    """In either arithmetic (``--precision``) the shipped weights find each object."""
+    backend = litemedsam_backend(CPU, precision=precision)
+    assert backend.dtype is (None if precision == "float32" else torch.bfloat16)
+    assert litemedsam_backend(CPU).dtype is None  # auto: float32 on a CPU (SAM's score rule)
     image, big, small = disks_image()
     encoded = backend.encode(image[None])
     prompts = Prompts(np.array([0, 0]), np.array([[45, 65, 115, 135], [150, 150, 190, 190]], float))
