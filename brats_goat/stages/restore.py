@@ -28,15 +28,23 @@ from brats_goat.stages.runtime import Network
 
 
 def suspect_voxels(
-    normalised: np.ndarray, recon: np.ndarray, brain: np.ndarray, z: float, dilation: int
+    normalised: np.ndarray,
+    recon: np.ndarray,
+    brain: np.ndarray,
+    z: float,
+    dilation: int,
+    channels: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Brain voxels where any present channel differs from its reconstruction by more than
-    ``z``, grown in-plane by ``dilation``: the copied halo of a lesion reaches past the
-    voxels that already stand out. Computed on the brain's box (nothing outside it can be
-    suspect)."""
+    """Brain voxels where any of ``channels`` (indices; None: all) differs from its
+    reconstruction by more than ``z``, grown in-plane by ``dilation``: the copied halo of a
+    lesion reaches past the voxels that already stand out. Computed on the brain's box
+    (nothing outside it can be suspect), one channel at a time (no copy of the volume)."""
     box = bounding_box(brain, margin=0)
     inside = box.crop(brain)
-    suspect = (np.abs(box.crop(normalised) - box.crop(recon)) > z).any(axis=0) & inside
+    suspect = np.zeros(inside.shape, dtype=bool)
+    for c in range(len(normalised)) if channels is None else channels:
+        suspect |= np.abs(box.crop(normalised[c]) - box.crop(recon[c])) > z
+    suspect &= inside
     if dilation > 0 and suspect.any():
         grown = ndimage.binary_dilation(suspect, structure=inplane_cross(), iterations=dilation)
         suspect = grown & inside
@@ -62,7 +70,7 @@ def restore_pass(
     one has exactly the input of the plain pass (absent modalities are zero images in both)
     and gets the ``plain`` estimate back."""
     changed = suspect.any(axis=(0, 1))
-    healed = np.where(suspect[None], recon, normalised).astype(np.float32)
+    healed = np.where(suspect[None], recon, normalised)  # float32, as both are
     healed[absent] = 0
     out = reconstruct_volume(model, healed, brain, inference, device, on_batch, present, changed)
     out[..., ~changed] = plain[..., ~changed]
@@ -94,9 +102,10 @@ def restore_volume(
     if on_pass is not None:
         on_pass(0, plain)
     absent = np.zeros(len(normalised), dtype=bool) if present is None else ~np.asarray(present)
+    present_idx = np.flatnonzero(~absent)
     for k in range(1, post.restore_iterations + 1):
         suspect = suspect_voxels(
-            normalised[~absent], recon[~absent], brain, post.restore_z, post.restore_dilation
+            normalised, recon, brain, post.restore_z, post.restore_dilation, present_idx
         )
         if not suspect.any():
             break
