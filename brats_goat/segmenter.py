@@ -23,6 +23,7 @@ from brats_goat.device import autocast_dtype, pick_device
 from brats_goat.io.read import CaseError, CaseVolumes
 from brats_goat.model.checkpoint import load_verified
 from brats_goat.model.network import MViTAE
+from brats_goat.parallel import channel_map
 from brats_goat.serialise import from_dict
 from brats_goat.stages.anomaly import analysis_mask, case_score, residual_maps, z_map
 from brats_goat.stages.crop import bounding_box
@@ -233,8 +234,9 @@ class Segmenter:
         post = self.postprocess
         fixed, peaks = self.thresholds(present), self.peak_thresholds(present)
         binary = {name: np.zeros(mask.shape, dtype=bool) for name in ("t1c", "t2f")}
-        for name, residual in maps.items():
-            binary[name] = binarise(residual, mask, fixed[name], post, peaks[name])
+        names = list(maps)
+        found = channel_map(lambda n: binarise(maps[n], mask, fixed[n], post, peaks[n]), names)
+        binary.update(zip(names, found, strict=True))
         binary["t1c"] = drop_up_to(binary["t1c"], self.et_min_voxels(present))
         return binary
 

@@ -6,6 +6,7 @@ import numpy as np
 from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES
+from brats_goat.parallel import channel_map
 from brats_goat.stages.postprocess import PostprocessConfig
 
 
@@ -41,18 +42,18 @@ def residual_maps(
     Signed, because tumour is *hyper*intense on FLAIR (edema) and post-contrast T1 (ET);
     dark residuals are mostly reconstruction blur and would only add false positives.
     """
-    maps: dict[str, np.ndarray] = {}
-    for name in ("t1c", "t2f"):
-        if name not in present:
-            continue
+
+    def one(name: str) -> np.ndarray:
         c = MODALITIES.index(name)
         res = normalised[c] - np.float32(1.0 - cfg.fusion_weight) * recon[c]
         if cfg.median_size == 3:
             res = median3_inplane(res)
         elif cfg.median_size > 1:
             res = ndimage.median_filter(res, size=(cfg.median_size, cfg.median_size, 1))
-        maps[name] = np.where(mask, res, np.float32(0)).astype(np.float32)
-    return maps
+        return np.where(mask, res, np.float32(0)).astype(np.float32)
+
+    names = [name for name in ("t1c", "t2f") if name in present]
+    return dict(zip(names, channel_map(one, names), strict=True))
 
 
 #: Compare-exchange pairs of a 19-step sorting network whose element 4 ends as the median

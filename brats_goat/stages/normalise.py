@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES
+from brats_goat.parallel import channel_map
 from brats_goat.stages.crop import bounding_box
 
 
@@ -206,7 +207,7 @@ def normalise_case(
     inner, part = box.crop(mask), box.crop(stack)
     excluded = lesion_mask(part, inner, cfg)
     healthy = inner & ~excluded
-    normalised = np.stack([zscore(channel, inner, cfg, healthy) for channel in part])
+    normalised = np.stack(channel_map(lambda channel: zscore(channel, inner, cfg, healthy), part))
     for modality, channel, z in zip(MODALITIES, part, normalised, strict=True):
         require_finite(modality, channel, z)
     return box.paste(normalised), mask, box.paste(excluded)

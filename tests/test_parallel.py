@@ -1,0 +1,34 @@
+"""Per-channel work on two threads: the same results, in order, errors raised."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from brats_goat.parallel import channel_map
+
+
+def test_channel_map_gives_each_result_in_order_on_two_threads() -> None:
+    rng = np.random.default_rng(0)
+    volumes = [rng.random((30, 30, 20)) > 0.6 for _ in range(4)]
+    labelled = channel_map(lambda v: ndimage.label(v)[0], volumes)
+    for got, volume in zip(labelled, volumes, strict=True):
+        np.testing.assert_array_equal(got, ndimage.label(volume)[0])
+    names = set(channel_map(lambda _: threading.current_thread().name, range(8)))
+    assert any(name.startswith("brats-goat-channel") for name in names)
+    assert channel_map(lambda _: threading.current_thread().name, [0]) == [
+        threading.current_thread().name
+    ]  # one item: no thread
+
+
+def test_channel_map_raises_a_channels_error() -> None:
+    def fail_on_two(k: int) -> int:
+        if k == 2:
+            raise ValueError("channel 2 failed")
+        return k
+
+    with pytest.raises(ValueError, match="channel 2"):
+        channel_map(fail_on_two, [1, 2, 3])
