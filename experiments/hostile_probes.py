@@ -1,7 +1,8 @@
 """Hostile-input probes of brats-goat predict, evaluate and merge-reports (issue 17).
 
-PYTHONPATH=$PWD python results/issue17-probes.py [NAME ...]: runs the CLI from PYTHONPATH in real
-subprocesses, one JSON line per probe (flags: a traceback, a changed input, a leftover file)."""
+PYTHONPATH=$PWD python experiments/hostile_probes.py [NAME ...]: runs the CLI from PYTHONPATH in
+real subprocesses, one JSON line per probe (flags: a traceback, a changed input, a leftover
+file)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,16 @@ def save(data, path, affine=None, dtype=None, **hdr):
     return path
 
 
+def shift_origin(path: Path, mm: float) -> None:
+    """Rewrite ``path`` with its origin moved ``mm`` along x: another grid."""
+    img = nib.load(path)
+    affine = img.affine.copy()
+    affine[0, 3] += mm
+    data = np.asarray(img.dataobj)
+    path.unlink()
+    save(data, path, affine)
+
+
 def mod(folder: Path, m: str) -> Path:
     return next(folder.glob(f"*-{m}.nii*"))
 
@@ -104,13 +115,7 @@ def p03_shapes_differ(t):
 @probe
 def p04_affines_differ(t):
     c = write_case(t / "in", "C-1")
-    p = mod(c, "t2w")
-    img = nib.load(p)
-    a = img.affine.copy()
-    a[0, 3] += 7
-    d = np.asarray(img.dataobj)
-    p.unlink()
-    save(d, p, a)
+    shift_origin(mod(c, "t2w"), 7)
     return ["predict", t / "in", t / "out"], "case fails: grids"
 
 
@@ -501,13 +506,7 @@ def e03_pred_truncated(t):
 @probe
 def e04_ref_affine_differs(t):
     pred_and_ref(t)
-    p = t / "ref" / "C-1-seg.nii.gz"
-    img = nib.load(p)
-    a = img.affine.copy()
-    a[0, 3] += 10
-    d = np.asarray(img.dataobj)
-    p.unlink()
-    save(d, p, a)
+    shift_origin(t / "ref" / "C-1-seg.nii.gz", 10)
     return ["evaluate", t / "pred", t / "ref"], "case fails or warns: grids"
 
 
