@@ -32,6 +32,14 @@ def wait_for_first_case(report: Path, proc: subprocess.Popen, timeout: float = 1
     raise AssertionError("the first case was not done in time")
 
 
+def as_in_a_terminal() -> None:
+    """The child's SIGINT and SIGTERM at their defaults, as for a command typed in a
+    terminal: a shell starts background jobs with SIGINT ignored, and ``predict`` rightly
+    keeps an inherited SIG_IGN, so a CI run started in the background would not see it."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_signal_marks_the_running_case_and_leaves_a_true_report(
@@ -45,7 +53,12 @@ def test_signal_marks_the_running_case_and_leaves_a_true_report(
     cmd += ["--method", "intensity", "--refine", "none", "--device", "cpu"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [str(c) for c in cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=as_in_a_terminal,
     )
     try:
         wait_for_first_case(out / "report.json", proc)
