@@ -31,14 +31,25 @@ def native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def check_precision(precision: str) -> None:
+    """``ValueError`` unless ``precision`` is one of ``PRECISIONS``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of a forward pass under ``precision`` (one of ``PRECISIONS``) on
     ``device``, or None for float32: ``auto`` is bfloat16 on a GPU and on a CPU with native
     bfloat16, where it is twice as fast (issue 18), float32 elsewhere."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    check_precision(precision)
     if precision == "float32":
         return None
     if precision == "bfloat16" or device.type == "cuda" or native_bf16():
         return torch.bfloat16
     return None
+
+
+def autocast(dtype: torch.dtype | None, device: torch.device) -> torch.autocast:
+    """The autocast context for ``dtype`` on ``device`` (``autocast_dtype``'s answer); None:
+    off, the forward pass runs in float32."""
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)

@@ -1,4 +1,5 @@
-"""Independent per-channel work (the t1c and t2f maps) on two threads.
+"""Helper threads: independent per-channel work (the t1c and t2f maps) on two threads, and
+the pools the run reads ahead with.
 
 The 3D stages after the network are numpy and scipy.ndimage, single-threaded, and most of
 their time is spent in C code that releases the GIL: the two channels' maps, thresholds
@@ -9,6 +10,7 @@ computed exactly as it would be alone.
 from __future__ import annotations
 
 import functools
+import signal
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -17,9 +19,24 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def leave_signals_to_the_main_thread() -> None:
+    """Block SIGINT and SIGTERM in the calling (helper) thread, so that the kernel hands
+    them to the main thread: a wait there (a lock, a future's result) is then cut short by
+    the signal, and where no handler of ours is installed ``signals_deferred`` holds them
+    back with the main thread's mask alone (``brats_goat.run.interrupt``)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, signal.SIGTERM))
+
+
+def helper_pool(workers: int, name: str) -> ThreadPoolExecutor:
+    """A thread pool whose threads leave SIGINT and SIGTERM to the main thread."""
+    return ThreadPoolExecutor(
+        max_workers=workers, thread_name_prefix=name, initializer=leave_signals_to_the_main_thread
+    )
+
+
 @functools.cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="brats-goat-channel")
+    return helper_pool(2, "brats-goat-channel")
 
 
 def channel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:

@@ -33,7 +33,7 @@ from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.refine import RefineConfig, refine_masks
 from brats_goat.stages.restore import restore_volume
-from brats_goat.stages.runtime import Network, prepare_network
+from brats_goat.stages.runtime import Network, prepare_network, runtime_that_runs
 from brats_goat.stages.sam_backends import make_backend
 from brats_goat.stages.threshold import binarise, drop_up_to
 from brats_goat.timing import StageTimer
@@ -325,8 +325,9 @@ class MViTAESegmenter(Segmenter):
     def precision(self) -> str:
         """The forward pass's arithmetic on this machine (for the run report)."""
         inference = self.config.inference
-        if inference.runtime != "torch" and self.device.type == "cpu":
-            return inference.runtime
+        runs = runtime_that_runs(inference.runtime, self.device)
+        if runs != "torch":
+            return runs
         dtype = autocast_dtype(inference.precision, self.device) or torch.float32
         return str(dtype).removeprefix("torch.")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import numpy as np
@@ -32,3 +33,10 @@ def test_channel_map_raises_a_channels_error() -> None:
 
     with pytest.raises(ValueError, match="channel 2"):
         channel_map(fail_on_two, [1, 2, 3])
+
+
+def test_helper_threads_leave_signals_to_the_main_thread() -> None:
+    """The channel threads, like the read-ahead one, block SIGINT and SIGTERM."""
+    masks = channel_map(lambda _: set(signal.pthread_sigmask(signal.SIG_BLOCK, [])), range(4))
+    for mask in masks:
+        assert {signal.SIGINT, signal.SIGTERM} <= mask

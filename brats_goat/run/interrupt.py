@@ -128,10 +128,3 @@ def _masked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def leave_signals_to_the_main_thread() -> None:
-    """Block SIGINT and SIGTERM in the calling (helper) thread. The kernel hands a signal to
-    any thread that does not block it; one that a helper took would reach the main thread's
-    handler even inside ``signals_deferred``, which only blocks the main thread."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)

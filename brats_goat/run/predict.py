@@ -16,7 +16,7 @@ import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -28,12 +28,8 @@ from brats_goat.io.discover import MAX_CASE_DEPTH, Case, discover_cases
 from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
 from brats_goat.io.resample import to_model_frame
 from brats_goat.io.write import find_temp_files, like_reference, write_nifti_atomic
-from brats_goat.run.interrupt import (
-    RunInterrupted,
-    leave_signals_to_the_main_thread,
-    signals_deferred,
-    stop_on_signals,
-)
+from brats_goat.parallel import helper_pool
+from brats_goat.run.interrupt import RunInterrupted, signals_deferred, stop_on_signals
 from brats_goat.run.lock import FolderBusy, lock_folders, stale_shard_locks
 from brats_goat.run.placeholder import write_placeholder
 from brats_goat.run.qc import require_matplotlib, write_qc_png
@@ -293,11 +289,7 @@ def segment_cases(
     # One case is read ahead on a thread while the one before is segmented: reading is
     # mostly gzip and numpy, which leave the GIL, and fills a core that the single-threaded
     # 3D stages leave idle (issue 18). At most one extra case is in memory.
-    ahead = ThreadPoolExecutor(
-        max_workers=1,
-        thread_name_prefix="brats-goat-read",
-        initializer=leave_signals_to_the_main_thread,
-    )
+    ahead = helper_pool(1, "brats-goat-read")
     atol = segmenter.config.affine_atol
     reads = {0: ahead.submit(read_case, cases[0], atol)} if cases else {}
     try:

@@ -96,8 +96,13 @@ def enhancement_near(
 
 def grow_from(seeds: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """The components of ``allowed`` (26-connected) that hold a seed voxel, plus the seeds."""
-    labels, _ = ndimage.label(allowed | seeds, structure=np.ones((3, 3, 3), dtype=bool))
-    hit = np.unique(labels[seeds])
+    return components_touching(allowed | seeds, seeds)
+
+
+def components_touching(mask: np.ndarray, marker: np.ndarray) -> np.ndarray:
+    """The 26-connected components of ``mask`` that hold a voxel of ``marker``."""
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    hit = np.unique(labels[marker])
     return np.isin(labels, hit[hit > 0])
 
 
@@ -120,9 +125,7 @@ def et_near_wt(et: np.ndarray, wt: np.ndarray, dilation: int) -> np.ndarray:
     if not wt.any():
         return np.zeros_like(et)
     near = ndimage.binary_dilation(wt, iterations=dilation)
-    labels, _ = ndimage.label(et, structure=np.ones((3, 3, 3), dtype=bool))
-    hit = np.unique(labels[near & et])
-    return np.isin(labels, hit[hit > 0])
+    return components_touching(et, near)
 
 
 def ball(radius: int) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from brats_goat.device import PRECISIONS, autocast_dtype
+from brats_goat.device import autocast, autocast_dtype, check_precision
 from brats_goat.model.network import MViTAE
 from brats_goat.stages.runtime import RUNTIMES, Network
 
@@ -39,10 +39,7 @@ class InferenceConfig:
     runtime: str = "torch"
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
-            )
+        check_precision(self.precision)
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
 
@@ -157,7 +154,7 @@ def reconstruct_volume(
         batch = torch.from_numpy(np.ascontiguousarray(fitted[..., idx].transpose(3, 0, 1, 2)))
         batch = batch.to(device)
         present_b = None if mask is None else mask.expand(len(batch), -1)
-        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        with autocast(dtype, device):
             out = model(batch, present_b, window) if window else model(batch, present_b)
         if window is None:
             out = out[:, :, rows[0] : rows[1], cols[0] : cols[1]]

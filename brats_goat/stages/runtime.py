@@ -140,6 +140,14 @@ def fold_batchnorm(model: MViTAE) -> MViTAE:
     return folded
 
 
+def runtime_that_runs(runtime: str, device: torch.device) -> str:
+    """What ``prepare_network`` runs for ``runtime`` on ``device``: ``openvino`` only on a
+    CPU where its packages are installed, ``torch`` otherwise (the run report says which)."""
+    if runtime == "openvino" and device.type == "cpu" and openvino_installed():
+        return "openvino"
+    return "torch"
+
+
 def prepare_network(model: MViTAE, runtime: str, device: torch.device) -> MViTAE | Network:
     """The network ``reconstruct_volume`` should run for ``runtime`` on ``device``.
 
@@ -148,16 +156,15 @@ def prepare_network(model: MViTAE, runtime: str, device: torch.device) -> MViTAE
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
-    if runtime == "openvino":
-        if device.type != "cpu":
-            _warn(f"--runtime {runtime} runs on the CPU only; the {device.type} device runs torch")
-        elif not openvino_installed():
-            _warn(
-                f"--runtime {runtime}: the openvino and onnx packages are not both installed "
-                "(pip install 'brats-goat[openvino]'); running torch instead"
-            )
-        else:
-            return OpenVINONetwork(model)
+    if runtime_that_runs(runtime, device) == "openvino":
+        return OpenVINONetwork(model)
+    if runtime == "openvino" and device.type != "cpu":
+        _warn(f"--runtime {runtime} runs on the CPU only; the {device.type} device runs torch")
+    elif runtime == "openvino":
+        _warn(
+            f"--runtime {runtime}: the openvino and onnx packages are not both installed "
+            "(pip install 'brats-goat[openvino]'); running torch instead"
+        )
     return fold_batchnorm(model)
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from brats_goat.device import autocast_dtype
+from brats_goat.device import autocast, autocast_dtype
 from brats_goat.stages.sam_imports import import_medsam_lite, import_segment_anything
 
 if TYPE_CHECKING:  # refine.py imports this module; the config is only a type here
@@ -136,7 +136,7 @@ class SamFamilyBackend:
             x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True)
             x = (x * self.pixel_scale - self.mean) / self.std
             x = F.pad(x, (0, self.input_size - w, 0, self.input_size - h))
-            with self._autocast():
+            with autocast(self.dtype, self.device):
                 out.append(self.model.image_encoder(x).float())
         return Encoded(torch.cat(out), (rows, cols), (h, w))
 
@@ -155,7 +155,7 @@ class SamFamilyBackend:
                 coords = torch.as_tensor(prompts.points[sel] * scale, dtype=torch.float32)
                 labels = torch.as_tensor(prompts.point_labels[sel], dtype=torch.int64)
                 points = (coords.to(self.device), labels.to(self.device))
-            with self._autocast():
+            with autocast(self.dtype, self.device):
                 sparse, dense = self.model.prompt_encoder(
                     points=points, boxes=boxes.to(self.device), masks=None
                 )
@@ -169,10 +169,6 @@ class SamFamilyBackend:
             masks[sel] = self._to_slice(low_res, encoded).cpu().numpy()
             scores[sel] = iou[:, 0].float().cpu().numpy()
         return masks, scores
-
-    def _autocast(self) -> torch.autocast:
-        dtype = self.dtype or torch.bfloat16
-        return torch.autocast(self.device.type, dtype=dtype, enabled=self.dtype is not None)
 
     def _to_slice(self, low_res: torch.Tensor, encoded: Encoded) -> torch.Tensor:
         """Decoder logits -> padded input size -> unpadded region -> slice size; logit > 0."""

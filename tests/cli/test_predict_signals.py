@@ -87,7 +87,7 @@ def test_the_read_ahead_thread_leaves_signals_to_the_main_thread() -> None:
     main thread, where ``signals_deferred`` can hold them back."""
     import threading
 
-    from brats_goat.run.interrupt import leave_signals_to_the_main_thread
+    from brats_goat.parallel import leave_signals_to_the_main_thread
 
     seen: list[set[int]] = []
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from brats_goat.model.network import MODEL_PRESETS, MViTAE
+from brats_goat.segmenter import MViTAESegmenter, PipelineConfig
 from brats_goat.stages import runtime
 from brats_goat.stages.reconstruct import InferenceConfig, reconstruct_volume
 from brats_goat.stages.runtime import prepare_network
@@ -81,6 +82,9 @@ def test_torch_runs_where_openvino_cannot(
     monkeypatch.setattr(runtime, "openvino_installed", lambda: False)
     assert isinstance(prepare_network(model, "openvino", torch.device("cpu")), torch_module)
     assert "openvino and onnx packages are not both installed" in capsys.readouterr().err
+    # The report's precision names what ran: torch's arithmetic, not the runtime asked for.
+    config = PipelineConfig(inference=InferenceConfig(device="cpu", runtime="openvino"))
+    assert MViTAESegmenter(model, config).precision in ("float32", "bfloat16")
 
 
 def test_unknown_runtime_is_refused() -> None:
