@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.environ["PYTHONPATH"].split(":")[0])
 from brats_goat.io.grid import brats_affine
-from tests.conftest import synthetic_volumes, write_case
+from tests.conftest import rewrite_header_raw, synthetic_volumes, write_case
 
 PY = sys.executable
 BASE = ["--method", "intensity", "--refine", "none", "--quiet"]
@@ -283,19 +283,6 @@ def p22_qform_sform_disagree(t):
     return ["predict", t / "in", t / "out"], "ok, output header keeps both"
 
 
-def raw_header_edit(p, edit):
-    """Rewrite ``p`` with its header fields changed by ``edit(hdr)``, bytes written as they are
-    (nibabel's save would recompute the geometry fields from the affine)."""
-    img = nib.load(p)
-    hdr = img.header.copy()
-    data = np.asarray(img.dataobj).astype(hdr.get_data_dtype())
-    edit(hdr)
-    with gzip.open(p, "wb") as f:
-        f.write(hdr.binaryblock)
-        f.write(b"\0" * (int(hdr["vox_offset"]) - 348))
-        f.write(data.tobytes(order="F"))
-
-
 @probe
 def p23_singular_affine(t):
     c = write_case(t / "in", "C-1")
@@ -309,7 +296,7 @@ def p23_singular_affine(t):
         h["srow_z"][:] = 0
 
     for m in ("t1n", "t1c", "t2w", "t2f"):
-        raw_header_edit(mod(c, m), edit)
+        rewrite_header_raw(mod(c, m), edit)
     return ["predict", t / "in", t / "out"], "case fails or ok, clearly"
 
 
@@ -323,7 +310,7 @@ def p24_nan_affine(t):
         h["srow_x"][0] = np.nan
 
     for m in ("t1n", "t1c", "t2w", "t2f"):
-        raw_header_edit(mod(c, m), edit)
+        rewrite_header_raw(mod(c, m), edit)
     return ["predict", t / "in", t / "out"], "case fails clearly"
 
 

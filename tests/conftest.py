@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -125,3 +126,16 @@ def require_real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real MRI cases not found at {REAL_DATA} (see README: real-data tests)")
     return REAL_DATA
+
+
+def rewrite_header_raw(path: Path, edit: Callable[[nib.Nifti1Header], None]) -> None:
+    """Rewrite ``path`` with header fields changed by ``edit(header)`` and written as they
+    are (``nib.save`` would recompute the geometry from the affine)."""
+    image = nib.load(path)
+    header = image.header.copy()
+    data = np.asarray(image.dataobj).astype(header.get_data_dtype())
+    edit(header)
+    with gzip.open(path, "wb") as f:
+        f.write(header.binaryblock)
+        f.write(b"\0" * (int(header["vox_offset"]) - len(header.binaryblock)))
+        f.write(data.tobytes(order="F"))

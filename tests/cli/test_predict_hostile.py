@@ -19,7 +19,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.conftest import tree_digest, write_case
+from brats_goat.evaluation.metrics import dice
+from tests.conftest import rewrite_header_raw, tree_digest, write_case
+from tests.io.test_resample import lps, phantom, save_case, thick_slices
 
 ROOT = Path(__file__).resolve().parents[2]
 INTENSITY = ("--method", "intensity", "--refine", "none", "--device", "cpu", "--quiet")
@@ -155,54 +157,16 @@ def test_real_full_disk_leaves_a_true_report_or_none(
 
 # -- item 8: other grids ----------------------------------------------------------------
 
-
-def ellipsoid_images(
-    shape: tuple[int, int, int], zooms: tuple[float, float, float], centre_mm
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """int16 images of an ellipsoid brain with a bright tumour on a grid of voxel size
-    ``zooms`` (mm), and the tumour mask."""
-    rng = np.random.default_rng(0)
-    mm = np.indices(shape, dtype=np.float32) * np.array(zooms, np.float32)[:, None, None, None]
-    d = mm - np.array(centre_mm, np.float32)[:, None, None, None]
-    brain = ((d / np.array([60.0, 70.0, 30.0], np.float32)[:, None, None, None]) ** 2).sum(0) <= 1
-    d -= np.array([45.0, 0.0, 4.0], np.float32)[:, None, None, None]
-    tumour = ((d**2).sum(0) <= 14.0**2) & brain
-    contrast = {"t1n": (600, 450), "t1c": (650, 1300), "t2w": (500, 900), "t2f": (400, 950)}
-    images = {}
-    for modality, (base, bright) in contrast.items():
-        img = np.where(brain, base + rng.normal(0, 30, shape).astype(np.float32), 0)
-        img[tumour] = bright + rng.normal(0, 30, int(tumour.sum()))
-        images[modality] = img.astype(np.int16)
-    return images, tumour
-
-
-def lps_affine(shape: tuple[int, int, int], zooms: tuple[float, float, float]) -> np.ndarray:
-    affine = np.diag([-zooms[0], -zooms[1], zooms[2], 1.0])
-    affine[1, 3] = (shape[1] - 1) * zooms[1]
-    return affine
-
-
-def write_images(folder: Path, images: dict[str, np.ndarray], affine: np.ndarray) -> Path:
-    """``folder/<name>-<modality>.nii.gz`` as BraTS distributes them."""
-    folder.mkdir(parents=True)
-    for modality, data in images.items():
-        image = nib.Nifti1Image(data, affine)
-        image.set_qform(affine, 1)
-        image.set_sform(affine, 1)
-        nib.save(image, folder / f"{folder.name}-{modality}.nii.gz")
-    return folder
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * float((a & b).sum()) / float(a.sum() + b.sum())
+#: The tumour's offset from the brain's centre (mm) in these two cases.
+TUMOUR_OFFSET = (45.0, 0.0, 4.0)
 
 
 def test_wide_grid_is_framed_on_the_brain_and_written_on_its_own_grid(tmp_path: Path) -> None:
     """Issue 17, item 8: a grid wider than 240 x 240 was centre-cropped without a word, and
     what lay outside the crop (here most of the tumour) was never segmented."""
     shape = (300, 300, 72)
-    images, tumour = ellipsoid_images(shape, (1, 1, 1), (225.0, 150.0, 36.0))
-    write_images(tmp_path / "in" / "WIDE-1", images, lps_affine(shape, (1, 1, 1)))
+    images, tumour = phantom(shape, 1.0, (225.0, 150.0, 36.0), tumour_offset=TUMOUR_OFFSET)
+    save_case(tmp_path / "in", "WIDE-1", images, lps((1, 1, 1), shape))
     assert tumour[270:].any()  # outside the centred window 30..269
     result = run("predict", tmp_path / "in", tmp_path / "out", *INTENSITY)
     assert result.returncode == 0, result.stderr
@@ -218,12 +182,12 @@ def test_thick_slices_are_resampled_and_said_so(tmp_path: Path) -> None:
     (whole-tumour Dice 0.956 against the same phantom at 1 mm). The case is segmented on a
     1 mm frame, written back on its own grid, and the report says so."""
     shape = (140, 160, 72)
-    images, _ = ellipsoid_images(shape, (1, 1, 1), (70.0, 80.0, 36.0))
-    write_images(tmp_path / "iso" / "ISO-1", images, lps_affine(shape, (1, 1, 1)))
-    thick = {m: a.reshape(140, 160, 24, 3).mean(-1).astype(a.dtype) for m, a in images.items()}
-    affine = lps_affine(shape, (1, 1, 3))
+    images, _ = phantom(shape, 1.0, (70.0, 80.0, 36.0), tumour_offset=TUMOUR_OFFSET)
+    save_case(tmp_path / "iso", "ISO-1", images, lps((1, 1, 1), shape))
+    thick = {m: thick_slices(a) for m, a in images.items()}
+    affine = lps((1, 1, 3), shape)
     affine[2, 3] = 1.0  # thick slice k covers 1 mm slices 3k..3k+2: its centre is 3k + 1
-    write_images(tmp_path / "in" / "THICK-1", thick, affine)
+    save_case(tmp_path / "in", "THICK-1", thick, affine)
     for name in ("iso", "in"):
         result = run("predict", tmp_path / name, tmp_path / f"out-{name}", *INTENSITY)
         assert result.returncode == 0, result.stderr
@@ -316,21 +280,6 @@ def _resave(path: Path, data: np.ndarray) -> None:
     nib.save(image, path)
 
 
-def _raw_header(path: Path, edit) -> None:
-    """Rewrite ``path`` with header fields changed by ``edit(header)`` and written as they
-    are (``nib.save`` would recompute the geometry from the affine)."""
-    import gzip
-
-    image = nib.load(path)
-    header = image.header.copy()
-    data = np.asarray(image.dataobj).astype(header.get_data_dtype())
-    edit(header)
-    with gzip.open(path, "wb") as f:
-        f.write(header.binaryblock)
-        f.write(b"\0" * (int(header["vox_offset"]) - len(header.binaryblock)))
-        f.write(data.tobytes(order="F"))
-
-
 def _complex(folder: Path) -> None:
     path = _modality(folder, "t2f")
     _resave(path, np.asarray(nib.load(path).dataobj).astype(np.complex64))
@@ -349,7 +298,7 @@ def _huge_header(folder: Path) -> None:
         header.set_data_shape((4000, 4000, 4000))
 
     path = _modality(folder, "t2w")
-    _raw_header(path, edit)
+    rewrite_header_raw(path, edit)
 
 
 def _zero_axes(folder: Path) -> None:
@@ -360,7 +309,7 @@ def _zero_axes(folder: Path) -> None:
             header[row][:] = 0
 
     for modality in ("t1n", "t1c", "t2w", "t2f"):
-        _raw_header(_modality(folder, modality), edit)
+        rewrite_header_raw(_modality(folder, modality), edit)
 
 
 def _nan_affine(folder: Path) -> None:
@@ -369,7 +318,7 @@ def _nan_affine(folder: Path) -> None:
         header["srow_x"][0] = np.nan
 
     for modality in ("t1n", "t1c", "t2w", "t2f"):
-        _raw_header(_modality(folder, modality), edit)
+        rewrite_header_raw(_modality(folder, modality), edit)
 
 
 def _overflowing_slope(folder: Path) -> None:

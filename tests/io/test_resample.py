@@ -20,9 +20,8 @@ from brats_goat.io.read import CaseError, load_case
 from brats_goat.io.resample import FRAME_SIZE, FramedVolumes, to_model_frame
 from brats_goat.run.predict import predict
 from brats_goat.segmenter import make_segmenter
+from tests.conftest import CONTRAST
 
-#: (brain, tumour) intensity per modality, as in tests/conftest.py.
-CONTRAST = {"t1n": (600, 450), "t1c": (650, 1300), "t2w": (500, 900), "t2f": (400, 950)}
 #: Brain half-axes (mm); the tumour: radius and offset from the brain's centre (mm).
 BRAIN_RADII = (60.0, 70.0, 30.0)
 TUMOUR_RADIUS = 14.0
