@@ -58,6 +58,23 @@ def save(data, path, affine=None, dtype=None, **hdr):
     return path
 
 
+def replace_image(path: Path, make) -> None:
+    """Rewrite ``path`` as the image ``make(nib.load(path))`` returns."""
+    new = make(nib.load(path))
+    path.unlink()
+    nib.save(new, path)
+
+
+def qform_moved(img):
+    """The image with its qform moved 30 mm from its sform (both valid)."""
+    q = img.affine.copy()
+    q[:3, 3] += 30
+    new = nib.Nifti1Image(np.asarray(img.dataobj), img.affine)
+    new.set_sform(img.affine, 1)
+    new.set_qform(q, 1)
+    return new
+
+
 def shift_origin(path: Path, mm: float) -> None:
     """Rewrite ``path`` with its origin moved ``mm`` along x: another grid."""
     img = nib.load(path)
@@ -269,17 +286,7 @@ def p21_huge_header_dims(t):
 def p22_qform_sform_disagree(t):
     c = write_case(t / "in", "C-1")
     for m in ("t1n", "t1c", "t2w", "t2f"):
-        p = mod(c, m)
-        img = nib.load(p)
-        d = np.asarray(img.dataobj)
-        a = img.affine
-        q = a.copy()
-        q[:3, 3] += 30
-        new = nib.Nifti1Image(d, a)
-        new.set_sform(a, 1)
-        new.set_qform(q, 1)
-        p.unlink()
-        nib.save(new, p)
+        replace_image(mod(c, m), qform_moved)
     return ["predict", t / "in", t / "out"], "ok, output header keeps both"
 
 
@@ -317,13 +324,13 @@ def p24_nan_affine(t):
 @probe
 def p25_scl_slope_huge(t):
     c = write_case(t / "in", "C-1")
-    p = mod(c, "t2f")
-    img = nib.load(p)
-    d = np.asarray(img.dataobj)
-    new = nib.Nifti1Image(d, img.affine, img.header)
-    new.header.set_slope_inter(1e38, 0)
-    p.unlink()
-    nib.save(new, p)
+
+    def huge_slope(img):
+        new = nib.Nifti1Image(np.asarray(img.dataobj), img.affine, img.header)
+        new.header.set_slope_inter(1e38, 0)
+        return new
+
+    replace_image(mod(c, "t2f"), huge_slope)
     return ["predict", t / "in", t / "out"], "case fails clearly (overflow) or ok"
 
 
@@ -398,13 +405,13 @@ def p34_all_zero_modality(t):
 @probe
 def p35_big_endian(t):
     c = write_case(t / "in", "C-1")
-    p = mod(c, "t2f")
-    img = nib.load(p)
-    d = np.asarray(img.dataobj).astype(">i2")
-    new = nib.Nifti1Image(d, img.affine)
-    new.set_qform(img.affine, 1)
-    p.unlink()
-    nib.save(new, p)
+
+    def big_endian(img):
+        new = nib.Nifti1Image(np.asarray(img.dataobj).astype(">i2"), img.affine)
+        new.set_qform(img.affine, 1)
+        return new
+
+    replace_image(mod(c, "t2f"), big_endian)
     return ["predict", t / "in", t / "out"], "ok"
 
 
@@ -412,11 +419,7 @@ def p35_big_endian(t):
 def p36_nifti2(t):
     c = write_case(t / "in", "C-1")
     for m in ("t1n", "t1c", "t2w", "t2f"):
-        p = mod(c, m)
-        img = nib.load(p)
-        new = nib.Nifti2Image(np.asarray(img.dataobj), img.affine)
-        p.unlink()
-        nib.save(new, p)
+        replace_image(mod(c, m), lambda img: nib.Nifti2Image(np.asarray(img.dataobj), img.affine))
     return ["predict", t / "in", t / "out"], "ok, output NIfTI2 or NIfTI1 with the same geometry"
 
 
@@ -433,14 +436,14 @@ def p37_analyze_pair(t):
 @probe
 def p38_rgb_dtype(t):
     c = write_case(t / "in", "C-1")
-    p = mod(c, "t1n")
-    img = nib.load(p)
-    d = np.asarray(img.dataobj)
-    rgb = np.zeros(d.shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
-    rgb["R"] = np.clip(d // 8, 0, 255)
-    new = nib.Nifti1Image(rgb, img.affine)
-    p.unlink()
-    nib.save(new, p)
+
+    def rgb(img):
+        d = np.asarray(img.dataobj)
+        out = np.zeros(d.shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+        out["R"] = np.clip(d // 8, 0, 255)
+        return nib.Nifti1Image(out, img.affine)
+
+    replace_image(mod(c, "t1n"), rgb)
     return ["predict", t / "in", t / "out"], "case fails: not an intensity image"
 
 
