@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from brats_goat.device import autocast, autocast_dtype, check_precision
-from brats_goat.model.network import MViTAE
+from brats_goat.model.network import MViTAE, Window
 from brats_goat.stages.runtime import RUNTIMES, Network
 
 
@@ -44,17 +44,9 @@ class InferenceConfig:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
 
 
-def fit_plane(volume: np.ndarray, size: int) -> tuple[np.ndarray, tuple[slice, slice], tuple]:
-    """Centre-pad or crop the in-plane axes to ``size`` so any grid reaches the model.
-
-    Returns the fitted array, the slices that pick the original region back out of the
-    fitted one, and padding for the inverse.
-    """
-    c, x, y, z = volume.shape
-    if (x, y) == (size, size) and volume.dtype == np.float32:  # BraTS: no 140 MB copy
-        whole = slice(0, size)
-        return volume, (whole, whole), (whole, whole)
-    out = np.zeros((c, size, size, z), dtype=np.float32)
+def plane_spans(x: int, y: int, size: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """Where an (x, y) plane sits on the model's ``size`` x ``size`` plane (centred, padded
+    or cropped): the model-plane region it fills, and the part of it that is shown."""
     src, dst = [], []
     for n in (x, y):
         if n <= size:
@@ -65,8 +57,23 @@ def fit_plane(volume: np.ndarray, size: int) -> tuple[np.ndarray, tuple[slice, s
             off = (n - size) // 2
             src.append(slice(off, off + size))
             dst.append(slice(0, size))
+    return (dst[0], dst[1]), (src[0], src[1])
+
+
+def fit_plane(volume: np.ndarray, size: int) -> tuple[np.ndarray, tuple[slice, slice], tuple]:
+    """Centre-pad or crop the in-plane axes to ``size`` so any grid reaches the model.
+
+    Returns the fitted array, the slices that pick the original region back out of the
+    fitted one, and padding for the inverse.
+    """
+    c, x, y, z = volume.shape
+    if (x, y) == (size, size) and volume.dtype == np.float32:  # BraTS: no 140 MB copy
+        whole = slice(0, size)
+        return volume, (whole, whole), (whole, whole)
+    dst, src = plane_spans(x, y, size)
+    out = np.zeros((c, size, size, z), dtype=np.float32)
     out[:, dst[0], dst[1]] = volume[:, src[0], src[1]]
-    return out, (dst[0], dst[1]), (src[0], src[1])
+    return out, dst, src
 
 
 def brain_slices(brain: np.ndarray, min_voxels: int) -> np.ndarray:
@@ -110,7 +117,127 @@ def brain_window(
     return spans[0], spans[1]
 
 
+@dataclass(frozen=True)
+class PlaneBox:
+    """Where a network's outputs are kept: a box on the model's plane, the same box on the
+    volume's grid, and whether the network decodes only it (``MViTAE.decode``'s window;
+    a compiled network decodes the whole plane, cropped to the box after)."""
+
+    plane: Window
+    grid: tuple[slice, slice]
+    windowed: bool
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        (r0, r1), (c0, c1) = self.plane
+        return r1 - r0, c1 - c0
+
+
+def output_box(model: MViTAE | Network, brain: np.ndarray, z: list[int]) -> PlaneBox:
+    """The brain's in-plane box on the slices ``z`` (``brain_window``), or the whole shown
+    plane where the network cannot decode a part of it or there is no brain."""
+    dst, src = plane_spans(brain.shape[0], brain.shape[1], model.cfg.image_size)
+    window = brain_window(brain, z, dst, src) if isinstance(model, MViTAE) else None
+    plane = window or (_span(dst[0]), _span(dst[1]))
+    grid = (_shifted(plane[0], dst[0], src[0]), _shifted(plane[1], dst[1], src[1]))
+    return PlaneBox(plane, grid, window is not None)
+
+
+def network_input(volume: np.ndarray, z: list[int], size: int) -> np.ndarray:
+    """The slices ``z`` of a (C, X, Y, Z) volume as the network reads them: (N, C, S, S)
+    float32, slice after slice, fitted to the model's plane (``fit_plane``)."""
+    c, x, y, _ = volume.shape
+    picked = volume[..., as_slice(z)]
+    if (x, y) == (size, size):
+        return np.ascontiguousarray(picked.transpose(3, 0, 1, 2), dtype=np.float32)
+    dst, src = plane_spans(x, y, size)
+    out = np.zeros((len(z), c, size, size), dtype=np.float32)
+    out[:, :, dst[0], dst[1]] = picked[:, src[0], src[1]].transpose(3, 0, 1, 2)
+    return out
+
+
+@dataclass
+class SliceStack:
+    """Slices of a case in the network's layout, with the box its outputs are kept on.
+
+    The volumes are (C, X, Y, Z), the network reads (N, C, S, S): one transposing copy per
+    case serves every pass (restoration edits a copy of it), and the outputs stay
+    slice-major on the box until ``to_volume`` writes them back once. Gathering every batch
+    out of the volume and scattering it back, pass after pass, cost ~1 s per case (issue 18).
+    """
+
+    z: list[int]  # the slices' axial indices, ascending
+    inputs: np.ndarray  # (N, C, S, S) float32
+    brain: np.ndarray  # (N, h, w) bool: the brain on the box
+    box: PlaneBox
+
+    @classmethod
+    def of(
+        cls,
+        model: MViTAE | Network,
+        brain: np.ndarray,
+        z: list[int],
+        volume: np.ndarray | None = None,
+        inputs: np.ndarray | None = None,
+    ) -> SliceStack:
+        """The slices ``z``, read from ``volume`` unless their ``inputs`` are given."""
+        box = output_box(model, brain, z)
+        if inputs is None:
+            inputs = network_input(volume, z, model.cfg.image_size)
+        inside = brain[box.grid[0], box.grid[1]][..., as_slice(z)].transpose(2, 0, 1)
+        return cls(z, inputs, inside, box)
+
+    @property
+    def on_box(self) -> np.ndarray:
+        """(N, C, h, w) view of the inputs on the box."""
+        (r0, r1), (c0, c1) = self.box.plane
+        return self.inputs[:, :, r0:r1, c0:c1]
+
+    def to_volume(self, values: np.ndarray, like: np.ndarray) -> np.ndarray:
+        """(N, C, h, w) values on the box -> a (C, X, Y, Z) volume like ``like``, 0 elsewhere."""
+        volume = np.zeros_like(like)
+        volume[:, self.box.grid[0], self.box.grid[1], as_slice(self.z)] = values.transpose(
+            1, 2, 3, 0
+        )
+        return volume
+
+
 @torch.no_grad()
+def run_network(
+    model: MViTAE | Network,
+    stack: SliceStack,
+    cfg: InferenceConfig,
+    device: torch.device,
+    on_batch: Callable[[int], None] | None = None,
+    present: np.ndarray | None = None,
+) -> np.ndarray:
+    """(N, C, h, w): the network's output for every slice of ``stack`` on its box, batched,
+    0 outside the brain. ``cfg.precision`` picks float32 or bfloat16 autocast
+    (``brats_goat.device.autocast_dtype``); ``present`` (C,) bool says which modalities
+    are real (absent ones are zero images)."""
+    dtype = autocast_dtype(cfg.precision, device) if isinstance(model, nn.Module) else None
+    if isinstance(model, nn.Module):
+        model = model.to(device).eval()
+    mask = None
+    if present is not None and model.cfg.modality_mask:
+        mask = torch.as_tensor(np.asarray(present, dtype=np.float32), device=device)[None]
+    (r0, r1), (c0, c1) = stack.box.plane
+    out = np.empty((*stack.inputs.shape[:2], *stack.box.shape), dtype=np.float32)
+    for start in range(0, len(out), cfg.batch_size):
+        batch = torch.from_numpy(stack.inputs[start : start + cfg.batch_size]).to(device)
+        present_b = None if mask is None else mask.expand(len(batch), -1)
+        with autocast(dtype, device):
+            if stack.box.windowed:
+                y = model(batch, present_b, stack.box.plane)
+            else:
+                y = model(batch, present_b)[:, :, r0:r1, c0:c1]
+        out[start : start + len(batch)] = y.float().cpu().numpy()
+        if on_batch is not None:
+            on_batch(len(batch))
+    out *= stack.brain[:, None]
+    return out
+
+
 def reconstruct_volume(
     model: MViTAE | Network,
     volume: np.ndarray,
@@ -124,42 +251,13 @@ def reconstruct_volume(
     """Reconstruct a normalised (C, X, Y, Z) volume slice by slice, batched.
 
     Slices with almost no brain are not run (they would be reconstructed as background
-    anyway) and stay 0; ``only`` (Z,) bool restricts the run further (restoration re-runs
-    only the slices it changed) and leaves the others 0 too. ``cfg.precision`` picks
-    float32 or bfloat16 autocast (``brats_goat.device.autocast_dtype``). ``present`` (C,)
-    bool says which modalities the volume really has (absent ones are zero images).
-    ``model`` is the torch module or a compiled ``Network`` (``brats_goat.stages.runtime``),
-    which runs where it was compiled.
+    anyway) and stay 0; ``only`` (Z,) bool restricts the run further and leaves the others
+    0 too; voxels outside ``brain`` are 0. ``model`` is the torch module or a compiled
+    ``Network`` (``brats_goat.stages.runtime``), which runs where it was compiled.
     """
-    size = model.cfg.image_size
-    fitted, dst, src = fit_plane(volume, size)
-    # Written straight into the volume's grid, masked in place: peak memory is what limits
-    # batch size and the machines the container runs on.
-    recon = np.zeros_like(volume)
     run = brain_slices(brain, cfg.min_brain_voxels)
-    todo = [int(z) for z in np.flatnonzero(run if only is None else run & only)]
-    dtype = autocast_dtype(cfg.precision, device) if isinstance(model, nn.Module) else None
-    if isinstance(model, nn.Module):
-        model = model.to(device).eval()
-    mask = None
-    if present is not None and model.cfg.modality_mask:
-        mask = torch.as_tensor(np.asarray(present, dtype=np.float32), device=device)[None]
-    # The decoder works only on the brain's in-plane box (MViTAE.decode's window): what
-    # lies outside is masked to 0 below anyway. A compiled network decodes everything.
-    window = brain_window(brain, todo, dst, src) if isinstance(model, MViTAE) else None
-    rows, cols = window or (_span(dst[0]), _span(dst[1]))
-    out_rows, out_cols = _shifted(rows, dst[0], src[0]), _shifted(cols, dst[1], src[1])
-    for start in range(0, len(todo), cfg.batch_size):
-        idx = as_slice(todo[start : start + cfg.batch_size])
-        batch = torch.from_numpy(np.ascontiguousarray(fitted[..., idx].transpose(3, 0, 1, 2)))
-        batch = batch.to(device)
-        present_b = None if mask is None else mask.expand(len(batch), -1)
-        with autocast(dtype, device):
-            out = model(batch, present_b, window) if window else model(batch, present_b)
-        if window is None:
-            out = out[:, :, rows[0] : rows[1], cols[0] : cols[1]]
-        recon[:, out_rows, out_cols, idx] = out.float().cpu().numpy().transpose(1, 2, 3, 0)
-        if on_batch is not None:
-            on_batch(len(batch))
-    recon *= brain[None]
-    return recon
+    z = [int(i) for i in np.flatnonzero(run if only is None else run & only)]
+    if not z:
+        return np.zeros_like(volume)
+    stack = SliceStack.of(model, brain, z, volume)
+    return stack.to_volume(run_network(model, stack, cfg, device, on_batch, present), volume)

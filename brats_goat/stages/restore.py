@@ -12,7 +12,7 @@ same restoration, so healthy statistics and inference match.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from brats_goat.model.network import MViTAE
 from brats_goat.stages.anomaly import inplane_cross
 from brats_goat.stages.crop import bounding_box
 from brats_goat.stages.postprocess import PostprocessConfig
-from brats_goat.stages.reconstruct import InferenceConfig, reconstruct_volume
+from brats_goat.stages.reconstruct import InferenceConfig, SliceStack, brain_slices, run_network
 from brats_goat.stages.runtime import Network
 
 
@@ -38,22 +38,36 @@ def suspect_voxels(
     """Brain voxels where any of ``channels`` (indices; None: all) differs from its
     reconstruction by more than ``z``, grown in-plane by ``dilation``: the copied halo of a
     lesion reaches past the voxels that already stand out. Computed on the brain's box
-    (nothing outside it can be suspect), one channel at a time (no copy of the volume)."""
+    (nothing outside it can be suspect)."""
     box = bounding_box(brain, margin=0)
-    inside = box.crop(brain)
+    channels = range(len(normalised)) if channels is None else channels
+    pairs = ((box.crop(normalised[c]), box.crop(recon[c])) for c in channels)
+    return box.paste(stand_out(pairs, box.crop(brain), z, dilation, inplane_cross()))
+
+
+def stand_out(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    inside: np.ndarray,
+    z: float,
+    dilation: int,
+    inplane: np.ndarray,
+) -> np.ndarray:
+    """Voxels of ``inside`` where any (image, reconstruction) pair differs by more than
+    ``z``, dilated by ``inplane`` (the in-plane cross in the arrays' axis order)
+    ``dilation`` times and kept inside; one channel at a time (no copy of the volume)."""
     suspect = np.zeros(inside.shape, dtype=bool)
-    for c in range(len(normalised)) if channels is None else channels:
-        suspect |= np.abs(box.crop(normalised[c]) - box.crop(recon[c])) > z
+    for image, recon in pairs:
+        suspect |= np.abs(image - recon) > z
     suspect &= inside
     if dilation > 0 and suspect.any():
-        grown = ndimage.binary_dilation(suspect, structure=inplane_cross(), iterations=dilation)
+        grown = ndimage.binary_dilation(suspect, structure=inplane, iterations=dilation)
         suspect = grown & inside
-    return box.paste(suspect)
+    return suspect
 
 
 def restore_pass(
     model: MViTAE | Network,
-    normalised: np.ndarray,
+    stack: SliceStack,
     brain: np.ndarray,
     recon: np.ndarray,
     plain: np.ndarray,
@@ -64,16 +78,23 @@ def restore_pass(
     on_batch: Callable[[int], None] | None = None,
     present: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One restoration pass: reconstruct the input with ``suspect`` voxels replaced by
-    ``recon``. Only slices with a suspect voxel are run: the model works slice by slice
-    (one slice's output does not depend on the others in its batch), so a slice without
-    one has exactly the input of the plain pass (absent modalities are zero images in both)
-    and gets the ``plain`` estimate back."""
-    changed = suspect.any(axis=(0, 1))
-    healed = np.where(suspect[None], recon, normalised)  # float32, as both are
-    healed[absent] = 0
-    out = reconstruct_volume(model, healed, brain, inference, device, on_batch, present, changed)
-    out[..., ~changed] = plain[..., ~changed]
+    """One restoration pass over ``stack``: reconstruct its input with ``suspect`` voxels
+    (N, h, w, on its box) replaced by ``recon``. Only slices with a suspect voxel are run,
+    on the brain's box of those slices: the model works slice by slice (one slice's output
+    does not depend on the others in its batch), so a slice without one has exactly the
+    input of the plain pass (absent modalities are zero images in both) and gets the
+    ``plain`` estimate back."""
+    changed = np.flatnonzero(suspect.any(axis=(1, 2)))
+    healed = stack.inputs[changed]  # a copy: the plain input stays as it was
+    (r0, r1), (c0, c1) = stack.box.plane
+    np.copyto(healed[:, :, r0:r1, c0:c1], recon[changed], where=suspect[changed][:, None])
+    healed[:, absent] = 0
+    part = SliceStack.of(model, brain, [stack.z[i] for i in changed], inputs=healed)
+    values = run_network(model, part, inference, device, on_batch, present)
+    (p0, p1), (q0, q1) = part.box.plane
+    out = plain.copy()
+    out[changed] = 0
+    out[changed, :, p0 - r0 : p1 - r0, q0 - c0 : q1 - c0] = values
     return out
 
 
@@ -95,28 +116,32 @@ def restore_volume(
     replaced by the previous estimate, so tissue the model explains is never altered and
     a wrong suspect costs little: it is filled with what the model predicted there anyway.
     ``on_pass(k, estimate)`` sees the estimate after pass ``k`` (0 = plain reconstruction).
-    Channels not in ``post.restore_maps`` are returned as the plain reconstruction.
+    Channels not in ``post.restore_maps`` are returned as the plain reconstruction. The
+    passes run on the brain slices in the network's layout (``SliceStack``).
     """
-    plain = reconstruct_volume(model, normalised, brain, inference, device, on_batch, present)
-    recon = plain
+    z = [int(i) for i in np.flatnonzero(brain_slices(brain, inference.min_brain_voxels))]
+    if not z:
+        if on_pass is not None:
+            on_pass(0, np.zeros_like(normalised))
+        return np.zeros_like(normalised)
+    stack = SliceStack.of(model, brain, z, normalised)
+    plain = recon = run_network(model, stack, inference, device, on_batch, present)
     if on_pass is not None:
-        on_pass(0, plain)
+        on_pass(0, stack.to_volume(plain, normalised))
     absent = np.zeros(len(normalised), dtype=bool) if present is None else ~np.asarray(present)
-    present_idx = np.flatnonzero(~absent)
+    inplane = np.moveaxis(inplane_cross(), 2, 0)  # (N, h, w) order
     for k in range(1, post.restore_iterations + 1):
-        suspect = suspect_voxels(
-            normalised, recon, brain, post.restore_z, post.restore_dilation, present_idx
-        )
+        pairs = ((stack.on_box[:, c], recon[:, c]) for c in np.flatnonzero(~absent))
+        suspect = stand_out(pairs, stack.brain, post.restore_z, post.restore_dilation, inplane)
         if not suspect.any():
             break
         recon = restore_pass(
-            model, normalised, brain, recon, plain, suspect, absent, inference, device,
+            model, stack, brain, recon, plain, suspect, absent, inference, device,
             on_batch, present,
         )  # fmt: skip
         if on_pass is not None:
-            on_pass(k, recon)
+            on_pass(k, stack.to_volume(recon, normalised))
+    keep_plain = [i for i, m in enumerate(MODALITIES) if m not in post.restore_maps]
     if recon is not plain:
-        keep_plain = [i for i, m in enumerate(MODALITIES) if m not in post.restore_maps]
-        recon = recon.copy()  # the last pass's estimate went to on_pass as it was
-        recon[keep_plain] = plain[keep_plain]
-    return recon
+        recon[:, keep_plain] = plain[:, keep_plain]
+    return stack.to_volume(recon, normalised)

@@ -3,6 +3,7 @@ estimate, so a model that copies part of a lesion copies less of it each pass.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -131,17 +132,22 @@ def test_calibrate_restore_iterations_is_stored_and_used_by_predict(
     assert report["cases"][0]["status"] == "ok"
 
 
-def _full_restore(model, vol, brain, post, cfg) -> np.ndarray:
-    """The restoration as it was before passes ran on changed slices only: every pass
-    reconstructs every slice (the reference the partial path must reproduce)."""
+def _full_restore(model, vol, brain, post, cfg, present=None) -> np.ndarray:
+    """The restoration as it was before passes ran on changed slices only, on the whole
+    volume in its own layout: every pass reconstructs every slice (the reference the
+    partial, slice-major path must reproduce)."""
     dev = torch.device("cpu")
-    recon = plain = reconstruct_volume(model, vol, brain, cfg, dev)
+    recon = plain = reconstruct_volume(model, vol, brain, cfg, dev, present=present)
+    keep = np.ones(len(vol), bool) if present is None else np.asarray(present)
     for _ in range(post.restore_iterations):
-        suspect = suspect_voxels(vol, recon, brain, post.restore_z, post.restore_dilation)
+        suspect = suspect_voxels(
+            vol, recon, brain, post.restore_z, post.restore_dilation, np.flatnonzero(keep)
+        )
         if not suspect.any():
             break
         healed = np.where(suspect[None], recon, vol).astype(np.float32)
-        recon = reconstruct_volume(model, healed, brain, cfg, dev)
+        healed[~keep] = 0
+        recon = reconstruct_volume(model, healed, brain, cfg, dev, present=present)
     unrestored = [i for i, m in enumerate(MODALITIES) if m not in post.restore_maps]
     recon[unrestored] = plain[unrestored]
     return recon
@@ -173,3 +179,36 @@ def test_the_network_is_per_slice_whatever_the_batch() -> None:
         together = model(x)
         alone = torch.cat([model(x[i : i + 1]) for i in range(len(x))])
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("shape", "offset"),
+    [((4, 40, 52, 7), (0, 8)), ((4, 70, 30, 6), (8, -6))],
+    ids=["padded", "cropped"],
+)
+def test_slice_major_passes_match_the_volume_reference_on_any_grid(shape, offset) -> None:
+    """The passes run on the brain slices in the network's layout and on the brain's box,
+    then write back once; on grids padded and cropped to the model's plane, with the brain
+    off-centre, a slice without brain and an absent modality, that is the volume-layout
+    reference to float rounding. (The brain lies inside the part of the grid the model is
+    shown: tissue beyond it is never reconstructed, and the reference counted it suspect.)"""
+    torch.manual_seed(0)
+    model = MViTAE(dataclasses.replace(TINY, modality_mask=True)).eval()
+    rng = np.random.default_rng(4)
+    _, x, y, depth = shape
+    rows, cols = np.mgrid[:x, :y]
+    centre = (x / 2 + offset[0], y / 2 + offset[1])
+    disk = (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 < 13**2
+    brain = np.repeat(disk[..., None], depth, axis=2)
+    brain[..., 0] = False
+    vol = np.where(brain, rng.normal(0, 0.3, shape), 0).astype(np.float32)
+    vol[:, brain & (rows[..., None] < centre[0]) & (cols[..., None] < centre[1])] += LESION
+    present = np.array([True, True, False, True])
+    vol[~present] = 0
+    post = PostprocessConfig(restore_iterations=2, restore_z=1.0)
+    cfg = InferenceConfig(min_brain_voxels=1, batch_size=3, precision="float32")
+    runs: list[int] = []
+    out = restore_volume(model, vol, brain, post, cfg, torch.device("cpu"), present, runs.append)
+    reference = _full_restore(model, vol, brain, post, cfg, present)
+    assert out[:, brain].std() > 0 and sum(runs) > depth - 1  # restoration passes ran
+    np.testing.assert_allclose(out, reference, atol=1e-5)
