@@ -71,9 +71,9 @@ class RefineConfig:
     max_slices: int = 8
     #: The same on a GPU, where an encoding costs milliseconds: every candidate slice.
     max_slices_gpu: int = 0
-    #: Slices encoded per forward pass on a CPU: 1. Eager torch encoded 8 slices in 10.3 s
-    #: at 1, 14.7 s at 4 on the 2-core CPU (results/sam-encoder-runtimes.md); OpenVINO
-    #: encodes one slice per request whatever this is.
+    #: Slices encoded per forward pass on a CPU: 1. Eager torch took 1.15 s per slice at 1,
+    #: 1.24 s at 2, 1.47 s at 4 on the idle 2-core CPU (results/sam-encoder-runtimes.md);
+    #: OpenVINO encodes one slice per request whatever this is.
     batch_size: int = 1
     #: The same on a GPU, where batching pays.
     batch_size_gpu: int = 4

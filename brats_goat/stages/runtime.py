@@ -1,9 +1,10 @@
 """Where the networks' forward passes run: eager PyTorch (the reference) or OpenVINO (CPU).
 
 ``auto`` (the default) picks, per network, the runtime measured fastest on the device:
-OpenVINO for a SAM-family image encoder on a CPU in float32 (LiteMedSAM's TinyViT:
-results/sam-encoder-runtimes.md), torch for the MViT-AE (its bfloat16 torch path, and
-OpenVINO's start-up left no clear margin over whole cases: docs/results.md).
+OpenVINO for a SAM-family image encoder on a CPU in float32 (LiteMedSAM's TinyViT: 2x
+eager torch per slice, results/sam-encoder-runtimes.md), torch for the MViT-AE (its
+bfloat16 torch path, and OpenVINO's start-up left no clear margin over whole cases:
+docs/results.md).
 
 For the MViT-AE on the 2-core CPU, the decoder's transposed convolutions and batch norms
 at full resolution take most of the forward pass; OpenVINO fuses them and runs oneDNN's
@@ -150,8 +151,11 @@ class OpenVINONetwork:
 def export_image_encoder(encoder: nn.Module, size: int, path: Path) -> None:
     """Write a SAM-family image encoder (float32, eval) as ONNX for one (1, 3, size, size)
     image. The batch is static: TinyViT's reshapes are traced with the batch baked in, and
-    OpenVINO fails on a dynamic batch axis at batch 2."""
-    legacy_export(encoder.float().eval(), (torch.zeros(1, 3, size, size),), path, ["x"])
+    OpenVINO fails on a dynamic batch axis at batch 2. Traced without autograd: with it,
+    LiteMedSAM's export peaked at 2.8 GB RSS against 0.8 GB. (Not so the MViT-AE: without
+    autograd its transformer layers take a fused path that has no ONNX export.)"""
+    with torch.no_grad():
+        legacy_export(encoder.float().eval(), (torch.zeros(1, 3, size, size),), path, ["x"])
 
 
 class OpenVINOImageEncoder:

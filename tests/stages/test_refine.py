@@ -134,8 +134,8 @@ def test_accepted_mask_replaces_component_inside_its_box() -> None:
 
 
 def test_cpu_encodes_slice_by_slice_and_a_gpu_in_batches() -> None:
-    """Eager torch on the 2-core CPU was fastest one slice per pass (10.3 s for 8 slices
-    against 14.7 s in fours, results/sam-encoder-runtimes.md); GPUs keep batching."""
+    """Eager torch on the 2-core CPU was fastest one slice per pass (1.15 s per slice
+    against 1.47 s in fours, results/sam-encoder-runtimes.md); GPUs keep batching."""
     answer = np.zeros((30, 40), bool)
     defaults = RefineConfig()
     _, _, _, backend = refine_with(answer, 0.0, batch_size=defaults.batch_size)
