@@ -139,11 +139,13 @@ class Segmenter:
         self.config = config or PipelineConfig()
         self.meta = meta or {}
         self.device = torch.device("cpu")
+        inference = self.config.inference
         #: SAM-family model of the refine stage (None: ``--refine none``).
         self.refiner = make_backend(
             self.config.refine,
-            pick_device(self.config.inference.device),
-            self.config.inference.precision,
+            pick_device(inference.device),
+            inference.precision,
+            inference.runtime,
         )
 
     @property

@@ -3,11 +3,12 @@
 Next to it, the floor that no pipeline can beat: reading the four inputs of a case and
 writing one label map; every stage is also given as a multiple of that floor, so the
 stage worth working on next stands out. One predict process runs over all cases (3 or
-more, start-up shared). Results go to results/predict-speed-<commit>.{json,md}.
+more, start-up shared). Results go to results/predict-speed-<commit>[-METHOD][-RUNTIME].{json,md}
+(no RUNTIME suffix for the default, auto).
 
     python -m scripts.benchmark_predict [--data ../shared/data/real] [--device cpu]
                                         [--method mvitae|mvitae+litemedsam|...]
-                                        [--runtime torch|openvino]
+                                        [--runtime auto|torch|openvino]
                                         [--note "machine loaded by ..."]
 """
 
@@ -76,7 +77,7 @@ def main() -> None:
     parser.add_argument("--method", default="mvitae", help="METHOD[+REFINE], as in benchmark.py")
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--note", default="", help="How the machine was (idle, loaded by ...)")
-    parser.add_argument("--runtime", default="torch", help="predict --runtime (torch|openvino)")
+    parser.add_argument("--runtime", default="auto", help="predict --runtime (auto|torch|openvino)")
     args = parser.parse_args()
     if len(discover_cases(args.data)) < 3:
         raise SystemExit("benchmark_predict needs 3 or more cases (start-up shared)")
@@ -120,7 +121,7 @@ def main() -> None:
     }
     args.results.mkdir(exist_ok=True)
     suffix = "" if args.method == "mvitae" else "-" + args.method.replace("+", "-")
-    suffix += "" if args.runtime == "torch" else "-" + args.runtime
+    suffix += "" if args.runtime == "auto" else "-" + args.runtime
     stem = args.results / f"predict-speed-{commit}{suffix}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     md = [

@@ -163,8 +163,11 @@ def exit_code(report: RunReport, on_case_failure: str) -> int:
     type=click.Choice(RUNTIMES),
     default=InferenceConfig.runtime,
     show_default=True,
-    help="What runs the network on the CPU: torch (the reference) or openvino (same labels, "
-    "faster; needs the openvino extra, else torch runs with a warning). GPUs run torch.",
+    help="What runs the networks on the CPU. auto = per network the fastest measured: "
+    "OpenVINO for the SAM-family image encoder when it runs float32, torch for the MViT-AE; "
+    "torch = all eager torch (the reference); openvino = both through OpenVINO. OpenVINO "
+    "needs the openvino extra: without it auto runs torch, openvino torch with a warning. "
+    "GPUs run torch.",
 )
 @click.option(
     "--precision",

@@ -33,10 +33,13 @@ class InferenceConfig:
     precision: str = "auto"
     #: Only slices with at least this many brain voxels are reconstructed; others are 0.
     min_brain_voxels: int = 100
-    #: What runs the network on the CPU: ``torch`` (eager, the reference) or ``openvino``
-    #: (same labels, faster forward pass: results/forward-runtimes.md; needs the
-    #: ``openvino`` extra, torch runs with a warning without it). GPUs always run torch.
-    runtime: str = "torch"
+    #: What runs the networks on the CPU (``brats_goat.stages.runtime``): ``auto`` = per
+    #: network the fastest measured: OpenVINO for the SAM-family image encoder in float32
+    #: (results/sam-encoder-runtimes.md), torch for the MViT-AE; ``torch`` = all eager (the
+    #: reference); ``openvino`` = both through OpenVINO (results/forward-runtimes.md). Needs
+    #: the ``openvino`` extra: without it ``auto`` runs torch, ``openvino`` torch with a
+    #: warning. GPUs always run torch.
+    runtime: str = "auto"
 
     def __post_init__(self) -> None:
         check_precision(self.precision)

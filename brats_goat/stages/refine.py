@@ -71,8 +71,12 @@ class RefineConfig:
     max_slices: int = 8
     #: The same on a GPU, where an encoding costs milliseconds: every candidate slice.
     max_slices_gpu: int = 0
-    #: Slices encoded per forward pass.
-    batch_size: int = 4
+    #: Slices encoded per forward pass on a CPU: 1. Eager torch took 1.15 s per slice at 1,
+    #: 1.24 s at 2, 1.47 s at 4 on the idle 2-core CPU (results/sam-encoder-runtimes.md);
+    #: OpenVINO encodes one slice per request whatever this is.
+    batch_size: int = 1
+    #: The same on a GPU, where batching pays.
+    batch_size_gpu: int = 4
     #: Per-volume intensity window (percentiles inside the brain) mapped to the model's
     #: [0, 1] input range, as MedSAM preprocesses MRI.
     window_percentiles: tuple[float, float] = (0.5, 99.5)
@@ -104,11 +108,13 @@ class ChannelStats:
 @dataclass
 class RefineStats:
     backend: str
+    #: What ran the backend's image encoder: ``torch`` or ``openvino`` (``--runtime``).
+    runtime: str = "torch"
     channels: dict[str, ChannelStats] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         channels = {name: asdict(stats) for name, stats in self.channels.items()}
-        return {"backend": self.backend, "channels": channels}
+        return {"backend": self.backend, "runtime": self.runtime, "channels": channels}
 
 
 @dataclass
@@ -240,8 +246,9 @@ def refine_channel(
     zs = sorted({p.z for p in prompts})
     out = mask.copy()
     stats.slices, stats.prompts = len(zs), len(prompts)
-    for start in range(0, len(zs), cfg.batch_size):
-        batch_z = zs[start : start + cfg.batch_size]
+    batch = cfg.batch_size_gpu if on_gpu else cfg.batch_size
+    for start in range(0, len(zs), batch):
+        batch_z = zs[start : start + batch]
         batch_prompts = [p for p in prompts if p.z in batch_z]
         encoded = backend.encode(np.stack([image[..., z].T for z in batch_z]))
         masks, scores = backend.predict(encoded, to_prompts(batch_prompts, batch_z))
@@ -272,7 +279,7 @@ def refine_masks(
 ) -> tuple[dict[str, np.ndarray], RefineStats]:
     """Refine each configured channel on its own image, then re-apply the component rule
     (minimum size, largest kept) so the output obeys the same rules as unrefined masks."""
-    stats = RefineStats(backend=backend.name)
+    stats = RefineStats(backend=backend.name, runtime=backend.runtime)
     out = dict(binary)
     for name in cfg.channels:
         if name not in binary or not binary[name].any():

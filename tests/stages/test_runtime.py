@@ -77,6 +77,9 @@ def test_torch_runs_where_openvino_cannot(
     model = tiny_model()
     torch_module = runtime.MViTAE
     assert isinstance(prepare_network(model, "torch", torch.device("cpu")), torch_module)
+    # auto (the default) keeps the MViT-AE on torch, its bfloat16 path, without a word.
+    assert isinstance(prepare_network(model, "auto", torch.device("cpu")), torch_module)
+    assert capsys.readouterr().err == ""
     assert isinstance(prepare_network(model, "openvino", torch.device("cuda")), torch_module)
     assert "CPU only" in capsys.readouterr().err
     monkeypatch.setattr(runtime, "openvino_installed", lambda: False)
