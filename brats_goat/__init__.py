@@ -16,6 +16,11 @@ The data flow lives in the sub-packages: ``io`` (discover, read, write), ``stage
 
 __version__ = "0.1.0"
 
+# First, before anything imports torch: large tensors on huge pages (brats_goat.memory).
+import brats_goat.memory  # noqa: F401
+
+# isort: split
+
 # After __version__: the run report imports it from here.
 from brats_goat.evaluation.evaluate import evaluate_folder as evaluate
 from brats_goat.io.discover import Case, discover_cases

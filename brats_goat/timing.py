@@ -4,18 +4,22 @@ case's progress bar (``run/predict.py`` passes one; in memory there is none)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from tqdm import tqdm
 
 
 class StageTimer:
-    """Collects seconds per stage and advances the case's progress bar."""
+    """Collects seconds per stage and advances the case's progress bar; ``after`` maps a
+    stage's name to what to start once it has ended (the run reads the next case then)."""
 
-    def __init__(self, bar: tqdm | None = None) -> None:
+    def __init__(
+        self, bar: tqdm | None = None, after: dict[str, Callable[[], object]] | None = None
+    ) -> None:
         self.timings: dict[str, float] = {}
         self.bar = bar
+        self.after = dict(after or {})
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -28,3 +32,5 @@ class StageTimer:
             self.timings[name] = round(time.perf_counter() - start, 3)
             if self.bar is not None:
                 self.bar.update(1)
+        if name in self.after:  # only after a stage that ended without an exception
+            self.after.pop(name)()

@@ -28,6 +28,7 @@ from brats_goat.io.discover import MAX_CASE_DEPTH, Case, discover_cases
 from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
 from brats_goat.io.resample import to_model_frame
 from brats_goat.io.write import find_temp_files, like_reference, write_nifti_atomic
+from brats_goat.memory import release_free_memory
 from brats_goat.parallel import helper_pool
 from brats_goat.run.interrupt import RunInterrupted, signals_deferred, stop_on_signals
 from brats_goat.run.lock import FolderBusy, lock_folders, stale_shard_locks
@@ -155,11 +156,13 @@ def predict_case(
     qc_png: bool = False,
     quiet: bool = False,
     reading: Future[CaseVolumes] | None = None,
+    after_reconstruct: Callable[[], object] | None = None,
 ) -> CaseResult:
     """Run one case; any failure becomes an error in its result, never an exception.
 
     ``reading``: the case's ``read_case`` already under way in the background (the run
     reads one case ahead); its errors come out here as the read stage's own.
+    ``after_reconstruct``: started when the reconstruct stage has ended (the next read).
     """
     result = CaseResult(case_id=case.case_id, input=str(case.folder))
     bar = tqdm(
@@ -171,7 +174,7 @@ def predict_case(
         file=sys.stderr,
         bar_format="{desc}: {bar:20} {n_fmt}/{total_fmt} {postfix} [{elapsed}]",
     )
-    timer = StageTimer(bar)
+    timer = StageTimer(bar, {"reconstruct": after_reconstruct} if after_reconstruct else None)
     try:
         with timer.stage("read"):
             atol = segmenter.config.affine_atol
@@ -286,24 +289,33 @@ def segment_cases(
     more with the final state: ``finished``, or ``interrupted`` with the running case
     marked before the signal goes on."""
     current: Case | None = None
-    # One case is read ahead on a thread while the one before is segmented: reading is
+    # The next case is read on a thread while the one before is segmented: reading is
     # mostly gzip and numpy, which leave the GIL, and fills a core that the single-threaded
-    # 3D stages leave idle (issue 18). At most one extra case is in memory.
+    # 3D stages after the reconstruction leave idle (issue 18). It starts once the
+    # reconstruction has ended: during it, torch's two threads need both cores, and a
+    # read beside them slowed it by more than the read took. At most one extra case is in
+    # memory.
     ahead = helper_pool(1, "brats-goat-read")
     atol = segmenter.config.affine_atol
     reads = {0: ahead.submit(read_case, cases[0], atol)} if cases else {}
+
+    def read_next(i: int) -> None:
+        if i < len(cases) and i not in reads:
+            reads[i] = ahead.submit(read_case, cases[i], atol)
+
     try:
         for i, case in enumerate(cases, 1):
             if not quiet:
                 tqdm.write(f"[{i}/{len(cases)}] {case.case_id}", file=sys.stderr)
             current = case
-            if i < len(cases):
-                reads[i] = ahead.submit(read_case, cases[i], atol)
             reading = reads.pop(i - 1)  # popped: its volumes go with the case
             result = predict_case(
-                case, segmenter, output_dir, quiet=quiet, reading=reading, **case_options
-            )
+                case, segmenter, output_dir, quiet=quiet, reading=reading,
+                after_reconstruct=lambda i=i: read_next(i), **case_options,
+            )  # fmt: skip
+            read_next(i)  # the case ended before its reconstruction (failed): read now
             del reading
+            release_free_memory()  # the case's freed arrays must not count for the next
             report.cases.append(result)
             current = None
             if placeholders and result.status != "ok":

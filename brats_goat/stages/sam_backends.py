@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from brats_goat.device import autocast, autocast_dtype
+from brats_goat.memory import release_free_memory
 from brats_goat.stages.runtime import (
     OpenVINOImageEncoder,
     encoder_runtime_that_runs,
@@ -98,8 +99,9 @@ class SamFamilyBackend:
     LiteMedSAM the [0, 1] image itself. Images are resized so the longest side fills the
     encoder's square input and padded at the bottom/right, as both models were trained.
     ``runtime`` (``InferenceConfig.runtime``) says what runs the image encoder: OpenVINO
-    is compiled at the first ``encode``, so a run that refines nothing pays nothing for it;
-    the prompt encoder and mask decoder always run torch.
+    is compiled here, once, before any case is in memory: the export's transient memory
+    (~0.4 GB) then adds to nothing, and what it leaves behind is handed back
+    (``brats_goat.memory``); the prompt encoder and mask decoder always run torch.
     """
 
     def __init__(
@@ -135,15 +137,13 @@ class SamFamilyBackend:
         if self.runtime == "torch":
             warn_fallback(runtime, device, f"{name}'s image encoder")
         self._compiled: OpenVINOImageEncoder | None = None
+        if self.runtime == "openvino":
+            self._compiled = OpenVINOImageEncoder(self.model.image_encoder, self.input_size)
+            release_free_memory()
 
     def image_encoder(self) -> nn.Module | OpenVINOImageEncoder:
-        """What encodes the images: the torch module, or it compiled by OpenVINO at the
-        first call and kept for every later case."""
-        if self.runtime == "torch":
-            return self.model.image_encoder
-        if self._compiled is None:
-            self._compiled = OpenVINOImageEncoder(self.model.image_encoder, self.input_size)
-        return self._compiled
+        """What encodes the images: the torch module, or it compiled by OpenVINO."""
+        return self.model.image_encoder if self._compiled is None else self._compiled
 
     def _resized(self, rows: int, cols: int) -> tuple[int, int]:
         scale = self.input_size / max(rows, cols)

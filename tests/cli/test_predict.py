@@ -370,13 +370,14 @@ def test_precision_reaches_the_network_and_the_report(
 def test_the_next_case_is_read_while_one_is_segmented(
     tmp_path: Path, case_writer, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The run reads one case ahead on a thread (issue 18); every case is still read once,
-    by the real reader, and a case that cannot be read still fails alone."""
+    """The run reads one case ahead on a thread (issue 18), once the case before it has
+    been reconstructed (torch's threads need both cores until then); every case is still
+    read once, by the real reader, and a case that cannot be read still fails alone."""
     import threading
     import time
 
     from brats_goat.run import predict as run_predict
-    from brats_goat.segmenter import Segmenter
+    from brats_goat.segmenter import MViTAESegmenter, Segmenter
 
     for k in (1, 2, 3):
         case_writer(f"Case-{k}", seed=k)
@@ -394,8 +395,16 @@ def test_the_next_case_is_read_while_one_is_segmented(
         events.append(("segmented", "", time.perf_counter()))
         return out
 
+    real_reconstruct = MViTAESegmenter.reconstruct
+
+    def reconstruct(self, *args, **kwargs):
+        out = real_reconstruct(self, *args, **kwargs)
+        events.append(("reconstructed", "", time.perf_counter()))
+        return out
+
     monkeypatch.setattr(run_predict, "read_case", read)
     monkeypatch.setattr(Segmenter, "segment", segment)
+    monkeypatch.setattr(MViTAESegmenter, "reconstruct", reconstruct)
     inp, out = tmp_path / "in", tmp_path / "out"
     report = run_predict.predict(inp, out, weights=tiny_weights, quiet=True)
     status = {c.case_id: c.status for c in report.cases}
@@ -405,3 +414,6 @@ def test_the_next_case_is_read_while_one_is_segmented(
     assert {e[1] for e in events if e[0] == "thread"} != {threading.main_thread().name}
     first_done = next(e[2] for e in events if e[0] == "segmented")
     assert reads[1][2] < first_done, "case 2 was not read while case 1 was segmented"
+    first_reconstructed = next(e[2] for e in events if e[0] == "reconstructed")
+    assert reads[1][2] > first_reconstructed, "case 2 was read beside case 1's network"
+    # Case 2 failed at its read, before any reconstruction: case 3 is read all the same.
