@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -15,6 +15,7 @@ import torch
 from brats_goat.io.grid import brats_affine
 from brats_goat.model.checkpoint import register_in_manifest, save_checkpoint
 from brats_goat.model.network import MODEL_PRESETS, MViTAE
+from brats_goat.stages.ir_cache import CACHE_ENV
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 TINY_SHAPE = (48, 48, 20)
@@ -111,6 +112,24 @@ def no_default_refinement(monkeypatch: pytest.MonkeyPatch) -> None:
     slices with LiteMedSAM, ~4 s each); refinement tests choose a backend explicitly and
     tests/stages/test_sam_backends.py checks what ``auto`` resolves to."""
     monkeypatch.setenv("BRATS_GOAT_REFINE", "none")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_ir_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The OpenVINO model cache (``brats_goat.stages.ir_cache``) of module- and
+    session-scoped fixtures: never the user's own, whose entries would spare tests the
+    export they count or exercise."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("ir-cache")))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def fresh_ir_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Each test starts with an empty OpenVINO model cache of its own (outside
+    ``tmp_path``, which tests list), so that one test's entries cannot spare another the
+    export it counts."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("ir-cache")))
 
 
 def tree_digest(root: Path) -> dict[str, str]:

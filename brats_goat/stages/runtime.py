@@ -9,9 +9,11 @@ docs/results.md).
 For the MViT-AE on the 2-core CPU, the decoder's transposed convolutions and batch norms
 at full resolution take most of the forward pass; OpenVINO fuses them and runs oneDNN's
 blocked layouts, for the same output to ~1e-5 (results/forward-runtimes.md). Networks are
-exported once per process through ONNX (the legacy TorchScript exporter, which needs the
-``onnx`` package) and compiled in float32: OpenVINO would otherwise pick bf16 on CPUs that
-have it, and CPU inference here promises the same output for the same input. Torch runs
+exported through ONNX (the legacy TorchScript exporter, which needs the ``onnx`` package)
+once per machine: the OpenVINO model is saved in a disk cache that later processes read
+(``ir_cache``; the export costs LiteMedSAM's encoder ~2.2 s, the read ~0.1 s). They are
+compiled in float32 in every process: OpenVINO would otherwise pick bf16 on CPUs that have
+it, and CPU inference here promises the same output for the same input. Torch runs
 the MViT-AE's decoder with its batch norms folded into the convolutions before them
 (``fold_batchnorm``).
 """
@@ -33,6 +35,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from brats_goat.model.network import ModelConfig, MViTAE
+from brats_goat.stages import ir_cache
 
 #: ``InferenceConfig.runtime`` choices (``--runtime``): ``auto`` = per network, the fastest
 #: measured here; ``torch`` = everything eager torch; ``openvino`` = both networks through
@@ -87,7 +90,8 @@ def legacy_export(
 ) -> None:
     """ONNX through torch's legacy TorchScript exporter, opset 17, output ``y``: OpenVINO
     from ``torch.export`` took 7.4 s at start-up against 1.4 s this way for the MViT-AE
-    (results/forward-runtimes.md)."""
+    (results/forward-runtimes.md). A change to what it writes must bump ``ir_cache.FORMAT``,
+    or later processes read the models cached before it."""
     with warnings.catch_warnings():  # the exporter's own notices are not the user's concern
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -112,16 +116,33 @@ def cpu_config(threads: int | None = None) -> dict[str, Any]:
     }
 
 
-def compile_for_cpu(export: Callable[[Path], None], name: str, threads: int | None = None) -> Any:
-    """An ``openvino.CompiledModel`` of the ONNX file ``export(path)`` writes: exported into a
-    temporary folder (gone after compiling) and compiled with ``cpu_config``."""
+def compile_for_cpu(
+    export: Callable[[Path], None],
+    name: str,
+    threads: int | None = None,
+    *,
+    module: nn.Module,
+    signature: object,
+) -> Any:
+    """An ``openvino.CompiledModel`` of the ONNX file ``export(path)`` writes, compiled with
+    ``cpu_config``. ``module`` (what ``export`` exports) and ``signature`` (its input
+    shapes and whatever else the export reads) key the disk cache (``ir_cache``): a later
+    process reads the saved model instead of exporting again."""
     import openvino as ov
 
     core = ov.Core()
+    key = ir_cache.entry_key(name, module, signature)
+    model = ir_cache.cached_model(core, name, key, lambda: _exported(core, export, name))
+    return core.compile_model(model, "CPU", cpu_config(threads))
+
+
+def _exported(core: Any, export: Callable[[Path], None], name: str) -> Any:
+    """The ``openvino.Model`` of ``export``'s ONNX file, exported into a temporary folder
+    (gone once OpenVINO has read it)."""
     with tempfile.TemporaryDirectory(prefix="brats-goat-onnx-") as tmp:
         path = Path(tmp) / f"{name}.onnx"
         export(path)
-        return core.compile_model(core.read_model(str(path)), "CPU", cpu_config(threads))
+        return core.read_model(str(path))
 
 
 def copied(result: Any) -> torch.Tensor:
@@ -136,7 +157,13 @@ class OpenVINONetwork:
     def __init__(self, model: MViTAE, threads: int | None = None) -> None:
         self.cfg = model.cfg
         model = model.float().eval()
-        self.compiled = compile_for_cpu(lambda path: export_onnx(model, path), "mvitae", threads)
+        self.compiled = compile_for_cpu(
+            lambda path: export_onnx(model, path),
+            "mvitae",
+            threads,
+            module=model,
+            signature=(model.cfg, EXPORT_BATCH),
+        )
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, x: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
@@ -164,7 +191,10 @@ class OpenVINOImageEncoder:
 
     def __init__(self, encoder: nn.Module, size: int, threads: int | None = None) -> None:
         export = functools.partial(export_image_encoder, encoder, size)
-        self.compiled = compile_for_cpu(export, "image-encoder", threads)
+        signature = (1, 3, size, size)
+        self.compiled = compile_for_cpu(
+            export, "image-encoder", threads, module=encoder, signature=signature
+        )
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

@@ -100,7 +100,8 @@ class SamFamilyBackend:
     encoder's square input and padded at the bottom/right, as both models were trained.
     ``runtime`` (``InferenceConfig.runtime``) says what runs the image encoder: OpenVINO
     is compiled here, once, before any case is in memory: the export's transient memory
-    (~0.4 GB) then adds to nothing, and what it leaves behind is handed back
+    (~0.4 GB, where the model cache has no entry yet) then adds to nothing, and what it
+    leaves behind is handed back
     (``brats_goat.memory``); the prompt encoder and mask decoder always run torch.
     """
 
