@@ -274,6 +274,36 @@ def interrupted_result(case: Case, exc: RunInterrupted) -> CaseResult:
     )
 
 
+class ReadAhead:
+    """Cases read on a helper thread ahead of the one being segmented (issue 18).
+
+    Reading is mostly gzip and numpy, which leave the GIL, and fills a core that the
+    single-threaded 3D stages after the reconstruction leave idle. The next case starts
+    once the current one's reconstruction has ended: during it, torch's two threads need
+    both cores, and a read beside them slowed it by more than the read took. The first
+    case is read while the segmenter is built (weights, the OpenVINO export). At most one
+    extra case is in memory.
+    """
+
+    def __init__(self, cases: list[Case], affine_atol: float) -> None:
+        self.cases, self.atol = cases, affine_atol
+        self.pool = helper_pool(1, "brats-goat-read")
+        self.reads: dict[int, Future[CaseVolumes]] = {}
+
+    def start(self, index: int) -> None:
+        """Start reading case ``index`` (0-based) unless it is started or there is none."""
+        if index < len(self.cases) and index not in self.reads:
+            self.reads[index] = self.pool.submit(read_case, self.cases[index], self.atol)
+
+    def take(self, index: int) -> Future[CaseVolumes]:
+        """Case ``index``'s read, started now if it was not; its volumes go with the case."""
+        self.start(index)
+        return self.reads.pop(index)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 def segment_cases(
     cases: list[Case],
     segmenter: Segmenter,
@@ -283,37 +313,25 @@ def segment_cases(
     *,
     placeholders: bool,
     quiet: bool,
+    ahead: ReadAhead | None = None,
     **case_options: bool,
 ) -> None:
     """Every case in turn into ``report``, rewritten in ``report_dir`` after each and once
     more with the final state: ``finished``, or ``interrupted`` with the running case
-    marked before the signal goes on."""
+    marked before the signal goes on. ``ahead`` reads the cases (one of its own if None)."""
     current: Case | None = None
-    # The next case is read on a thread while the one before is segmented: reading is
-    # mostly gzip and numpy, which leave the GIL, and fills a core that the single-threaded
-    # 3D stages after the reconstruction leave idle (issue 18). It starts once the
-    # reconstruction has ended: during it, torch's two threads need both cores, and a
-    # read beside them slowed it by more than the read took. At most one extra case is in
-    # memory.
-    ahead = helper_pool(1, "brats-goat-read")
-    atol = segmenter.config.affine_atol
-    reads = {0: ahead.submit(read_case, cases[0], atol)} if cases else {}
-
-    def read_next(i: int) -> None:
-        if i < len(cases) and i not in reads:
-            reads[i] = ahead.submit(read_case, cases[i], atol)
-
+    ahead = ahead or ReadAhead(cases, segmenter.config.affine_atol)
     try:
         for i, case in enumerate(cases, 1):
             if not quiet:
                 tqdm.write(f"[{i}/{len(cases)}] {case.case_id}", file=sys.stderr)
             current = case
-            reading = reads.pop(i - 1)  # popped: its volumes go with the case
+            reading = ahead.take(i - 1)
             result = predict_case(
                 case, segmenter, output_dir, quiet=quiet, reading=reading,
-                after_reconstruct=lambda i=i: read_next(i), **case_options,
+                after_reconstruct=lambda i=i: ahead.start(i), **case_options,
             )  # fmt: skip
-            read_next(i)  # the case ended before its reconstruction (failed): read now
+            ahead.start(i)  # the case ended before its reconstruction (failed): read now
             del reading
             release_free_memory()  # the case's freed arrays must not count for the next
             report.cases.append(result)
@@ -334,7 +352,7 @@ def segment_cases(
         report.state, report.stopped_by = "interrupted", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        ahead.shutdown(wait=False, cancel_futures=True)
+        ahead.close()
         if report_dir is not None:
             with signals_deferred():
                 save_report(report, report_dir)
@@ -476,6 +494,10 @@ def predict(
     cases_total = len(cases)
     cases = select_shard(cases, shard)
     with stop_on_signals(), ExitStack() as stack:
+        atol = (segmenter.config if segmenter else config or PipelineConfig()).affine_atol
+        ahead = ReadAhead(cases, atol)
+        stack.callback(ahead.close)
+        ahead.start(0)  # while the segmenter is built
         segmenter = segmenter or make_segmenter(method, weights, config)
         make_folders(output_dir, own_report_dir)
         locked = lock_run(stack, output_dir, own_report_dir, shard)
@@ -493,6 +515,7 @@ def predict(
                 own_report_dir,
                 placeholders=placeholders,
                 quiet=quiet,
+                ahead=ahead,
                 save_maps=save_maps,
                 qc_png=qc_png,
             )

@@ -370,9 +370,10 @@ def test_precision_reaches_the_network_and_the_report(
 def test_the_next_case_is_read_while_one_is_segmented(
     tmp_path: Path, case_writer, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The run reads one case ahead on a thread (issue 18), once the case before it has
-    been reconstructed (torch's threads need both cores until then); every case is still
-    read once, by the real reader, and a case that cannot be read still fails alone."""
+    """The run reads one case ahead on a thread (issue 18): the first while the segmenter
+    is built, each next one once the case before it has been reconstructed (torch's
+    threads need both cores until then); every case is still read once, by the real
+    reader, and a case that cannot be read still fails alone."""
     import threading
     import time
 
@@ -402,7 +403,16 @@ def test_the_next_case_is_read_while_one_is_segmented(
         events.append(("reconstructed", "", time.perf_counter()))
         return out
 
+    real_make = run_predict.make_segmenter
+
+    def make_segmenter(*args, **kwargs):
+        time.sleep(0.5)  # a segmenter that takes a while to build (the OpenVINO export)
+        out = real_make(*args, **kwargs)
+        events.append(("built", "", time.perf_counter()))
+        return out
+
     monkeypatch.setattr(run_predict, "read_case", read)
+    monkeypatch.setattr(run_predict, "make_segmenter", make_segmenter)
     monkeypatch.setattr(Segmenter, "segment", segment)
     monkeypatch.setattr(MViTAESegmenter, "reconstruct", reconstruct)
     inp, out = tmp_path / "in", tmp_path / "out"
@@ -412,6 +422,8 @@ def test_the_next_case_is_read_while_one_is_segmented(
     reads = [e for e in events if e[0] == "read"]
     assert [r[1] for r in reads] == ["Case-1", "Case-2", "Case-3"]
     assert {e[1] for e in events if e[0] == "thread"} != {threading.main_thread().name}
+    built = next(e[2] for e in events if e[0] == "built")
+    assert reads[0][2] < built, "case 1 was not read while the segmenter was built"
     first_done = next(e[2] for e in events if e[0] == "segmented")
     assert reads[1][2] < first_done, "case 2 was not read while case 1 was segmented"
     first_reconstructed = next(e[2] for e in events if e[0] == "reconstructed")
