@@ -22,7 +22,9 @@ import brats_goat.memory  # noqa: F401
 # isort: split
 
 # After __version__: the run report imports it from here.
-from brats_goat.evaluation.evaluate import evaluate_folder as evaluate
+import importlib
+from typing import Any
+
 from brats_goat.io.discover import Case, discover_cases
 from brats_goat.io.read import CaseError, CaseVolumes, load_case
 from brats_goat.run.predict import InputError, predict
@@ -34,7 +36,23 @@ from brats_goat.segmenter import (
     Segmenter,
     make_segmenter,
 )
-from brats_goat.synth import synthesize
+
+#: Imported on first use (PEP 562): the scorer and the phantoms pull libraries (scipy.spatial,
+#: the metric code) that ``predict`` never needs, and every run's start-up would pay for them.
+_LAZY = {
+    "evaluate": ("brats_goat.evaluation.evaluate", "evaluate_folder"),
+    "synthesize": ("brats_goat.synth", "synthesize"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'brats_goat' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Case",

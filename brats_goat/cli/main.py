@@ -6,23 +6,39 @@ also 3 (its report file could not be written) and 130/143 (stopped by SIGINT/SIG
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from brats_goat import __version__
-from brats_goat.cli.calibrate import calibrate_cmd
-from brats_goat.cli.evaluate import evaluate
-from brats_goat.cli.merge_reports import merge_reports
-from brats_goat.cli.predict import predict_cmd
-from brats_goat.cli.train import train_cmd
 from brats_goat.io.discover import DiscoveryError
 from brats_goat.model.manifest import WeightsError
-from brats_goat.synth.cli import synth
+
+#: Each subcommand's module, imported when that command runs (or for ``--help``): the
+#: others' libraries (the scorer, the phantoms, training) are not every run's start-up.
+COMMANDS: dict[str, str] = {
+    "predict": "brats_goat.cli.predict:predict_cmd",
+    "train": "brats_goat.cli.train:train_cmd",
+    "calibrate": "brats_goat.cli.calibrate:calibrate_cmd",
+    "synth": "brats_goat.synth.cli:synth",
+    "evaluate": "brats_goat.cli.evaluate:evaluate",
+    "merge-reports": "brats_goat.cli.merge_reports:merge_reports",
+}
 
 
 class BratsGoat(click.Group):
     """The root group. An INPUT layout that cannot be read as cases, or weights that cannot
     be used, is a usage error (exit 2) in every command, never a traceback; commands that
     need more (``predict`` removes what it created) handle these errors themselves first."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, _, attr = COMMANDS[cmd_name].partition(":")
+        return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -35,14 +51,6 @@ class BratsGoat(click.Group):
 @click.version_option(__version__, prog_name="brats-goat")
 def main() -> None:
     """Label-free brain-tumour segmentation of BraTS cases (MViT-AE)."""
-
-
-main.add_command(predict_cmd)
-main.add_command(train_cmd)
-main.add_command(calibrate_cmd)
-main.add_command(synth)
-main.add_command(evaluate)
-main.add_command(merge_reports)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 
 from brats_goat.io.grid import BRATS_SHAPE
 from brats_goat.io.read import CaseError, CaseVolumes
@@ -83,6 +82,8 @@ def resample(
     """
     if data.dtype == bool:
         return resample(data.view(np.uint8), source, spacing, origin, shape, nearest).astype(bool)
+    import SimpleITK as sitk  # here: BraTS grids never need it, and it costs start-up time
+
     image = sitk.GetImageFromArray(np.ascontiguousarray(data))
     image.SetSpacing([float(v) for v in reversed(source[0])])
     image.SetOrigin([float(v) for v in reversed(source[1])])
