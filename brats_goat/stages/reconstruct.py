@@ -110,7 +110,7 @@ def brain_window(
     part of the plane that maps back to the input grid; None when there is nothing."""
     if not todo:
         return None
-    footprint = brain[..., todo].any(axis=2)[src[0], src[1]]
+    footprint = brain[..., as_slice(todo)].any(axis=2)[src[0], src[1]]
     spans = []
     for axis, sl in enumerate(dst):
         hit = np.flatnonzero(footprint.any(axis=1 - axis))
