@@ -32,7 +32,7 @@ from brats_goat.io.read import load_case
 from brats_goat.model.checkpoint import load_verified
 from brats_goat.model.network import MViTAE
 from brats_goat.stages.normalise import NormaliseConfig, normalise_case
-from brats_goat.stages.reconstruct import brain_slices, fit_plane
+from brats_goat.stages.reconstruct import network_input, slices_to_run
 from brats_goat.stages.runtime import OpenVINONetwork, export_onnx, fold_batchnorm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,20 +41,19 @@ Run = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def case_slices(case_dir: Path, model: MViTAE) -> tuple[np.ndarray, np.ndarray]:
-    """(N, C, S, S) brain slices of one real case as ``reconstruct_volume`` batches them,
-    and the (N, C) modality mask it passes."""
+    """(N, C, S, S) brain slices of one real case as ``run_network`` batches them, and the
+    (N, C) modality mask it passes."""
     case = discover_cases(case_dir)[0]
     volumes = load_case(case, allow_missing=True)
     normalised, brain, _ = normalise_case(volumes.stack(MODALITIES), NormaliseConfig())
-    fitted, _, _ = fit_plane(normalised, model.cfg.image_size)
-    idx = np.flatnonzero(brain_slices(brain, 100))
-    x = np.ascontiguousarray(fitted[..., idx].transpose(3, 0, 1, 2))
-    present = np.array([[m in volumes.present for m in MODALITIES]] * len(idx), np.float32)
+    z = slices_to_run(brain, 100)
+    x = network_input(normalised, z, model.cfg.image_size)
+    present = np.array([[m in volumes.present for m in MODALITIES]] * len(z), np.float32)
     return x, present
 
 
 def torch_run(model: nn.Module, threads: int, mode: str = "no_grad", cl: bool = False) -> Run:
-    """Eager torch as ``reconstruct_volume`` runs it (no_grad), or a variant of it."""
+    """Eager torch as ``run_network`` runs it (no_grad), or a variant of it."""
     if cl:
         model = copy.deepcopy(model).to(memory_format=torch.channels_last)
 

@@ -2,7 +2,7 @@
 
 The model was trained on 1 mm axial slices of 240 x 240 (the BraTS grid, SRI24). Thick
 slices (1 x 1 x 3 mm) or fine voxels (0.5 mm) would show it anatomy at another scale, and
-a larger field of view (512 x 512) would be centre-cropped by ``fit_plane``, cutting the
+a larger field of view (512 x 512) would be centre-cropped to the model's plane, cutting the
 brain. Such a case is resampled with SimpleITK (linear for images) to a *frame*: 1 mm
 voxels, 240 x 240 in-plane, as tall as the brain plus a margin, centred on the brain and
 with the input's own axis directions (only a scaling and a shift, never a rotation). The

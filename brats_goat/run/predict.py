@@ -313,14 +313,13 @@ def segment_cases(
     *,
     placeholders: bool,
     quiet: bool,
-    ahead: ReadAhead | None = None,
+    ahead: ReadAhead,
     **case_options: bool,
 ) -> None:
     """Every case in turn into ``report``, rewritten in ``report_dir`` after each and once
     more with the final state: ``finished``, or ``interrupted`` with the running case
-    marked before the signal goes on. ``ahead`` reads the cases (one of its own if None)."""
+    marked before the signal goes on. ``ahead`` reads the cases; its owner closes it."""
     current: Case | None = None
-    ahead = ahead or ReadAhead(cases, segmenter.config.affine_atol)
     try:
         for i, case in enumerate(cases, 1):
             if not quiet:
@@ -352,7 +351,6 @@ def segment_cases(
         report.state, report.stopped_by = "interrupted", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        ahead.close()
         if report_dir is not None:
             with signals_deferred():
                 save_report(report, report_dir)

@@ -11,7 +11,7 @@ from torch import nn
 
 from brats_goat.device import autocast, autocast_dtype, check_precision
 from brats_goat.model.network import MViTAE, Window
-from brats_goat.stages.runtime import RUNTIMES, Network
+from brats_goat.stages.runtime import Network, check_runtime
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,7 @@ class InferenceConfig:
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
-        if self.runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
+        check_runtime(self.runtime)
 
 
 def plane_spans(x: int, y: int, size: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
@@ -63,26 +62,16 @@ def plane_spans(x: int, y: int, size: int) -> tuple[tuple[slice, slice], tuple[s
     return (dst[0], dst[1]), (src[0], src[1])
 
 
-def fit_plane(volume: np.ndarray, size: int) -> tuple[np.ndarray, tuple[slice, slice], tuple]:
-    """Centre-pad or crop the in-plane axes to ``size`` so any grid reaches the model.
-
-    Returns the fitted array, the slices that pick the original region back out of the
-    fitted one, and padding for the inverse.
-    """
-    c, x, y, z = volume.shape
-    if (x, y) == (size, size) and volume.dtype == np.float32:  # BraTS: no 140 MB copy
-        whole = slice(0, size)
-        return volume, (whole, whole), (whole, whole)
-    dst, src = plane_spans(x, y, size)
-    out = np.zeros((c, size, size, z), dtype=np.float32)
-    out[:, dst[0], dst[1]] = volume[:, src[0], src[1]]
-    return out, dst, src
-
-
 def brain_slices(brain: np.ndarray, min_voxels: int) -> np.ndarray:
     """(Z,) bool: the axial slices with at least ``min_voxels`` brain voxels, the only ones
     the network runs on (the rest hold no tissue whose residual is ever looked at)."""
     return brain.reshape(-1, brain.shape[2]).sum(axis=0) >= min_voxels
+
+
+def slices_to_run(brain: np.ndarray, min_voxels: int, only: np.ndarray | None = None) -> list[int]:
+    """The axial slices the network runs on (``brain_slices``), within ``only`` (Z,) bool."""
+    run = brain_slices(brain, min_voxels)
+    return [int(i) for i in np.flatnonzero(run if only is None else run & only)]
 
 
 def as_slice(indices: list[int]) -> list[int] | slice:
@@ -98,7 +87,7 @@ def _span(sl: slice) -> tuple[int, int]:
 
 
 def _shifted(span: tuple[int, int], dst: slice, src: slice) -> slice:
-    """The input grid's slice of a span of the model's plane (``fit_plane``'s offsets)."""
+    """The input grid's slice of a span of the model's plane (``plane_spans``' offsets)."""
     shift = int(src.start) - int(dst.start)
     return slice(span[0] + shift, span[1] + shift)
 
@@ -148,7 +137,8 @@ def output_box(model: MViTAE | Network, brain: np.ndarray, z: list[int]) -> Plan
 
 def network_input(volume: np.ndarray, z: list[int], size: int) -> np.ndarray:
     """The slices ``z`` of a (C, X, Y, Z) volume as the network reads them: (N, C, S, S)
-    float32, slice after slice, fitted to the model's plane (``fit_plane``)."""
+    float32, slice after slice, centred on the model's plane: padded with 0 or cropped
+    (``plane_spans``)."""
     c, x, y, _ = volume.shape
     picked = volume[..., as_slice(z)]
     if (x, y) == (size, size):
@@ -258,8 +248,7 @@ def reconstruct_volume(
     0 too; voxels outside ``brain`` are 0. ``model`` is the torch module or a compiled
     ``Network`` (``brats_goat.stages.runtime``), which runs where it was compiled.
     """
-    run = brain_slices(brain, cfg.min_brain_voxels)
-    z = [int(i) for i in np.flatnonzero(run if only is None else run & only)]
+    z = slices_to_run(brain, cfg.min_brain_voxels, only)
     if not z:
         return np.zeros_like(volume)
     stack = SliceStack.of(model, brain, z, volume)

@@ -87,6 +87,10 @@ class RefineConfig:
         if self.sam_model not in SAM_MODELS:
             raise ValueError(f"sam_model must be one of {', '.join(SAM_MODELS)}")
 
+    def encode_batch(self, device: torch.device) -> int:
+        """Slices encoded per forward pass on ``device``."""
+        return self.batch_size_gpu if device.type == "cuda" else self.batch_size
+
 
 #: 8-connected 2D components, so a diagonal bridge does not split a lesion in two prompts.
 _CONNECTIVITY_2D = np.ones((3, 3), dtype=bool)
@@ -240,13 +244,14 @@ def refine_channel(
 ) -> tuple[np.ndarray, ChannelStats]:
     """Refine one binary (X, Y, Z) mask on its [0, 1] image; ``allowed`` bounds SAM's masks."""
     stats = ChannelStats(voxels_before=int(mask.sum()))
-    on_gpu = getattr(backend, "device", torch.device("cpu")).type == "cuda"
+    device = getattr(backend, "device", torch.device("cpu"))
+    on_gpu = device.type == "cuda"
     zs = candidate_slices(mask, cfg.min_area, cfg.max_slices_gpu if on_gpu else cfg.max_slices)
     prompts = slice_prompts(mask, zs, cfg)
     zs = sorted({p.z for p in prompts})
     out = mask.copy()
     stats.slices, stats.prompts = len(zs), len(prompts)
-    batch = cfg.batch_size_gpu if on_gpu else cfg.batch_size
+    batch = cfg.encode_batch(device)
     for start in range(0, len(zs), batch):
         batch_z = zs[start : start + batch]
         batch_prompts = [p for p in prompts if p.z in batch_z]

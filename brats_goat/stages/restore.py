@@ -23,7 +23,7 @@ from brats_goat.model.network import MViTAE
 from brats_goat.stages.anomaly import inplane_cross
 from brats_goat.stages.crop import bounding_box
 from brats_goat.stages.postprocess import PostprocessConfig
-from brats_goat.stages.reconstruct import InferenceConfig, SliceStack, brain_slices, run_network
+from brats_goat.stages.reconstruct import InferenceConfig, SliceStack, run_network, slices_to_run
 from brats_goat.stages.runtime import Network
 
 
@@ -119,7 +119,7 @@ def restore_volume(
     Channels not in ``post.restore_maps`` are returned as the plain reconstruction. The
     passes run on the brain slices in the network's layout (``SliceStack``).
     """
-    z = [int(i) for i in np.flatnonzero(brain_slices(brain, inference.min_brain_voxels))]
+    z = slices_to_run(brain, inference.min_brain_voxels)
     if not z:
         if on_pass is not None:
             on_pass(0, np.zeros_like(normalised))

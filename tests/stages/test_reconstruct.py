@@ -10,12 +10,18 @@ import torch
 
 from brats_goat.device import autocast_dtype, native_bf16, pick_device
 from brats_goat.model.network import MODEL_PRESETS, MViTAE
-from brats_goat.stages.reconstruct import InferenceConfig, fit_plane, reconstruct_volume
+from brats_goat.stages.reconstruct import (
+    InferenceConfig,
+    network_input,
+    plane_spans,
+    reconstruct_volume,
+)
 
 
-def test_fit_plane_pads_and_crops_roundtrip() -> None:
+def test_network_input_pads_and_crops_roundtrip() -> None:
     vol = np.random.default_rng(0).normal(size=(2, 30, 60, 3)).astype(np.float32)
-    fitted, dst, src = fit_plane(vol, 48)
+    fitted = network_input(vol, [0, 1, 2], 48).transpose(1, 2, 3, 0)  # back to (C, X, Y, Z)
+    dst, src = plane_spans(30, 60, 48)
     assert fitted.shape == (2, 48, 48, 3)
     np.testing.assert_array_equal(fitted[:, dst[0], dst[1]], vol[:, src[0], src[1]])
 
