@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -112,6 +113,16 @@ class Segmentation:
 
 
 @dataclass
+class Normalised:
+    """A case after ``normalise``: what every later stage starts from."""
+
+    stack: np.ndarray  # (C, X, Y, Z) z-scored modalities, MODALITIES order
+    brain: np.ndarray
+    #: Brain voxels left out of the statistics (a large lesion).
+    left_out: np.ndarray
+
+
+@dataclass
 class Candidates:
     """A case after ``threshold``: the binary component per channel and what it came from."""
 
@@ -186,17 +197,28 @@ class Segmenter:
         """Calibrated ET minimum for this modality subset (0 = none stored)."""
         return int(self.postprocess.et_min_voxels_by_subset.get(subset_key(present), 0))
 
-    def candidates(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Candidates:
-        """Every stage up to and including ``threshold`` (what refinement starts from)."""
+    def normalise(self, volumes: CaseVolumes) -> Normalised:
+        """The normalise stage. Thread-safe and numpy only: the run normalises the next case
+        on its read thread while this one's 3D stages leave a core free (``ReadAhead``)."""
+        try:
+            return Normalised(*normalise_case(volumes.stack(MODALITIES), self.config.normalise))
+        except NonFiniteError as exc:
+            raise CaseError(f"{volumes.where(exc.modality)}: {exc.cause}") from exc
+
+    def candidates(
+        self,
+        volumes: CaseVolumes,
+        timer: StageTimer | None = None,
+        prepared: Callable[[], Normalised] | None = None,
+    ) -> Candidates:
+        """Every stage up to and including ``threshold`` (what refinement starts from).
+        ``prepared``: waits for this case's ``normalise``, already under way elsewhere (its
+        errors come out in the normalise stage); None: the case is normalised here."""
         timer = timer or StageTimer()
         present = volumes.present
         with timer.stage("normalise"):
-            try:
-                normalised, brain, left_out = normalise_case(
-                    volumes.stack(MODALITIES), self.config.normalise
-                )
-            except NonFiniteError as exc:
-                raise CaseError(f"{volumes.where(exc.modality)}: {exc.cause}") from exc
+            norm = prepared() if prepared is not None else self.normalise(volumes)
+            normalised, brain, left_out = norm.stack, norm.brain, norm.left_out
         with timer.stage("reconstruct"):
             recon = self.reconstruct(normalised, brain, present)
             channels = dict(zip(MODALITIES, recon, strict=True))
@@ -259,10 +281,16 @@ class Segmenter:
         t1c = box.crop(binary["t1c"])
         return box.paste(fuse_labels(wt, t1c, post.et_within_wt_dilation, cfg.core_closing))
 
-    def segment(self, volumes: CaseVolumes, timer: StageTimer | None = None) -> Segmentation:
+    def segment(
+        self,
+        volumes: CaseVolumes,
+        timer: StageTimer | None = None,
+        prepared: Callable[[], Normalised] | None = None,
+    ) -> Segmentation:
+        """Every stage but read and write; ``prepared`` as in ``candidates``."""
         timer = timer or StageTimer()
         post = self.postprocess
-        cand = self.candidates(volumes, timer)
+        cand = self.candidates(volumes, timer, prepared)
         binary, refined = cand.binary, None
         with timer.stage("refine"):
             if self.refiner is not None:

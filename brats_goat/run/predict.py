@@ -38,6 +38,7 @@ from brats_goat.run.report import CaseResult, RunReport
 from brats_goat.run.shard import Shard, select_shard
 from brats_goat.segmenter import (
     STAGES,
+    Normalised,
     PipelineConfig,
     Segmentation,
     Segmenter,
@@ -156,13 +157,15 @@ def predict_case(
     qc_png: bool = False,
     quiet: bool = False,
     reading: Future[CaseVolumes] | None = None,
-    after_reconstruct: Callable[[], object] | None = None,
+    normalising: Future[Normalised] | None = None,
+    after: dict[str, Callable[[], object]] | None = None,
 ) -> CaseResult:
     """Run one case; any failure becomes an error in its result, never an exception.
 
-    ``reading``: the case's ``read_case`` already under way in the background (the run
-    reads one case ahead); its errors come out here as the read stage's own.
-    ``after_reconstruct``: started when the reconstruct stage has ended (the next read).
+    ``reading`` and ``normalising``: the case's ``read_case`` and ``Segmenter.normalise``
+    already under way in the background (``ReadAhead``); their errors come out here as the
+    read and normalise stages' own. ``after``: what to start as a stage ends (the next
+    case's read and normalisation, ``StageTimer``).
     """
     result = CaseResult(case_id=case.case_id, input=str(case.folder))
     bar = tqdm(
@@ -174,7 +177,7 @@ def predict_case(
         file=sys.stderr,
         bar_format="{desc}: {bar:20} {n_fmt}/{total_fmt} {postfix} [{elapsed}]",
     )
-    timer = StageTimer(bar, {"reconstruct": after_reconstruct} if after_reconstruct else None)
+    timer = StageTimer(bar, after)
     try:
         with timer.stage("read"):
             atol = segmenter.config.affine_atol
@@ -182,7 +185,7 @@ def predict_case(
         result.warnings += volumes.warnings
         result.resampled = volumes.resampled
         result.modalities = list(volumes.present)
-        seg = segmenter.segment(volumes, timer)
+        seg = segmenter.segment(volumes, timer, normalising.result if normalising else None)
         with timer.stage("write"):
             out_path = write_outputs(volumes, seg, output_dir, save_maps)
         result.status = "ok"
@@ -275,30 +278,56 @@ def interrupted_result(case: Case, exc: RunInterrupted) -> CaseResult:
 
 
 class ReadAhead:
-    """Cases read on a helper thread ahead of the one being segmented (issue 18).
+    """Cases read and normalised on a helper thread ahead of the one being segmented
+    (issue 18).
 
-    Reading is mostly gzip and numpy, which leave the GIL, and fills a core that the
-    single-threaded 3D stages after the reconstruction leave idle. The next case starts
-    once the current one's reconstruction has ended: during it, torch's two threads need
-    both cores, and a read beside them slowed it by more than the read took. The first
-    case is read while the segmenter is built (weights, the OpenVINO export). At most one
-    extra case is in memory.
+    Reading is mostly gzip and numpy, normalising numpy and scipy.ndimage: both leave the
+    GIL, and fill a core that the 3D stages after the reconstruction leave idle. The next
+    case is read once the current one's reconstruction has ended (during it, torch's two
+    threads need both cores: a read beside them slowed it by more than the read took), and
+    normalised once the last stage that needs both cores has ended: the reconstruction, or
+    SAM's refinement where it runs (beside it, the normalisation also raised the peak
+    memory). The first case is read while the segmenter is built (weights, the OpenVINO
+    export) and normalised by the run itself. At most one extra case is in memory.
     """
 
     def __init__(self, cases: list[Case], affine_atol: float) -> None:
         self.cases, self.atol = cases, affine_atol
         self.pool = helper_pool(1, "brats-goat-read")
         self.reads: dict[int, Future[CaseVolumes]] = {}
+        self.norms: dict[int, Future[Normalised]] = {}
 
     def start(self, index: int) -> None:
         """Start reading case ``index`` (0-based) unless it is started or there is none."""
         if index < len(self.cases) and index not in self.reads:
             self.reads[index] = self.pool.submit(read_case, self.cases[index], self.atol)
 
-    def take(self, index: int) -> Future[CaseVolumes]:
-        """Case ``index``'s read, started now if it was not; its volumes go with the case."""
+    def normalise(self, index: int, segmenter: Segmenter) -> None:
+        """Normalise case ``index`` once it is read (the pool's one thread runs its jobs in
+        order), unless it is not being read or is already normalised."""
+        read = self.reads.get(index)
+        if read is not None and index not in self.norms:
+            self.norms[index] = self.pool.submit(lambda: segmenter.normalise(read.result()))
+
+    def after_stages(self, index: int, segmenter: Segmenter) -> dict[str, Callable[[], object]]:
+        """What to start for case ``index`` as the current case's stages end
+        (``StageTimer``'s ``after``): its read, then its normalisation."""
+
+        def read() -> None:
+            self.start(index)
+
+        def normalise() -> None:
+            self.normalise(index, segmenter)
+
+        if segmenter.refiner is None:
+            return {"reconstruct": lambda: (read(), normalise())}
+        return {"reconstruct": read, "refine": normalise}
+
+    def take(self, index: int) -> tuple[Future[CaseVolumes], Future[Normalised] | None]:
+        """Case ``index``'s read, started now if it was not, and its normalisation if it
+        was started (None: the case is normalised when it runs); both go with the case."""
         self.start(index)
-        return self.reads.pop(index)
+        return self.reads.pop(index), self.norms.pop(index, None)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -325,13 +354,13 @@ def segment_cases(
             if not quiet:
                 tqdm.write(f"[{i}/{len(cases)}] {case.case_id}", file=sys.stderr)
             current = case
-            reading = ahead.take(i - 1)
+            reading, normalising = ahead.take(i - 1)
             result = predict_case(
                 case, segmenter, output_dir, quiet=quiet, reading=reading,
-                after_reconstruct=lambda i=i: ahead.start(i), **case_options,
+                normalising=normalising, after=ahead.after_stages(i, segmenter), **case_options,
             )  # fmt: skip
             ahead.start(i)  # the case ended before its reconstruction (failed): read now
-            del reading
+            del reading, normalising
             release_free_memory()  # the case's freed arrays must not count for the next
             report.cases.append(result)
             current = None

@@ -391,8 +391,8 @@ def test_the_next_case_is_read_while_one_is_segmented(
         events.append(("thread", threading.current_thread().name, 0.0))
         return real_read(case, atol)
 
-    def segment(self, volumes, timer=None):
-        out = real_segment(self, volumes, timer)
+    def segment(self, volumes, *args):
+        out = real_segment(self, volumes, *args)
         events.append(("segmented", "", time.perf_counter()))
         return out
 
@@ -429,3 +429,95 @@ def test_the_next_case_is_read_while_one_is_segmented(
     first_reconstructed = next(e[2] for e in events if e[0] == "reconstructed")
     assert reads[1][2] > first_reconstructed, "case 2 was read beside case 1's network"
     # Case 2 failed at its read, before any reconstruction: case 3 is read all the same.
+
+
+def test_each_next_case_is_normalised_on_the_read_thread(
+    tmp_path: Path, case_writer, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each case after the first is normalised on the read thread once the case before it
+    has been reconstructed (issue 18), into the labels a case segmented on its own gets; a
+    case whose normalisation fails there fails alone, in its normalise stage."""
+    import threading
+    import time
+
+    from brats_goat.io.read import CaseError, load_case
+    from brats_goat.run import predict as run_predict
+    from brats_goat.segmenter import MViTAESegmenter, Segmenter, make_segmenter
+
+    for k in (1, 2, 3):
+        case_writer(f"Case-{k}", seed=k)
+    events: list[tuple[str, str, str, float]] = []
+    real_normalise, real_reconstruct = Segmenter.normalise, MViTAESegmenter.reconstruct
+
+    def normalise(self, volumes):
+        events.append(("normalise", volumes.case_id, threading.current_thread().name, 0.0))
+        if volumes.case_id == "Case-2" and fail:
+            raise CaseError(f"case {volumes.case_id}: normalisation refused")
+        out = real_normalise(self, volumes)
+        events.append(("normalised", volumes.case_id, "", time.perf_counter()))
+        return out
+
+    def reconstruct(self, *args, **kwargs):
+        out = real_reconstruct(self, *args, **kwargs)
+        events.append(("reconstructed", "", "", time.perf_counter()))
+        return out
+
+    monkeypatch.setattr(Segmenter, "normalise", normalise)
+    monkeypatch.setattr(MViTAESegmenter, "reconstruct", reconstruct)
+    fail = False
+    inp, out = tmp_path / "in", tmp_path / "out"
+    report = run_predict.predict(inp, out, weights=tiny_weights, quiet=True)
+    assert [c.status for c in report.cases] == ["ok"] * 3
+    threads = {e[1]: e[2] for e in events if e[0] == "normalise"}
+    assert threads["Case-1"] == threading.main_thread().name
+    assert threads["Case-2"].startswith("brats-goat-read")
+    assert threads["Case-3"].startswith("brats-goat-read")
+    done = [e for e in events if e[0] in ("normalised", "reconstructed")]
+    # Case 2 is normalised between case 1's reconstruction and its own.
+    order = ["normalised", "reconstructed"] * 2
+    assert [e[0] for e in done[:4]] == order
+    segmenter = make_segmenter(weights=tiny_weights)
+    for case in run_predict.find_cases(inp):
+        volumes = load_case(case, allow_missing=True)
+        alone = volumes.to_stored(segmenter.segment(volumes).labels)
+        written = np.asarray(nib.load(out / f"{case.case_id}.nii.gz").dataobj)
+        np.testing.assert_array_equal(written, alone)
+
+    fail, events[:] = True, []
+    report = run_predict.predict(inp, tmp_path / "out2", weights=tiny_weights, quiet=True)
+    by_id = {c.case_id: c for c in report.cases}
+    assert by_id["Case-2"].status == "failed"
+    assert by_id["Case-2"].error == "case Case-2: normalisation refused"
+    assert list(by_id["Case-2"].timings_s) == ["read", "normalise"]
+    assert by_id["Case-1"].status == by_id["Case-3"].status == "ok"
+    assert {e[1]: e[2] for e in events if e[0] == "normalise"}["Case-2"].startswith(
+        "brats-goat-read"
+    )
+
+
+def test_with_refinement_the_next_case_is_normalised_after_it(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """With a SAM-family refinement the next case is read once the reconstruction has
+    ended, but normalised only once the refinement has (both cores and the peak memory
+    belong to SAM until then); without one, both start after the reconstruction."""
+    from brats_goat.run import predict as run_predict
+    from brats_goat.segmenter import make_segmenter
+
+    for k in (1, 2):
+        case_writer(f"Case-{k}", seed=k)
+    cases = run_predict.find_cases(tmp_path / "in")
+    segmenter = make_segmenter(weights=tiny_weights)
+    for refiner in (None, object()):  # any refiner: only whether one runs matters here
+        segmenter.refiner = refiner
+        ahead = run_predict.ReadAhead(cases, 1e-3)
+        after = ahead.after_stages(1, segmenter)
+        after.pop("reconstruct")()
+        assert 1 in ahead.reads and (1 in ahead.norms) == (refiner is None)
+        if refiner is not None:
+            after.pop("refine")()
+        assert not after
+        reading, normalising = ahead.take(1)
+        assert reading.result().case_id == "Case-2"
+        assert normalising is not None and normalising.result().brain.any()
+        ahead.close()
