@@ -224,10 +224,11 @@ def run_network(
                 y = model(batch, present_b, stack.box.plane)
             else:
                 y = model(batch, present_b)[:, :, r0:r1, c0:c1]
-        out[start : start + len(batch)] = y.float().cpu().numpy()
+        # 0 outside the brain, written as the batch is copied out (one pass, not two).
+        part = slice(start, start + len(batch))
+        np.multiply(y.float().cpu().numpy(), stack.brain[part, None], out=out[part])
         if on_batch is not None:
             on_batch(len(batch))
-    out *= stack.brain[:, None]
     return out
 
 

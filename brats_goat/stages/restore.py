@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES
 from brats_goat.model.network import MViTAE
@@ -60,9 +59,29 @@ def stand_out(
         suspect |= np.abs(image - recon) > z
     suspect &= inside
     if dilation > 0 and suspect.any():
-        grown = ndimage.binary_dilation(suspect, structure=inplane, iterations=dilation)
-        suspect = grown & inside
+        suspect = dilate(suspect, inplane, dilation) & inside
     return suspect
+
+
+def dilate(mask: np.ndarray, structure: np.ndarray, iterations: int) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, structure, iterations)`` for a small symmetric
+    ``structure`` (3 per axis): the union of ``mask`` shifted by each of its offsets, zeros
+    shifted in. The same voxels, 3x faster for the in-plane cross (issue 18)."""
+    if structure.shape != (3,) * mask.ndim or not np.array_equal(structure, np.flip(structure)):
+        raise ValueError("dilate takes a symmetric structure of 3 voxels per axis")
+    offsets = [np.subtract(o, 1) for o in zip(*np.nonzero(structure), strict=True)]
+    for _ in range(iterations):
+        grown = np.zeros_like(mask)
+        for offset in offsets:
+            grown[_shifted(offset, mask.shape)] |= mask[_shifted(-offset, mask.shape)]
+        mask = grown
+    return mask
+
+
+def _shifted(offset: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """The part of an array of ``shape`` that a shift by ``offset`` lands on (or, negated,
+    comes from)."""
+    return tuple(slice(max(d, 0), n + min(d, 0)) for d, n in zip(offset, shape, strict=True))
 
 
 def restore_pass(
@@ -85,12 +104,18 @@ def restore_pass(
     input of the plain pass (absent modalities are zero images in both) and gets the
     ``plain`` estimate back."""
     changed = np.flatnonzero(suspect.any(axis=(1, 2)))
-    healed = stack.inputs[changed]  # a copy: the plain input stays as it was
+    # On real brains every slice usually has a suspect voxel: views then, not copies.
+    every = len(changed) == len(stack.z)
+    pick = slice(None) if every else changed
+    # A copy: the plain input stays as it was.
+    healed = stack.inputs.copy() if every else stack.inputs[changed]
     (r0, r1), (c0, c1) = stack.box.plane
-    np.copyto(healed[:, :, r0:r1, c0:c1], recon[changed], where=suspect[changed][:, None])
+    np.copyto(healed[:, :, r0:r1, c0:c1], recon[pick], where=suspect[pick][:, None])
     healed[:, absent] = 0
     part = SliceStack.of(model, brain, [stack.z[i] for i in changed], inputs=healed)
     values = run_network(model, part, inference, device, on_batch, present)
+    if every and part.box == stack.box:
+        return values
     (p0, p1), (q0, q1) = part.box.plane
     out = plain.copy()
     out[changed] = 0
