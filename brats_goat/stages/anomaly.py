@@ -7,6 +7,7 @@ from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES
 from brats_goat.parallel import channel_map
+from brats_goat.stages.morphology import erode
 from brats_goat.stages.postprocess import PostprocessConfig
 
 
@@ -22,7 +23,7 @@ def analysis_mask(brain: np.ndarray, erosion: int) -> np.ndarray:
     """Brain mask eroded in-plane: the skull-strip edge is where reconstructions err most."""
     if erosion <= 0:
         return brain
-    return ndimage.binary_erosion(brain, structure=inplane_cross(), iterations=erosion)
+    return erode(brain, inplane_cross(), erosion)
 
 
 def residual_maps(
@@ -50,33 +51,42 @@ def residual_maps(
             res = median3_inplane(res)
         elif cfg.median_size > 1:
             res = ndimage.median_filter(res, size=(cfg.median_size, cfg.median_size, 1))
-        return np.where(mask, res, np.float32(0)).astype(np.float32)
+        return np.where(mask, res, np.float32(0)).astype(np.float32, copy=False)
 
     names = [name for name in ("t1c", "t2f") if name in present]
     return dict(zip(names, channel_map(one, names), strict=True))
 
 
-#: Compare-exchange pairs of a 19-step sorting network whose element 4 ends as the median
-#: of 9 (Paeth's median-of-9 network).
-MEDIAN9_NETWORK = (
-    (1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3),
-    (5, 8), (4, 7), (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2),
-)  # fmt: skip
-
-
 def median3_inplane(volume: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.median_filter(volume, size=(3, 3, 1))`` (the same values, edges
-    reflected alike) by a sorting network over the 9 shifted copies: whole-array minimum
-    and maximum instead of a sort per voxel, 3x faster on a brain's box (issue 18)."""
+    """``scipy.ndimage.median_filter(volume, size=(3, 3, 1))``, the same values with the
+    edges reflected alike, by whole-array minima and maxima instead of a sort per voxel
+    (issue 18). Each window's three columns are sorted once, shared by the windows that
+    overlap them; the median of the 9 values is then the median of (the largest column
+    minimum, the median of the column medians, the smallest column maximum)."""
     x, y = volume.shape[:2]
     padded = np.pad(volume, ((1, 1), (1, 1)) + ((0, 0),) * (volume.ndim - 2), mode="symmetric")
-    p = [np.ascontiguousarray(padded[i : i + x, j : j + y]) for i in range(3) for j in range(3)]
-    spare = np.empty_like(p[0])
-    for a, b in MEDIAN9_NETWORK:
-        np.minimum(p[a], p[b], out=spare)
-        np.maximum(p[a], p[b], out=p[b])
-        p[a], spare = spare, p[a]
-    return p[4]
+    a, b, c = padded[:x], padded[1 : x + 1], padded[2 : x + 2]
+    low, high = np.minimum(a, b), np.maximum(a, b)
+    mid = np.minimum(high, c)
+    np.maximum(high, c, out=high)
+    low, mid = np.minimum(low, mid), np.maximum(low, mid)
+
+    def columns(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return t[:, :y], t[:, 1 : y + 1], t[:, 2 : y + 2]
+
+    top = np.maximum(*columns(low)[:2])
+    np.maximum(top, columns(low)[2], out=top)
+    bottom = np.minimum(*columns(high)[:2])
+    np.minimum(bottom, columns(high)[2], out=bottom)
+    return _median3(top, _median3(*columns(mid)), bottom)
+
+
+def _median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Element-wise median of three arrays: max(min(a, b), min(max(a, b), c))."""
+    upper = np.maximum(a, b)
+    np.minimum(upper, c, out=upper)
+    lower = np.minimum(a, b)
+    return np.maximum(lower, upper, out=lower)
 
 
 def case_score(maps: dict[str, np.ndarray], brain: np.ndarray) -> float:

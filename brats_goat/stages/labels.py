@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from brats_goat.conventions import LABEL_ET, LABEL_NETC, LABEL_SNFH
+from brats_goat.stages.morphology import dilate
 from brats_goat.stages.threshold import select_components
 
 #: The enhancement threshold measured on real healthy t1c, with its provenance.
@@ -83,8 +84,8 @@ def enhancement_near(
     if not wt.any():
         return np.zeros_like(wt)
     region = wt
-    if cfg.et_search_dilation > 0:  # scipy reads iterations=0 as "until nothing changes"
-        region = ndimage.binary_dilation(wt, iterations=cfg.et_search_dilation)
+    if cfg.et_search_dilation > 0:
+        region = dilate(wt, iterations=cfg.et_search_dilation)
     region = region & mask
     seeds = select_components((t1c_z > cfg.et_threshold_z) & region, cfg.et_min_voxels, False)
     if cfg.et_grow_z is None or not seeds.any():
@@ -124,7 +125,7 @@ def et_near_wt(et: np.ndarray, wt: np.ndarray, dilation: int) -> np.ndarray:
         return et
     if not wt.any():
         return np.zeros_like(et)
-    near = ndimage.binary_dilation(wt, iterations=dilation)
+    near = dilate(wt, iterations=dilation)
     return components_touching(et, near)
 
 

@@ -23,6 +23,7 @@ from scipy import ndimage
 from brats_goat.conventions import MODALITIES
 from brats_goat.parallel import channel_map
 from brats_goat.stages.crop import bounding_box
+from brats_goat.stages.morphology import dilate, erode
 
 
 @dataclass(frozen=True)
@@ -175,13 +176,13 @@ def lesion_mask(stack: np.ndarray, brain: np.ndarray, cfg: NormaliseConfig) -> n
     if not present:
         return excluded
     channel = stack[MODALITIES.index(present[0])]
-    inner = ndimage.binary_erosion(brain, iterations=3)
+    inner = erode(brain, iterations=3)
     min_voxels = cfg.exclude_min_fraction * int(brain.sum())
     for _ in range(cfg.exclude_passes):
         z = zscore(channel, brain, cfg, brain & ~excluded)
         found = bright_clusters(z, inner, cfg.exclude_z, min_voxels)
         if cfg.exclude_dilation and found.any():
-            found = ndimage.binary_dilation(found, iterations=cfg.exclude_dilation) & brain
+            found = dilate(found, iterations=cfg.exclude_dilation) & brain
         if np.array_equal(found, excluded):
             break
         # Never leave out most of the brain: keep the previous pass's statistics then (the

@@ -21,6 +21,7 @@ from brats_goat.conventions import MODALITIES
 from brats_goat.model.network import MViTAE
 from brats_goat.stages.anomaly import inplane_cross
 from brats_goat.stages.crop import bounding_box
+from brats_goat.stages.morphology import dilate
 from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig, SliceStack, run_network, slices_to_run
 from brats_goat.stages.runtime import Network
@@ -61,27 +62,6 @@ def stand_out(
     if dilation > 0 and suspect.any():
         suspect = dilate(suspect, inplane, dilation) & inside
     return suspect
-
-
-def dilate(mask: np.ndarray, structure: np.ndarray, iterations: int) -> np.ndarray:
-    """``ndimage.binary_dilation(mask, structure, iterations)`` for a small symmetric
-    ``structure`` (3 per axis): the union of ``mask`` shifted by each of its offsets, zeros
-    shifted in. The same voxels, 3x faster for the in-plane cross (issue 18)."""
-    if structure.shape != (3,) * mask.ndim or not np.array_equal(structure, np.flip(structure)):
-        raise ValueError("dilate takes a symmetric structure of 3 voxels per axis")
-    offsets = [np.subtract(o, 1) for o in zip(*np.nonzero(structure), strict=True)]
-    for _ in range(iterations):
-        grown = np.zeros_like(mask)
-        for offset in offsets:
-            grown[_shifted(offset, mask.shape)] |= mask[_shifted(-offset, mask.shape)]
-        mask = grown
-    return mask
-
-
-def _shifted(offset: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, ...]:
-    """The part of an array of ``shape`` that a shift by ``offset`` lands on (or, negated,
-    comes from)."""
-    return tuple(slice(max(d, 0), n + min(d, 0)) for d, n in zip(offset, shape, strict=True))
 
 
 def restore_pass(

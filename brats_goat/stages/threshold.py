@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from brats_goat.stages.morphology import closing, opening
 from brats_goat.stages.postprocess import PostprocessConfig
 
 
@@ -52,8 +53,7 @@ def open_close(mask: np.ndarray, radius: int) -> np.ndarray:
     disk2d = ndimage.iterate_structure(ndimage.generate_binary_structure(2, 1), radius)
     struct = np.zeros((*disk2d.shape, 1), dtype=bool)
     struct[..., 0] = disk2d
-    opened = ndimage.binary_opening(mask, structure=struct)
-    return ndimage.binary_closing(opened, structure=struct)
+    return closing(opening(mask, struct), struct)
 
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,16 +11,14 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from scipy import ndimage
 
 from brats_goat.cli.main import main
 from brats_goat.conventions import MODALITIES
 from brats_goat.model.checkpoint import load_checkpoint
 from brats_goat.model.network import MODEL_PRESETS, MViTAE
-from brats_goat.stages.anomaly import inplane_cross
 from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig, reconstruct_volume
-from brats_goat.stages.restore import dilate, restore_volume, suspect_voxels
+from brats_goat.stages.restore import restore_volume, suspect_voxels
 
 TINY = MODEL_PRESETS["tiny"]
 LESION = 4.0
@@ -214,34 +212,3 @@ def test_slice_major_passes_match_the_volume_reference_on_any_grid(shape, offset
     reference = _full_restore(model, vol, brain, post, cfg, present)
     assert out[:, brain].std() > 0 and sum(runs) > depth - 1  # restoration passes ran
     np.testing.assert_allclose(out, reference, atol=1e-5)
-
-
-@pytest.mark.parametrize(
-    "structure",
-    [
-        np.moveaxis(inplane_cross(), 2, 0),
-        inplane_cross(),
-        ndimage.generate_binary_structure(3, 1),
-        np.ones((3, 3, 3), dtype=bool),
-    ],
-    ids=["cross-NHW", "cross-XYZ", "6-connected", "cube"],
-)
-def test_dilate_is_scipys_binary_dilation(structure: np.ndarray) -> None:
-    """The suspect voxels grow by shifted unions: the voxels scipy's dilation gives, at the
-    edges too, for sparse and dense masks and repeated passes."""
-    rng = np.random.default_rng(1)
-    for density in (0.002, 0.05, 0.5):
-        mask = rng.random((9, 23, 17)) < density
-        mask[0, 0, 0] = mask[-1, -1, -1] = True  # corners: nothing may wrap around
-        for iterations in (1, 2, 3):
-            expected = ndimage.binary_dilation(mask, structure=structure, iterations=iterations)
-            np.testing.assert_array_equal(dilate(mask, structure, iterations), expected)
-
-
-def test_dilate_refuses_a_structure_it_cannot_shift() -> None:
-    mask = np.zeros((4, 4, 4), dtype=bool)
-    lopsided = np.zeros((3, 3, 3), dtype=bool)
-    lopsided[1, 1, 1:] = True
-    for structure in (lopsided, np.ones((5, 5, 5), dtype=bool)):
-        with pytest.raises(ValueError, match="symmetric"):
-            dilate(mask, structure, 1)
