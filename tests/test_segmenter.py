@@ -138,3 +138,41 @@ def test_enhancement_is_found_near_the_tumour_when_a_larger_bright_t1c_structure
     assert not (channel == 3).any()
     assert (near[lesion] == 3).mean() > 0.5 and not (near[far] == 3).any()
     np.testing.assert_array_equal(channel > 0, near > 0)
+
+
+def test_segment_thresholds_only_the_channels_its_labels_and_refinement_read(
+    case_writer, monkeypatch
+) -> None:
+    """Under the default ``near-wt`` ET rule the labels never read t1c's own binary mask, so
+    ``segment`` leaves that map unthresholded, with the labels of thresholding both; the
+    ``channel`` rule and a refinement of t1c threshold it."""
+    from brats_goat.segmenter import Segmenter
+    from brats_goat.stages.refine import RefineConfig
+
+    (case,) = discover_cases(case_writer("CH-1"))
+    volumes = load_case(case)
+    base = PipelineConfig().intensity
+    free = dataclasses.replace(base, et_min_voxels_by_subset={})  # keep every t1c component
+    seg = make_segmenter("intensity", None, PipelineConfig(intensity=free))
+    assert seg.channels_used() == ("t2f",)
+    thresholded: list[tuple[str, ...]] = []
+    real_threshold = Segmenter.threshold
+
+    def threshold(self, maps, mask, present, channels=("t1c", "t2f")):
+        thresholded.append(tuple(name for name in maps if name in channels))
+        return real_threshold(self, maps, mask, present, channels)
+
+    monkeypatch.setattr(Segmenter, "threshold", threshold)
+    labels = seg.segment(volumes).labels
+    cand = seg.candidates(volumes)  # both channels, as the experiments read them
+    assert thresholded == [("t2f",), ("t1c", "t2f")] and cand.binary["t1c"].any()
+    np.testing.assert_array_equal(labels, seg.labels(cand.binary, cand, volumes.present))
+    channel = make_segmenter(
+        "intensity", None, PipelineConfig(labels=LabelsConfig(et_rule="channel"))
+    )
+    assert channel.channels_used() == ("t1c", "t2f")
+    refined = make_segmenter(
+        "intensity", None, PipelineConfig(refine=RefineConfig(channels=("t2f", "t1c")))
+    )
+    refined.refiner = object()  # any backend: only whether t1c is refined matters here
+    assert refined.channels_used() == ("t1c", "t2f")
