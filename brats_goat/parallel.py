@@ -9,9 +9,10 @@ computed exactly as it would be alone.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -35,13 +36,23 @@ def helper_pool(workers: int, name: str) -> ThreadPoolExecutor:
 
 
 @functools.cache
-def _pool() -> ThreadPoolExecutor:
-    return helper_pool(2, "brats-goat-channel")
+def _pool(name: str) -> ThreadPoolExecutor:
+    return helper_pool(2, f"brats-goat-{name}")
 
 
-def channel_map(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+def channel_map(fn: Callable[[T], R], items: Iterable[T], pool: str = "channel") -> list[R]:
     """``[fn(item) for item in items]``, two at a time; an exception in one is raised."""
+    with contextlib.closing(channel_results(fn, items, pool)) as results:
+        return list(results)
+
+
+def channel_results(fn: Callable[[T], R], items: Iterable[T], pool: str = "channel") -> Iterator[R]:
+    """``fn(item)`` for each item, two at a time, yielded in the items' order: the caller
+    checks each result as it comes (an exception is raised at its item), and closing the
+    iterator early cancels the items not yet started. ``pool`` names the two threads: the
+    run reads files on its own pair (``file``), so that a read never queues the segmented
+    case's channels behind it."""
     items = list(items)
     if len(items) < 2:
-        return [fn(item) for item in items]
-    return list(_pool().map(fn, items))
+        return (fn(item) for item in items)
+    return _pool(pool).map(fn, items)

@@ -40,3 +40,29 @@ def test_helper_threads_leave_signals_to_the_main_thread() -> None:
     masks = channel_map(lambda _: set(signal.pthread_sigmask(signal.SIG_BLOCK, [])), range(4))
     for mask in masks:
         assert {signal.SIGINT, signal.SIGTERM} <= mask
+
+
+def test_channel_results_come_in_order_on_the_named_pair_and_stop_early() -> None:
+    """Results are yielded in the items' order, on the pair of threads ``pool`` names; an
+    error is raised at its item, and closing the iterator there cancels what is queued."""
+    import contextlib
+    import time
+
+    from brats_goat.parallel import channel_results
+
+    started: list[int] = []
+
+    def work(k: int) -> tuple[int, str]:
+        started.append(k)
+        if k == 1:
+            raise ValueError("item 1 failed")
+        time.sleep(0.05)
+        return k, threading.current_thread().name
+
+    with contextlib.closing(channel_results(work, range(8), pool="test")) as results:
+        first = next(results)
+        assert first[0] == 0 and first[1].startswith("brats-goat-test")
+        with pytest.raises(ValueError, match="item 1"):
+            next(results)
+    time.sleep(0.2)
+    assert len(started) < 8  # the queued items were cancelled

@@ -7,6 +7,7 @@ write, so results never depend on how the array happens to be stored.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import zlib
@@ -26,6 +27,7 @@ from brats_goat.conventions import MODALITIES
 from brats_goat.io.discover import Case, other_format_files
 from brats_goat.io.errors import CaseError
 from brats_goat.io.intensity import sanitise_intensities
+from brats_goat.parallel import channel_map, channel_results
 
 #: Storage order the model works in (that of BraTS 2023 releases).
 CANONICAL_AXCODES: tuple[str, str, str] = ("L", "P", "S")
@@ -252,30 +254,36 @@ def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False
         )
     reference: nib.Nifti1Image | None = None
     ref_modality = ""
-    for modality in MODALITIES:
-        if modality not in case.files:
-            continue
-        path = case.files[modality]
-        image, data, warns = load_image(case.case_id, modality, path)
-        warnings += warns
-        if reference is None:
-            reference, ref_modality = image, modality
-        elif not same_grid(reference, image, affine_atol):
-            close = np.allclose(image.affine, reference.affine, atol=affine_atol)
-            affines = "equal" if close else "differ"
-            raise CaseError(
-                f"case {case.case_id}: {modality} file {path} is on a different grid than "
-                f"{ref_modality} (shape {image.shape[:3]} vs {reference.shape[:3]}, "
-                f"affines {affines})"
-                "; co-register the modalities first"
-            )
-        arrays[modality] = data
+    present = [m for m in MODALITIES if m in case.files]
+    # Two files at a time (gzip and numpy leave the GIL), checked in the modalities' order:
+    # the error a case gets is the one reading them in turn would have raised first.
+    loads = channel_results(
+        lambda m: load_image(case.case_id, m, case.files[m]), present, pool="file"
+    )
+    with contextlib.closing(loads):
+        for modality, (image, data, warns) in zip(present, loads, strict=True):
+            warnings += warns
+            path = case.files[modality]
+            if reference is None:
+                reference, ref_modality = image, modality
+            elif not same_grid(reference, image, affine_atol):
+                close = np.allclose(image.affine, reference.affine, atol=affine_atol)
+                affines = "equal" if close else "differ"
+                raise CaseError(
+                    f"case {case.case_id}: {modality} file {path} is on a different grid "
+                    f"than {ref_modality} (shape {image.shape[:3]} vs {reference.shape[:3]}, "
+                    f"affines {affines})"
+                    "; co-register the modalities first"
+                )
+            arrays[modality] = data
     assert reference is not None
     transform = ornt_transform(io_orientation(reference.affine), axcodes2ornt(CANONICAL_AXCODES))
-    canonical = {
-        m: np.ascontiguousarray(apply_orientation(a, transform), dtype=np.float32)
-        for m, a in arrays.items()
-    }
+
+    def canonical_order(array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(apply_orientation(array, transform), dtype=np.float32)
+
+    reordered = channel_map(canonical_order, arrays.values(), pool="file")
+    canonical = dict(zip(arrays, reordered, strict=True))
     files = {m: str(case.files[m]) for m in arrays}
     return CaseVolumes(case.case_id, canonical, reference, transform, warnings, files)
 

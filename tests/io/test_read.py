@@ -244,3 +244,45 @@ def test_trailing_singleton_axes_read_as_3d(case_writer) -> None:
     nib.save(nib.Nifti1Image(data[..., None, None], image.affine), path)
     (case,) = discover_cases(folder)
     assert load_case(case).arrays["t2f"].shape == data.shape
+
+
+def test_files_are_read_two_at_a_time_and_fail_as_read_in_turn(
+    case_writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A case's files are read on two threads of their own, and a case with two bad files
+    gets the error of the first in the modalities' order, as reading them in turn gave."""
+    import threading
+
+    from brats_goat.io import read
+
+    threads: set[str] = set()
+    real_load = read.load_image
+
+    def load_image(*args):
+        threads.add(threading.current_thread().name)
+        return real_load(*args)
+
+    monkeypatch.setattr(read, "load_image", load_image)
+    (case,) = discover_cases(case_writer("O-1"))
+    volumes = load_case(case)
+    assert len(volumes.arrays) == 4 and {t.rsplit("_", 1)[0] for t in threads} == {
+        "brats-goat-file"
+    }
+
+    def spoil(folder: Path, moved: str, truncated: str) -> None:
+        image = nib.load(folder / f"{folder.name}-{moved}.nii.gz")
+        affine = image.affine.copy()
+        affine[0, 3] += 5
+        moved_image = nib.Nifti1Image(np.asarray(image.dataobj), affine)
+        nib.save(moved_image, folder / f"{folder.name}-{moved}.nii.gz")
+        path = folder / f"{folder.name}-{truncated}.nii.gz"
+        path.write_bytes(path.read_bytes()[:2000])
+
+    grid_first = case_writer("O-2")
+    spoil(grid_first, moved="t1n", truncated="t2w")
+    msg = _error(grid_first)
+    assert "O-2-t1n.nii.gz" in msg and "different grid" in msg
+    truncated_first = case_writer("O-3")
+    spoil(truncated_first, moved="t2w", truncated="t1n")
+    msg = _error(truncated_first)
+    assert "O-3-t1n.nii.gz" in msg and "different grid" not in msg
