@@ -27,7 +27,7 @@ from brats_goat.conventions import MODALITIES
 from brats_goat.io.discover import Case, other_format_files
 from brats_goat.io.errors import CaseError
 from brats_goat.io.intensity import sanitise_intensities
-from brats_goat.parallel import channel_map, channel_results
+from brats_goat.parallel import channel_results
 
 #: Storage order the model works in (that of BraTS 2023 releases).
 CANONICAL_AXCODES: tuple[str, str, str] = ("L", "P", "S")
@@ -66,6 +66,12 @@ class CaseVolumes:
     def present(self) -> tuple[str, ...]:
         """The modalities this case has, in the model's channel order."""
         return tuple(m for m in MODALITIES if m in self.arrays)
+
+    def release_images(self) -> None:
+        """Free the images (the run does once the case is normalised, unless it draws them
+        in a QC picture: 144 MB less at a case's peak, issue 18). ``present``, ``where`` and
+        the geometry still answer; ``stack`` no longer can."""
+        self.arrays = {m: np.empty((0, 0, 0), dtype=np.float32) for m in self.arrays}
 
     def stack(self, modalities: tuple[str, ...] = MODALITIES) -> np.ndarray:
         """(C, X, Y, Z) array in the model's channel order; absent modalities are zeros."""
@@ -258,14 +264,16 @@ def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False
     # Two files at a time (gzip and numpy leave the GIL), checked in the modalities' order:
     # the error a case gets is the one reading them in turn would have raised first.
     loads = channel_results(
-        lambda m: load_image(case.case_id, m, case.files[m]), present, pool="file"
+        lambda m: load_canonical(case.case_id, m, case.files[m]), present, pool="file"
     )
+    transform = None
     with contextlib.closing(loads):
         for modality, (image, data, warns) in zip(present, loads, strict=True):
             warnings += warns
             path = case.files[modality]
             if reference is None:
                 reference, ref_modality = image, modality
+                transform = canonical_transform(reference)
             elif not same_grid(reference, image, affine_atol):
                 close = np.allclose(image.affine, reference.affine, atol=affine_atol)
                 affines = "equal" if close else "differ"
@@ -275,17 +283,40 @@ def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False
                     f"affines {affines})"
                     "; co-register the modalities first"
                 )
-            arrays[modality] = data
-    assert reference is not None
-    transform = ornt_transform(io_orientation(reference.affine), axcodes2ornt(CANONICAL_AXCODES))
-
-    def canonical_order(array: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(apply_orientation(array, transform), dtype=np.float32)
-
-    reordered = channel_map(canonical_order, arrays.values(), pool="file")
-    canonical = dict(zip(arrays, reordered, strict=True))
+            arrays[modality] = in_order_of(transform, data, image)
+    assert reference is not None and transform is not None
     files = {m: str(case.files[m]) for m in arrays}
-    return CaseVolumes(case.case_id, canonical, reference, transform, warnings, files)
+    return CaseVolumes(case.case_id, arrays, reference, transform, warnings, files)
+
+
+def canonical_transform(image: nib.Nifti1Image) -> np.ndarray:
+    """The axis flips and swaps that take ``image``'s stored order to the canonical one."""
+    return ornt_transform(io_orientation(image.affine), axcodes2ornt(CANONICAL_AXCODES))
+
+
+def load_canonical(
+    case_id: str, modality: str, path
+) -> tuple[nib.Nifti1Image, np.ndarray, list[str]]:
+    """``load_image``, reoriented to canonical order (C-contiguous float32) by the same job,
+    so that the stored-order array is freed before the next file is read (the peak memory
+    of a case read beside another one's refinement, issue 18)."""
+    image, data, warnings = load_image(case_id, modality, path)
+    return image, _reoriented(data, canonical_transform(image)), warnings
+
+
+def in_order_of(transform: np.ndarray, canonical: np.ndarray, image: nib.Nifti1Image) -> np.ndarray:
+    """``canonical`` (``image`` in its own canonical order) in the order ``transform`` (the
+    case's reference file's) gives. The two agree unless the affines, equal within the
+    grid tolerance, sit on an orientation's edge (an oblique scan near 45 degrees)."""
+    own = canonical_transform(image)
+    if np.array_equal(own, transform):
+        return canonical
+    back = ornt_transform(axcodes2ornt(CANONICAL_AXCODES), io_orientation(image.affine))
+    return _reoriented(apply_orientation(canonical, back), transform)
+
+
+def _reoriented(array: np.ndarray, transform: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(apply_orientation(array, transform), dtype=np.float32)
 
 
 def load_reference_labels(

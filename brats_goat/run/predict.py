@@ -182,6 +182,8 @@ def predict_case(
         with timer.stage("read"):
             atol = segmenter.config.affine_atol
             volumes = read_case(case, atol) if reading is None else reading.result()
+        if not qc_png:  # nothing after the normalisation needs the images
+            timer.after["normalise"] = volumes.release_images
         result.warnings += volumes.warnings
         result.resampled = volumes.resampled
         result.modalities = list(volumes.present)

@@ -521,3 +521,36 @@ def test_with_refinement_the_next_case_is_normalised_after_it(
         assert reading.result().case_id == "Case-2"
         assert normalising is not None and normalising.result().brain.any()
         ahead.close()
+
+
+def test_a_case_frees_its_images_once_normalised_unless_a_qc_picture_needs_them(
+    tmp_path: Path, case_writer, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The images are freed when the normalise stage ends (nothing after it reads them; a
+    case's peak memory falls by their 144 MB), and the labels are those of a case that kept
+    them; a QC picture, drawn from them, keeps them (tests/run/test_qc.py)."""
+    from brats_goat.io.read import CaseVolumes, load_case
+    from brats_goat.run import predict as run_predict
+    from brats_goat.segmenter import make_segmenter
+
+    for k in (1, 2):
+        case_writer(f"Case-{k}", seed=k)
+    freed: list[tuple[str, str]] = []
+    real_release = CaseVolumes.release_images
+
+    def release_images(self) -> None:
+        real_release(self)
+        freed.append((self.case_id, ",".join(self.present)))
+        assert all(a.size == 0 for a in self.arrays.values())
+
+    monkeypatch.setattr(CaseVolumes, "release_images", release_images)
+    inp, out = tmp_path / "in", tmp_path / "out"
+    report = run_predict.predict(inp, out, weights=tiny_weights, quiet=True)
+    assert [c.status for c in report.cases] == ["ok", "ok"]
+    assert freed == [("Case-1", "t1c,t1n,t2f,t2w"), ("Case-2", "t1c,t1n,t2f,t2w")]
+    segmenter = make_segmenter(weights=tiny_weights)
+    for case in run_predict.find_cases(inp):
+        volumes = load_case(case, allow_missing=True)
+        kept = volumes.to_stored(segmenter.segment(volumes).labels)
+        written = np.asarray(nib.load(out / f"{case.case_id}.nii.gz").dataobj)
+        np.testing.assert_array_equal(written, kept)

@@ -286,3 +286,32 @@ def test_files_are_read_two_at_a_time_and_fail_as_read_in_turn(
     spoil(truncated_first, moved="t2w", truncated="t1n")
     msg = _error(truncated_first)
     assert "O-3-t1n.nii.gz" in msg and "different grid" not in msg
+
+
+def test_files_on_an_orientations_edge_follow_the_first_files_order(case_writer) -> None:
+    """Each file is reoriented as it is read, by its own affine; where affines equal within
+    the grid tolerance still give different axis orders (an oblique scan at 45 degrees),
+    every modality ends in the first file's order, as one reorientation of all gave."""
+    from nibabel.orientations import apply_orientation
+
+    from brats_goat.io.read import canonical_transform
+
+    folder = case_writer("OB-1")
+    stored = {}
+    for k, modality in enumerate(("t1c", "t1n", "t2f", "t2w")):
+        path = folder / f"OB-1-{modality}.nii.gz"
+        image = nib.load(path)
+        angle = np.pi / 4 + (2e-4 if k % 2 == 0 else -2e-4)
+        affine = np.eye(4)
+        affine[:2, :2] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+        stored[modality] = np.asarray(image.dataobj).astype(np.float32)
+        nib.save(nib.Nifti1Image(stored[modality], affine), path)
+    images = {m: nib.load(folder / f"OB-1-{m}.nii.gz") for m in stored}
+    orders = {m: canonical_transform(image).tolist() for m, image in images.items()}
+    assert orders["t1c"] != orders["t1n"]  # the edge: the two affines order axes apart
+    (case,) = discover_cases(folder)
+    volumes = load_case(case)
+    first = canonical_transform(images["t1c"])
+    for modality, array in volumes.arrays.items():
+        np.testing.assert_array_equal(array, apply_orientation(stored[modality], first))
+        assert array.flags.c_contiguous and array.dtype == np.float32
