@@ -431,6 +431,21 @@ def test_the_next_case_is_read_while_one_is_segmented(
     # Case 2 failed at its read, before any reconstruction: case 3 is read all the same.
 
 
+def _labels_are_those_of_each_case_alone(inp: Path, out: Path, weights: Path) -> None:
+    """Every label map a run wrote is what ``Segmenter.segment`` gives its case in memory,
+    read on its own and with nothing ahead of it."""
+    from brats_goat.io.read import load_case
+    from brats_goat.run.predict import find_cases
+    from brats_goat.segmenter import make_segmenter
+
+    segmenter = make_segmenter(weights=weights)
+    for case in find_cases(inp):
+        volumes = load_case(case, allow_missing=True)
+        alone = volumes.to_stored(segmenter.segment(volumes).labels)
+        written = np.asarray(nib.load(out / f"{case.case_id}.nii.gz").dataobj)
+        np.testing.assert_array_equal(written, alone)
+
+
 def test_each_next_case_is_normalised_on_the_read_thread(
     tmp_path: Path, case_writer, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -440,9 +455,9 @@ def test_each_next_case_is_normalised_on_the_read_thread(
     import threading
     import time
 
-    from brats_goat.io.read import CaseError, load_case
+    from brats_goat.io.read import CaseError
     from brats_goat.run import predict as run_predict
-    from brats_goat.segmenter import MViTAESegmenter, Segmenter, make_segmenter
+    from brats_goat.segmenter import MViTAESegmenter, Segmenter
 
     for k in (1, 2, 3):
         case_writer(f"Case-{k}", seed=k)
@@ -476,12 +491,7 @@ def test_each_next_case_is_normalised_on_the_read_thread(
     # Case 2 is normalised between case 1's reconstruction and its own.
     order = ["normalised", "reconstructed"] * 2
     assert [e[0] for e in done[:4]] == order
-    segmenter = make_segmenter(weights=tiny_weights)
-    for case in run_predict.find_cases(inp):
-        volumes = load_case(case, allow_missing=True)
-        alone = volumes.to_stored(segmenter.segment(volumes).labels)
-        written = np.asarray(nib.load(out / f"{case.case_id}.nii.gz").dataobj)
-        np.testing.assert_array_equal(written, alone)
+    _labels_are_those_of_each_case_alone(inp, out, tiny_weights)
 
     fail, events[:] = True, []
     report = run_predict.predict(inp, tmp_path / "out2", weights=tiny_weights, quiet=True)
@@ -529,9 +539,8 @@ def test_a_case_frees_its_images_once_normalised_unless_a_qc_picture_needs_them(
     """The images are freed when the normalise stage ends (nothing after it reads them; a
     case's peak memory falls by their 144 MB), and the labels are those of a case that kept
     them; a QC picture, drawn from them, keeps them (tests/run/test_qc.py)."""
-    from brats_goat.io.read import CaseVolumes, load_case
+    from brats_goat.io.read import CaseVolumes
     from brats_goat.run import predict as run_predict
-    from brats_goat.segmenter import make_segmenter
 
     for k in (1, 2):
         case_writer(f"Case-{k}", seed=k)
@@ -548,9 +557,4 @@ def test_a_case_frees_its_images_once_normalised_unless_a_qc_picture_needs_them(
     report = run_predict.predict(inp, out, weights=tiny_weights, quiet=True)
     assert [c.status for c in report.cases] == ["ok", "ok"]
     assert freed == [("Case-1", "t1c,t1n,t2f,t2w"), ("Case-2", "t1c,t1n,t2f,t2w")]
-    segmenter = make_segmenter(weights=tiny_weights)
-    for case in run_predict.find_cases(inp):
-        volumes = load_case(case, allow_missing=True)
-        kept = volumes.to_stored(segmenter.segment(volumes).labels)
-        written = np.asarray(nib.load(out / f"{case.case_id}.nii.gz").dataobj)
-        np.testing.assert_array_equal(written, kept)
+    _labels_are_those_of_each_case_alone(inp, out, tiny_weights)
