@@ -38,6 +38,16 @@ def prefer_huge_pages() -> None:
 prefer_huge_pages()
 
 
+@functools.cache
+def _glibc(name: str) -> Callable[..., int] | None:
+    """glibc's function ``name``, or None where the C library has none (musl, macOS,
+    Windows)."""
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+
+
 #: glibc's ``mallopt`` parameter for the number of heaps (malloc.h: ``M_ARENA_MAX``).
 M_ARENA_MAX = -8
 ARENA_ENV = "MALLOC_ARENA_MAX"
@@ -47,11 +57,8 @@ def one_heap() -> bool:
     """One glibc heap for every thread, unless the user set ``MALLOC_ARENA_MAX`` (glibc
     reads it itself). Runs when this module is imported, before any helper thread
     exists. False where the C library has no ``mallopt`` (nothing is done)."""
-    if ARENA_ENV in os.environ:
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    mallopt = _glibc("mallopt")
+    if ARENA_ENV in os.environ or mallopt is None:
         return False
     return bool(mallopt(M_ARENA_MAX, 1))
 
@@ -59,19 +66,11 @@ def one_heap() -> bool:
 one_heap()
 
 
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc; absent on musl, macOS, Windows
-    except (OSError, AttributeError):
-        return None
-
-
 def release_free_memory() -> bool:
     """Hand the heap's free pages back to the system (glibc's ``malloc_trim``): what was
     freed stops counting towards the process's resident memory. False where the C library
     has no such call (nothing is done)."""
-    trim = _malloc_trim()
+    trim = _glibc("malloc_trim")
     if trim is None:
         return False
     trim(0)

@@ -85,10 +85,7 @@ class CaseVolumes:
 
     def to_stored(self, canonical: np.ndarray) -> np.ndarray:
         """Orient a canonical-order (X, Y, Z) array back to the input's storage order."""
-        back = ornt_transform(
-            axcodes2ornt(CANONICAL_AXCODES), io_orientation(self.reference.affine)
-        )
-        return np.ascontiguousarray(apply_orientation(canonical, back))
+        return np.ascontiguousarray(apply_orientation(canonical, stored_transform(self.reference)))
 
     def from_stored(self, stored: np.ndarray) -> np.ndarray:
         """An array on the input's grid (a reference label map) in the order of ``arrays``."""
@@ -294,6 +291,11 @@ def canonical_transform(image: nib.Nifti1Image) -> np.ndarray:
     return ornt_transform(io_orientation(image.affine), axcodes2ornt(CANONICAL_AXCODES))
 
 
+def stored_transform(image: nib.Nifti1Image) -> np.ndarray:
+    """The flips and swaps that take the canonical order back to ``image``'s stored one."""
+    return ornt_transform(axcodes2ornt(CANONICAL_AXCODES), io_orientation(image.affine))
+
+
 def load_canonical(
     case_id: str, modality: str, path
 ) -> tuple[nib.Nifti1Image, np.ndarray, list[str]]:
@@ -311,8 +313,7 @@ def in_order_of(transform: np.ndarray, canonical: np.ndarray, image: nib.Nifti1I
     own = canonical_transform(image)
     if np.array_equal(own, transform):
         return canonical
-    back = ornt_transform(axcodes2ornt(CANONICAL_AXCODES), io_orientation(image.affine))
-    return _reoriented(apply_orientation(canonical, back), transform)
+    return _reoriented(apply_orientation(canonical, stored_transform(image)), transform)
 
 
 def _reoriented(array: np.ndarray, transform: np.ndarray) -> np.ndarray:
