@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from brats_goat.conventions import MODALITIES, subset_key
-from brats_goat.device import autocast_dtype, pick_device
+from brats_goat.device import autocast_dtype, compute_path, pick_device
 from brats_goat.io.read import CaseError, CaseVolumes
 from brats_goat.model.checkpoint import load_verified
 from brats_goat.model.network import MViTAE
@@ -167,6 +167,12 @@ class Segmenter:
     def precision(self) -> str | None:
         """The network's arithmetic on this machine; None: the method runs no network."""
         return None
+
+    @property
+    def cpu_isa(self) -> str | None:
+        """oneDNN's CPU path that runs the network (for the run report); None: no network,
+        or it runs on a GPU."""
+        return None if self.precision is None else compute_path(self.device)
 
     def reconstruct(
         self, normalised: np.ndarray, brain: np.ndarray, present: tuple[str, ...] = MODALITIES

@@ -1,8 +1,9 @@
 """Do two runs of ``predict`` write the same labels? Per case, whole-tumour Dice and voxels
 that differ between the label maps of two OUTPUT folders.
 
-The project's rule for a faster path (issue 18): per case, WT Dice >= 0.999 against
-today's labels. Run ``predict`` before and after a change into two folders, then
+The project's rule for a faster path (issue 25): per case, WT, TC and ET Dice >= 0.999
+against the reference labels (float32, or today's). Run ``predict`` before and after a
+change into two folders, then
 
     PYTHONPATH=. python -m experiments.output_agreement BEFORE AFTER [BEFORE2 AFTER2 ...]
         [--out results/NAME] [--title "..."]
@@ -22,8 +23,10 @@ import numpy as np
 
 from brats_goat.evaluation.metrics import dice
 
-#: Whole-tumour Dice a changed pipeline must keep against today's labels, per case.
-MIN_WT_DICE = 0.999
+#: Dice a changed pipeline must keep against the reference labels, per case and region.
+MIN_DICE = 0.999
+#: BraTS regions: the labels each holds.
+REGIONS: dict[str, tuple[int, ...]] = {"wt": (1, 2, 3), "tc": (1, 3), "et": (3,)}
 
 
 def compare(before: Path, after: Path) -> dict:
@@ -32,7 +35,10 @@ def compare(before: Path, after: Path) -> dict:
     b = np.asarray(nib.load(after).dataobj)
     return {
         "case": before.name.removesuffix(".nii.gz"),
-        "wt_dice": round(float(dice(a > 0, b > 0)), 6),
+        **{
+            f"{name}_dice": round(float(dice(np.isin(a, labels), np.isin(b, labels))), 6)
+            for name, labels in REGIONS.items()
+        },
         "voxels_differ": int((a != b).sum()),
         "wt_voxels": [int((a > 0).sum()), int((b > 0).sum())],
         "same_file": hashlib.sha256(before.read_bytes()).digest()
@@ -54,19 +60,23 @@ def compare_folders(before: Path, after: Path) -> list[dict]:
 
 
 def markdown(rows: list[dict], title: str) -> str:
-    lines = [f"# {title}", "", f"Rule: per case WT Dice >= {MIN_WT_DICE}.", ""]
-    lines += ["| run | case | WT Dice | voxels differ | WT voxels before / after | same file |"]
-    lines += ["|---|---|---|---|---|---|"]
+    lines = [f"# {title}", "", f"Rule: per case WT, TC and ET Dice >= {MIN_DICE}.", ""]
+    lines += [
+        "| run | case | WT Dice | TC Dice | ET Dice | voxels differ "
+        "| WT voxels before / after | same file |"
+    ]
+    lines += ["|---|---|---|---|---|---|---|---|"]
     for r in rows:
         wt = " / ".join(str(v) for v in r["wt_voxels"])
         same = "yes" if r["same_file"] else "no"
         lines.append(
-            f"| {r['folder']} | {r['case']} | {r['wt_dice']:.6f} | {r['voxels_differ']} | {wt} "
-            f"| {same} |"
+            f"| {r['folder']} | {r['case']} | {r['wt_dice']:.6f} | {r['tc_dice']:.6f} "
+            f"| {r['et_dice']:.6f} | {r['voxels_differ']} | {wt} | {same} |"
         )
-    worst = min(r["wt_dice"] for r in rows)
-    verdict = "met" if worst >= MIN_WT_DICE else "NOT met"
-    lines += ["", f"Lowest WT Dice {worst:.6f}: the rule is {verdict} on {len(rows)} cases."]
+    worst = {name: min(r[f"{name}_dice"] for r in rows) for name in REGIONS}
+    verdict = "met" if min(worst.values()) >= MIN_DICE else "NOT met"
+    lowest = ", ".join(f"{name.upper()} {value:.6f}" for name, value in worst.items())
+    lines += ["", f"Lowest Dice: {lowest}. The rule is {verdict} on {len(rows)} cases."]
     return "\n".join(lines) + "\n"
 
 

@@ -10,11 +10,13 @@ calibrate anything), healthy phantoms (false positives per case), and the real c
 ../shared/data/real (lesion-wise scores where a `-ref` label map exists; detection of the
 rough mask of BraTS-GLI-00001-000, which is a box, not a segmentation), the same real
 cases with only t1c and t2f (the missing-modality scenario), and the expert-labelled
-gliomas of ../shared/data/real-expert (t2f + t1c only), scored per case and as a mean.
+gliomas of ../shared/data/real-expert (t2f + t1c only) and ../shared/data/brats18-dev (all
+four sequences), scored per case and as a mean.
 
     python scripts/benchmark.py [--per-kind 3] [--healthy 3]
                                 [--methods intensity,mvitae,mvitae+litemedsam]
                                 [--real-expert ../shared/data/real-expert]
+                                [--brats18-dev ../shared/data/brats18-dev]
 
 A method is `METHOD[+REFINE[:SLICES]]`: `mvitae+litemedsam` is `predict --method mvitae
 --refine litemedsam`, `mvitae+litemedsam:0` the same with `--refine-max-slices 0` (every
@@ -297,6 +299,7 @@ def markdown(result: dict) -> str:
             f"{fmt(row, 'lw_dice', 'ET')} |"
         )
     lines += per_case_tables(result["rows"])
+    lines += per_case_tables(result["rows"], "brats18-dev")
     for row in result["rows"]:
         if row.get("rough_mask_detected"):
             lines.append("")
@@ -318,6 +321,9 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "real")
     parser.add_argument(
         "--real-expert", type=Path, default=ROOT.parent / "shared" / "data" / "real-expert"
+    )
+    parser.add_argument(
+        "--brats18-dev", type=Path, default=ROOT.parent / "shared" / "data" / "brats18-dev"
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--weights", type=Path, help="MViT-AE weights (default: shipped)")
@@ -349,6 +355,8 @@ def main() -> None:
             sets.append(("real t1c+t2f only", subset, "gli"))
         if args.real_expert.is_dir():
             sets.append(("real-expert", args.real_expert, "gli"))
+        if args.brats18_dev.is_dir():
+            sets.append(("brats18-dev", args.brats18_dev, "gli"))
         if args.sets:
             wanted = set(args.sets.split(","))
             sets = [s for s in sets if s[0].replace(" ", "-") in wanted]

@@ -9,6 +9,7 @@ more, start-up shared). Results go to results/predict-speed-<commit>[-METHOD][-R
     python -m scripts.benchmark_predict [--data ../shared/data/real] [--device cpu]
                                         [--method mvitae|mvitae+litemedsam|...]
                                         [--runtime auto|torch|openvino]
+                                        [--precision auto|float32|bfloat16]
                                         [--note "machine loaded by ..."]
 """
 
@@ -78,6 +79,9 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "results")
     parser.add_argument("--note", default="", help="How the machine was (idle, loaded by ...)")
     parser.add_argument("--runtime", default="auto", help="predict --runtime (auto|torch|openvino)")
+    parser.add_argument(
+        "--precision", default="auto", help="predict --precision (auto = the shipped default)"
+    )
     args = parser.parse_args()
     if len(discover_cases(args.data)) < 3:
         raise SystemExit("benchmark_predict needs 3 or more cases (start-up shared)")
@@ -91,7 +95,7 @@ def main() -> None:
             Path(tmp) / "pred",
             args.device,
             usage,
-            extra=("--runtime", args.runtime),
+            extra=("--runtime", args.runtime, "--precision", args.precision),
         )
     if report["summary"]["failed"]:
         raise SystemExit(f"predict failed on some cases: {report['summary']}")
@@ -102,6 +106,8 @@ def main() -> None:
         "commit": commit,
         "method": args.method,
         "runtime": args.runtime,
+        "precision": report.get("precision"),
+        "cpu_isa": report.get("cpu_isa"),
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
         "cpus": os.cpu_count(),
         "device": report["device"],
@@ -122,11 +128,12 @@ def main() -> None:
     args.results.mkdir(exist_ok=True)
     suffix = "" if args.method == "mvitae" else "-" + args.method.replace("+", "-")
     suffix += "" if args.runtime == "auto" else "-" + args.runtime
+    suffix += "" if args.precision == "auto" else "-" + args.precision
     stem = args.results / f"predict-speed-{commit}{suffix}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     md = [
-        f"# predict speed ({args.method}, runtime {args.runtime}), commit {commit}, "
-        f"{result['device']}, "
+        f"# predict speed ({args.method}, runtime {args.runtime}, precision "
+        f"{result['precision']} on {result['cpu_isa']}), commit {commit}, {result['device']}, "
         f"{result['cpus']} CPUs",
         "",
         "| measure | value | target |",

@@ -468,16 +468,16 @@ def check_ownership(record: Record, name: str, out: Path, owner: int = UID) -> N
 
 
 def host_reference(record: Record, cases: Path, workdir: Path) -> None:
-    """The same cases through the host's .venv, for a like-for-like time per case: without
-    refinement, like the test image (built with no extras; the host's ``--refine auto``
-    would pick LiteMedSAM, about 40 s more per case here)."""
+    """The same cases through the host's .venv with the host's defaults, for a like-for-like
+    time per case: the image must run the same default (no refinement, float32), which
+    ``run_plain`` checks against this run's report."""
     out = workdir / "out-host"
     cmd = [str(Path(sys.executable).with_name("brats-goat")), "predict", str(cases), str(out)]
     start = time.perf_counter()
-    sh([*cmd, "--device", "cpu", "--refine", "none", "--quiet"], timeout=1800)
+    sh([*cmd, "--device", "cpu", "--quiet"], timeout=1800)
     wall = time.perf_counter() - start
     run = Run(
-        name="host .venv, same cases, --refine none (reference)",
+        name="host .venv, same cases, defaults (reference)",
         args=cmd,
         rc=0,
         log="",
@@ -496,6 +496,12 @@ def run_plain(record: Record, workdir: Path, cases: Path, ids: list[str]) -> Non
     )
     check_outputs(record, run, cases, out, ids)
     report = report_from_log(record, run)
+    ran = {k: report.get(k) for k in ("refine", "precision")}
+    record.check(
+        ran == {"refine": "none", "precision": "float32"},
+        f"{run.name}: the host's default (no refinement, float32)",
+        str(ran),
+    )
     record.check(
         report["summary"] == {"cases": len(ids), "succeeded": len(ids), "failed": 0}
         and report["device"] == "cpu",

@@ -4,10 +4,12 @@ Made for a machine with one NVIDIA GPU and CUDA PyTorch, torchvision and timm, b
 network and no nibabel (``scripts/gpu_check.sh`` installs the wheels that ``make gpu-carry``
 put into ``.gpu-carry/``, then runs this). In one go, well under 8 minutes on such a GPU:
 
-1. ``predict`` with the default weights on the real cases, on the GPU (twice: cold, then
-   warm) and on the CPU, without refinement (on the CPU refinement is capped to fewer
-   slices by design, so it would differ on purpose); whole-tumour Dice GPU vs CPU per case
-   (expected >= 0.99), seconds per case and per stage on both.
+1. ``predict`` with the default weights on the real cases, on the GPU (twice in the
+   default precision, float32: cold, then warm; once in bfloat16) and on the CPU in
+   float32, the reference, without refinement (on the CPU refinement is capped to fewer
+   slices by design, so it would differ on purpose); WT, TC and ET Dice of each GPU run vs
+   the CPU per case (the default must reach 0.999, issue 25; bfloat16's is measured for a
+   later choice of default), seconds per case and per stage.
 2. The official segment-anything backend: the real ViT-B model code with random weights
    (no checkpoint can be fetched offline; the masks mean nothing, the code path and the
    timings do), through our backend on real slices, then through ``predict --refine sam``
@@ -63,8 +65,11 @@ from brats_goat.training.session import build_session
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_CANDIDATES = (ROOT.parent / "shared" / "data" / "real", ROOT / ".gpu-carry" / "real")
-#: Whole-tumour Dice GPU vs CPU below this fails the check.
-MIN_DICE = 0.99
+#: Dice of the default GPU run vs the CPU's float32, per case and region, below this fails
+#: the check (issue 25: the labels must not depend on the machine).
+MIN_DICE = 0.999
+#: BraTS regions: the labels each holds.
+REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 #: The shipped default model's architecture (weights/manifest.json), trained in section 3;
 #: --quick trains the 48-px test preset on the tests' 48x48 volumes.
 TRAIN_ARCH = "small-tokens"
@@ -125,20 +130,29 @@ def environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
-def whole_tumour_dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    total = int(a.sum() + b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+def region_dice(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """WT, TC and ET Dice of two label maps (both empty: 1)."""
+    out = {}
+    for region, labels in REGIONS.items():
+        x, y = np.isin(a, labels), np.isin(b, labels)
+        total = int(x.sum() + y.sum())
+        out[region] = 1.0 if total == 0 else round(2.0 * int((x & y).sum()) / total, 6)
+    return out
 
 
-def timed_predict(data: Path, out: Path, device: str, refine: RefineConfig) -> dict[str, Any]:
+def timed_predict(
+    data: Path, out: Path, device: str, refine: RefineConfig, precision: str = "auto"
+) -> dict[str, Any]:
     """One ``predict`` run: wall time (model load included) and the report's cases."""
-    config = PipelineConfig(inference=InferenceConfig(device=device), refine=refine)
+    inference = InferenceConfig(device=device, precision=precision)
+    config = PipelineConfig(inference=inference, refine=refine)
     start = time.perf_counter()
     report = predict(data, out, config=config, quiet=True)
     wall = time.perf_counter() - start
     return {
         "device": report.device,
+        "precision": report.precision,
+        "cpu_isa": report.cpu_isa,
         "refine": report.refine,
         "wall_s": round(wall, 2),
         "cases": {
@@ -157,39 +171,51 @@ def timed_predict(data: Path, out: Path, device: str, refine: RefineConfig) -> d
 def section_predict(
     cases: list[Case], work: Path, device: torch.device, quick: bool
 ) -> dict[str, Any]:
-    """Default weights, no refinement: device cold and warm (--quick: once), then CPU;
-    whole-tumour Dice device vs CPU per case."""
+    """Default weights, no refinement: device cold and warm (--quick: once) in the default
+    precision, device in bfloat16, then CPU in float32; Dice per region vs the CPU."""
     refine = RefineConfig(backend="none")
     data = linked_cases(cases, work / "cases")
-    runs = {"device_cold": timed_predict(data, work / "dev-cold", device.type, refine)}
+    runs = {"device_cold": timed_predict(data, work / "device_cold", device.type, refine)}
     if not quick:
-        runs["device_warm"] = timed_predict(data, work / "dev-warm", device.type, refine)
-    runs["cpu"] = timed_predict(data, work / "cpu", "cpu", refine)
-    compared = "device_cold" if quick else "device_warm"
-    folder = work / ("dev-cold" if quick else "dev-warm")
-    comparison = {}
-    for case_id, case in runs["cpu"]["cases"].items():
-        if case["status"] != "ok" or runs[compared]["cases"][case_id]["status"] != "ok":
-            comparison[case_id] = {"error": "a run failed: see the runs"}
-            continue
-        gpu = np.asarray(nib.load(folder / f"{case_id}.nii.gz").dataobj)
-        cpu = np.asarray(nib.load(work / "cpu" / f"{case_id}.nii.gz").dataobj)
-        comparison[case_id] = {
-            "wt_dice": round(whole_tumour_dice(gpu, cpu), 5),
-            "voxels_equal": round(float((gpu == cpu).mean()), 7),
-            "wt_voxels_device": int((gpu > 0).sum()),
-            "wt_voxels_cpu": int((cpu > 0).sum()),
-        }
-    dices = [c["wt_dice"] for c in comparison.values() if "wt_dice" in c]
-    ok = bool(dices) and len(dices) == len(comparison) and min(dices) >= MIN_DICE
+        runs["device_warm"] = timed_predict(data, work / "device_warm", device.type, refine)
+    runs["device_bfloat16"] = timed_predict(
+        data, work / "device_bfloat16", device.type, refine, "bfloat16"
+    )
+    runs["cpu"] = timed_predict(data, work / "cpu", "cpu", refine, "float32")
+    default = "device_cold" if quick else "device_warm"
+    agreement = {name: compare_runs(runs, name, work) for name in (default, "device_bfloat16")}
+    lowest = agreement[default]["lowest"]
     return {
-        "pass": ok,
-        "compared": f"{compared} vs cpu",
-        "min_wt_dice": min(dices, default=None),
+        "pass": lowest is not None and min(lowest.values()) >= MIN_DICE,
+        "compared": f"{default} vs cpu",
+        "min_wt_dice": None if lowest is None else lowest["WT"],
         "min_required": MIN_DICE,
-        "comparison": comparison,
+        "comparison": agreement[default]["cases"],
+        "bfloat16_vs_cpu_float32": agreement["device_bfloat16"],
         "runs": runs,
     }
+
+
+def compare_runs(runs: dict[str, Any], name: str, work: Path) -> dict[str, Any]:
+    """Run ``name``'s labels against the CPU float32 run's, per case and region."""
+    cases: dict[str, Any] = {}
+    for case_id, case in runs["cpu"]["cases"].items():
+        if case["status"] != "ok" or runs[name]["cases"][case_id]["status"] != "ok":
+            cases[case_id] = {"error": "a run failed: see the runs"}
+            continue
+        dev = np.asarray(nib.load(work / name / f"{case_id}.nii.gz").dataobj)
+        cpu = np.asarray(nib.load(work / "cpu" / f"{case_id}.nii.gz").dataobj)
+        cases[case_id] = {
+            **{f"{r.lower()}_dice": v for r, v in region_dice(dev, cpu).items()},
+            "voxels_equal": round(float((dev == cpu).mean()), 7),
+            "wt_voxels_device": int((dev > 0).sum()),
+            "wt_voxels_cpu": int((cpu > 0).sum()),
+        }
+    scored = [c for c in cases.values() if "wt_dice" in c]
+    lowest = None
+    if scored and len(scored) == len(cases):
+        lowest = {r: min(c[f"{r.lower()}_dice"] for c in scored) for r in REGIONS}
+    return {"lowest": lowest, "cases": cases}
 
 
 def slices_of(case: Case, n: int) -> np.ndarray:

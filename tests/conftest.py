@@ -108,9 +108,10 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def no_default_refinement(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests of everything but refinement run without it (``--refine auto`` would encode
-    slices with LiteMedSAM, ~4 s each); refinement tests choose a backend explicitly and
-    tests/stages/test_sam_backends.py checks what ``auto`` resolves to."""
+    """Tests of everything but refinement run without it, whatever the developer's own
+    $BRATS_GOAT_REFINE says (LiteMedSAM encodes slices at ~4 s each); refinement tests
+    choose a backend explicitly and tests/stages/test_sam_backends.py checks what ``auto``
+    resolves to."""
     monkeypatch.setenv("BRATS_GOAT_REFINE", "none")
 
 

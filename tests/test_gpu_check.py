@@ -33,8 +33,12 @@ def test_gpu_check_quick_on_cpu(tmp_path: Path) -> None:
     predict = result["predict"]
     assert predict["compared"] == "device_cold vs cpu"
     assert set(predict["comparison"]) == {"TINY-1", "TINY-2"}
-    # The same device twice: the labels must agree exactly.
+    # The same device twice in float32: the labels must agree exactly.
     assert predict["min_wt_dice"] == 1.0
+    assert predict["runs"]["device_cold"]["precision"] == "float32"
+    bf16 = predict["bfloat16_vs_cpu_float32"]
+    assert predict["runs"]["device_bfloat16"]["precision"] == "bfloat16"
+    assert set(bf16["cases"]) == {"TINY-1", "TINY-2"} and set(bf16["lowest"]) == {"WT", "TC", "ET"}
     assert predict["comparison"]["TINY-1"]["wt_voxels_cpu"] > 0
     stages = predict["runs"]["cpu"]["cases"]["TINY-1"]["stages_s"]
     assert {"read", "normalise", "reconstruct", "anomaly", "labels", "write"} <= set(stages)

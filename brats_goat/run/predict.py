@@ -476,6 +476,7 @@ def new_report(
         weights_sha256=segmenter.meta.get("sha256"),
         device=str(segmenter.device),
         precision=segmenter.precision,
+        cpu_isa=segmenter.cpu_isa,
         refine=segmenter.refiner.name if segmenter.refiner is not None else "none",
         # The post-processing actually applied (for the MViT-AE: the checkpoint's).
         config={**to_dict(segmenter.config), "postprocess": to_dict(segmenter.postprocess)},

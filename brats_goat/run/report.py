@@ -63,6 +63,10 @@ class RunReport:
     #: Arithmetic of the network's forward pass (``InferenceConfig.precision`` resolved on
     #: this machine): float32, bfloat16, or the runtime that chose it; None: no network.
     precision: str | None = None
+    #: oneDNN's CPU code path that ran the network (``brats_goat.device.cpu_isa``, e.g.
+    #: AVX512_CORE_BF16, AVX2; capped by ONEDNN_MAX_CPU_ISA): bfloat16 gives other labels on
+    #: other paths. None: the network ran on a GPU, or the method runs none.
+    cpu_isa: str | None = None
     #: Refinement backend that ran ("none", "litemedsam", "sam-vit_b", ...).
     refine: str = "none"
     version: str = __version__

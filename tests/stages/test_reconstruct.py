@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from brats_goat.device import autocast_dtype, native_bf16, pick_device
+from brats_goat.device import autocast_dtype, pick_device
 from brats_goat.model.network import MODEL_PRESETS, MViTAE
 from brats_goat.stages.reconstruct import (
     InferenceConfig,
@@ -96,13 +96,12 @@ def test_decoding_only_the_brain_box_changes_nothing() -> None:
 
 
 def test_precision_choices() -> None:
-    """float32 is exact and the default on CPUs without native bfloat16; bfloat16 moves
-    the reconstruction by rounding only; anything else is refused."""
+    """float32 is exact and the default everywhere; bfloat16 (asked for) moves the
+    reconstruction by rounding only; anything else is refused."""
     cpu = torch.device("cpu")
     assert autocast_dtype("float32", cpu) is None
     assert autocast_dtype("bfloat16", cpu) is torch.bfloat16
-    assert autocast_dtype("auto", cpu) is (torch.bfloat16 if native_bf16() else None)
-    assert autocast_dtype("auto", torch.device("cuda")) is torch.bfloat16
+    assert autocast_dtype("auto", cpu) is None
     with pytest.raises(ValueError, match="precision"):
         InferenceConfig(precision="float16")
     with pytest.raises(ValueError, match="precision"):
