@@ -81,7 +81,5 @@ def shard_option() -> Decorator:
         metavar="K/N",
         default=None,
         callback=parse_shard_option,
-        help="Run only part K of N (1-based) of the sorted cases: the case at position i "
-        "(from 0) goes to part (i mod N)+1. The report becomes report-shard-K-of-N.json; "
-        "join the parts with merge-reports.",
+        help="Run only part K of N of the cases; join the reports with merge-reports.",
     )

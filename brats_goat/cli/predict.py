@@ -163,29 +163,22 @@ def exit_code(report: RunReport, on_case_failure: str) -> int:
     type=click.Choice(RUNTIMES),
     default=InferenceConfig.runtime,
     show_default=True,
-    help="What runs the networks on the CPU. auto = per network the fastest measured: "
-    "OpenVINO for the SAM-family image encoder when it runs float32, torch for the MViT-AE; "
-    "torch = all eager torch (the reference); openvino = both through OpenVINO. OpenVINO "
-    "needs the openvino extra: without it auto runs torch, openvino torch with a warning. "
-    "GPUs run torch.",
+    help="CPU runtime: auto = the fastest measured per network; torch = eager (the "
+    "reference). GPUs run torch.",
 )
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
     default=InferenceConfig.precision,
     show_default=True,
-    help="Arithmetic of the networks: auto = float32 everywhere, so the labels do not depend "
-    "on the machine. bfloat16 is faster on CPUs with AVX512-BF16 or AMX but moves the labels "
-    "(down to WT Dice 0.998 against float32 on AVX512-BF16, 0.49 on AMX).",
+    help="auto = float32 on every machine; bfloat16 is faster on some CPUs but changes the labels.",
 )
 @click.option(
     "--refine",
     type=click.Choice(REFINE_BACKENDS),
     default=RefineConfig.backend,
     show_default=True,
-    help="SAM-family refinement of the thresholded components (opt-in): litemedsam "
-    "(CPU-friendly) or sam (official segment-anything, needs --sam-checkpoint; not yet "
-    "measured with its weights). auto = $BRATS_GOAT_REFINE if set, else none.",
+    help="SAM-family refinement (opt-in). auto = $BRATS_GOAT_REFINE if set, else none.",
 )
 @click.option(
     "--sam-model",
@@ -206,8 +199,8 @@ def exit_code(report: RunReport, on_case_failure: str) -> int:
     "--refine-max-slices",
     type=click.IntRange(0),
     default=None,
-    help=f"Slices refined per channel and case, spread over the lesion (0 = all) "
-    f"[default: {RefineConfig.max_slices} on CPU, all on GPU].",
+    help=f"Slices refined per channel and case, 0 = all [default: {RefineConfig.max_slices} "
+    "on CPU, all on GPU].",
 )
 @click.option(
     "--components",
@@ -215,9 +208,8 @@ def exit_code(report: RunReport, on_case_failure: str) -> int:
     type=click.Choice(COMPONENT_RULES),
     default=PipelineConfig.component_rule,
     show_default=True,
-    help="Components kept per channel: the largest (paper), or also every one more abnormal "
-    "than the weights' healthy calibration data ever was (finds several metastases; adds "
-    "false positives where healthy tissue differs from the calibration data).",
+    help="Components kept per channel; largest+peaks finds several metastases but adds "
+    "false positives.",
 )
 @click.option("--save-maps", is_flag=True, help="Also write float32 anomaly maps per case.")
 @click.option("--qc-png", is_flag=True, help="Also write OUTPUT/qc/<ID>.png (needs matplotlib).")
@@ -226,26 +218,25 @@ def exit_code(report: RunReport, on_case_failure: str) -> int:
     "--report-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder for the report (report.json, or report-shard-K-of-N.json) [default: OUTPUT].",
+    help="Folder for the report [default: OUTPUT].",
 )
 @click.option(
     "--no-report-file",
     is_flag=True,
-    help="Write no report file (the container's default: its report goes to the log).",
+    help="Write no report file.",
 )
 @click.option(
     "--print-report",
     is_flag=True,
-    help="Print the full report (JSON) at the end, between BEGIN/END marker lines.",
+    help="Print the report (JSON) at the end.",
 )
 @click.option(
     "--on-case-failure",
     type=click.Choice(ON_CASE_FAILURE),
     default="exit-1",
     show_default=True,
-    help="exit-1: a failed case has no file and makes the exit code 1. placeholder: it gets "
-    "an empty label map (marked FAILED in its header) and the exit code is 0 when every case "
-    "has its file, as the BraTS orchestrator needs; the case is still failed in the report.",
+    help="placeholder: a failed case gets an empty label map and exit 0 (what the BraTS "
+    "orchestrator needs); it stays failed in the report.",
 )
 @quiet_option("No progress bars or summary table.")
 def predict_cmd(
@@ -274,7 +265,8 @@ def predict_cmd(
     """Segment every case in INPUT (a folder of case folders, or one case folder).
 
     Writes OUTPUT/<ID>.nii.gz (uint8, labels 1 NETC, 2 SNFH, 3 ET, input geometry) per case
-    and OUTPUT/report.json. Exit 0 if all cases succeeded, 1 if any failed.
+    and OUTPUT/report.json. Exit 0 if all cases succeeded, 1 if any failed, 2 on a usage
+    error. Every option: docs/cli.md.
     """
     if report_dir is not None and no_report_file:
         raise click.UsageError("--report-dir and --no-report-file exclude each other")
