@@ -308,9 +308,19 @@ def markdown(result: dict) -> str:
     lines.append(
         "LW = BraTS 2023 lesion-wise (misses and false positives score 0); the real cases "
         "are scored against model-made references (see ../shared/data/real/README), so they "
-        "measure agreement, not truth; the real-expert cases against expert labels."
+        "measure agreement, not truth; the real-expert and brats18-dev cases against expert "
+        "labels."
     )
+    if any("litemedsam" in row["method"] for row in result["rows"]):
+        lines += ["", LITEMEDSAM_CAVEAT]
     return "\n".join(lines) + "\n"
+
+
+#: Said beside every LiteMedSAM figure on BraTS cases.
+LITEMEDSAM_CAVEAT = (
+    "LiteMedSAM's training data includes public BraTS data: on the real cases, which are or "
+    "derive from public BraTS cases, it may have seen the very images it refines."
+)
 
 
 def main() -> None:
