@@ -42,6 +42,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the copy pip itself vendors
+    from pip._vendor import tomli as tomllib
+
 import nibabel as nib
 import numpy as np
 
@@ -258,6 +263,12 @@ def build_base(record: Record) -> str:
     return tag
 
 
+def build_requirements() -> list[str]:
+    """pyproject.toml's build-system requirements, so that the wheelhouse never holds an
+    older setuptools than the one the metadata needs (offline, pip can fetch no other)."""
+    return list(tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"])
+
+
 def build_wheelhouse(extras: str) -> Path:
     """Wheels of brats-goat and its dependencies, built on the host, minus torch."""
     wheelhouse = ROOT / "docker" / "wheelhouse"
@@ -269,7 +280,9 @@ def build_wheelhouse(extras: str) -> Path:
     target = f"{ROOT}[{extras}]" if extras else str(ROOT)
     try:
         pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir"]
-        sh([*pip_wheel, str(wheelhouse), "--constraint", constraints, target, "setuptools>=68"])
+        # The build backend too: the offline image build installs brats-goat from source.
+        targets = [target, *build_requirements()]
+        sh([*pip_wheel, str(wheelhouse), "--constraint", constraints, *targets])
     finally:
         os.unlink(constraints)
     for wheel in wheelhouse.glob("torch-*.whl"):  # the base image provides torch
