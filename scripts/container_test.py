@@ -299,6 +299,9 @@ def build_image(
 ) -> None:
     args = ["docker", "build", "--network", "none", "--tag", tag, "--label", TEST_LABEL]
     args += ["--build-arg", f"BASE_IMAGE={base}", "--build-arg", "PIP_NO_INDEX=1"]
+    # The base holds the CPU build of the pinned release: no torch index (offline), and the
+    # release without the Dockerfile's CUDA label, which that build satisfies as it is.
+    args += ["--build-arg", f"TORCH={TORCH_PIN}", "--build-arg", "TORCH_INDEX_URL="]
     args += ["--build-arg", f"EXTRAS={extras}", "--build-arg", "SAM_CHECKPOINT_URL="]
     if no_cache:
         args.append("--no-cache")
