@@ -14,7 +14,7 @@ BRATS_PKG ?= brats==0.1.14
 BRATS_PYTHON ?= $(PYTHON)
 LINTED   = brats_goat tests scripts experiments
 
-.PHONY: setup setup-eval setup-brats demo test lint container-test benchmark gpu-carry gpu-wheels clean
+.PHONY: setup setup-eval setup-brats demo test lint container-test image benchmark gpu-carry gpu-wheels clean
 
 setup: $(VENV)/.installed
 
@@ -70,6 +70,13 @@ CONTAINER_TEST_LOG ?= build/container-test.md
 container-test: setup setup-brats
 	$(BIN)/python scripts/container_test.py --log $(CONTAINER_TEST_LOG) \
 		--orchestrator-python $(BRATS_VENV)/bin/python
+
+## image: build, offline, the image the container test builds (the same local base, wheels and
+## build arguments) and keep it as $(IMAGE_TAG), then print the docker run line; needs what
+## container-test needs (root or a running Docker engine). CPU torch: no GPU in this image.
+IMAGE_TAG ?= brats-goat:local
+image: setup
+	$(BIN)/python scripts/container_test.py --build-only --tag $(IMAGE_TAG)
 
 ## benchmark: quality and speed of every method on phantoms and real cases -> results/
 benchmark: setup

@@ -24,7 +24,11 @@ Build time, image size and seconds per run and case go to a Markdown log.
 Any problem, including an engine that cannot start or a missing ``brats`` package, fails the
 test (exit 1): it never passes by skipping.
 
+``--build-only --tag TAG`` (``make image``) stops after step 3 and keeps the image under TAG,
+for use by hand; an engine it had to start is left running, so that the image can be run.
+
     python scripts/container_test.py [--cases 3] [--no-cache] [--keep] [--log FILE.md]
+    python scripts/container_test.py --build-only --tag brats-goat:local [--no-cache]
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the copy pip itself vendors
+    from pip._vendor import tomli as tomllib
 
 import nibabel as nib
 import numpy as np
@@ -258,6 +267,12 @@ def build_base(record: Record) -> str:
     return tag
 
 
+def build_requirements() -> list[str]:
+    """pyproject.toml's build-system requirements, so that the wheelhouse never holds an
+    older setuptools than the one the metadata needs (offline, pip can fetch no other)."""
+    return list(tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"])
+
+
 def build_wheelhouse(extras: str) -> Path:
     """Wheels of brats-goat and its dependencies, built on the host, minus torch."""
     wheelhouse = ROOT / "docker" / "wheelhouse"
@@ -269,7 +284,9 @@ def build_wheelhouse(extras: str) -> Path:
     target = f"{ROOT}[{extras}]" if extras else str(ROOT)
     try:
         pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir"]
-        sh([*pip_wheel, str(wheelhouse), "--constraint", constraints, target, "setuptools>=68"])
+        # The build backend too: the offline image build installs brats-goat from source.
+        targets = [target, *build_requirements()]
+        sh([*pip_wheel, str(wheelhouse), "--constraint", constraints, *targets])
     finally:
         os.unlink(constraints)
     for wheel in wheelhouse.glob("torch-*.whl"):  # the base image provides torch
@@ -277,9 +294,14 @@ def build_wheelhouse(extras: str) -> Path:
     return wheelhouse
 
 
-def build_image(base: str, extras: str, no_cache: bool, workdir: Path, record: Record) -> None:
-    args = ["docker", "build", "--network", "none", "--tag", IMAGE, "--label", TEST_LABEL]
+def build_image(
+    base: str, extras: str, no_cache: bool, workdir: Path, record: Record, tag: str = IMAGE
+) -> None:
+    args = ["docker", "build", "--network", "none", "--tag", tag, "--label", TEST_LABEL]
     args += ["--build-arg", f"BASE_IMAGE={base}", "--build-arg", "PIP_NO_INDEX=1"]
+    # The base holds the CPU build of the pinned release: no torch index (offline), and the
+    # release without the Dockerfile's CUDA label, which that build satisfies as it is.
+    args += ["--build-arg", f"TORCH={TORCH_PIN}", "--build-arg", "TORCH_INDEX_URL="]
     args += ["--build-arg", f"EXTRAS={extras}", "--build-arg", "SAM_CHECKPOINT_URL="]
     if no_cache:
         args.append("--no-cache")
@@ -293,11 +315,10 @@ def build_image(base: str, extras: str, no_cache: bool, workdir: Path, record: R
     if proc.returncode != 0:
         raise TestFailure(f"docker build failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
     cached = (proc.stdout + proc.stderr).count("Using cache")
-    size = image_size(IMAGE)
+    size = image_size(tag)
     note = f" ({cached} steps from the layer cache)" if cached else " (no layer cache)"
     record.builds.append(
-        f"| image (`Dockerfile`, offline){note} | `{IMAGE}` | {seconds:.0f} s "
-        f"| {size / 1e9:.2f} GB |"
+        f"| image (`Dockerfile`, offline){note} | `{tag}` | {seconds:.0f} s | {size / 1e9:.2f} GB |"
     )
     record.check(True, f"image builds from the repository's Dockerfile offline ({seconds:.0f} s)")
     subprocess.run(
@@ -781,6 +802,37 @@ def environment_lines() -> list[str]:
     ]
 
 
+def build_only(tag: str, extras: str, no_cache: bool) -> int:
+    """Steps 1-3 only: the image the test runs, kept under ``tag`` (``make image``). Its
+    build log and an engine's log stay in build/image/."""
+    workdir = ROOT / "build" / "image"
+    workdir.mkdir(parents=True, exist_ok=True)
+    record = Record()
+    start = time.perf_counter()
+    daemon = None
+    try:
+        daemon = start_engine(workdir)
+        base = build_base(record)
+        build_wheelhouse(extras)
+        build_image(base, extras, no_cache, workdir, record, tag=tag)
+    except (TestFailure, subprocess.TimeoutExpired) as exc:
+        stop_engine(daemon)
+        print(f"\nIMAGE BUILD FAILED: {exc}\nlogs: {workdir}", file=sys.stderr)
+        return 1
+    print("\n| what | tag | time | size |\n|---|---|---|---|", *record.builds, sep="\n")
+    print(f"\nbuilt {tag} offline in {time.perf_counter() - start:.0f} s (build log: {workdir}).")
+    print("It holds the CPU build of torch: a GPU image needs the online `docker build .`.")
+    print("Run it (IN: one folder per case; OUT: writable by you):\n")
+    print(
+        f'    docker run --rm --network none --user "$(id -u):$(id -g)" '
+        f"-v IN:/input:ro -v OUT:/output {tag}\n"
+    )
+    if daemon is not None:
+        print(f"The Docker engine started for this build (dockerd, pid {daemon.pid}) still runs;")
+        print(f"stop it with: kill {daemon.pid}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=3, help="phantom cases (at least 2)")
@@ -796,7 +848,17 @@ def main() -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the work folder and the test image"
     )
+    parser.add_argument(
+        "--build-only",
+        action="store_true",
+        help="build the image as the test does, keep it under --tag and run nothing",
+    )
+    parser.add_argument("--tag", help="the image's tag for --build-only (e.g. brats-goat:local)")
     args = parser.parse_args()
+    if args.build_only or args.tag:
+        if not (args.build_only and args.tag):
+            parser.error("--build-only and --tag go together")
+        return build_only(args.tag, args.extras, args.no_cache)
     workdir = Path(tempfile.mkdtemp(prefix="brats-goat-container-test-"))
     workdir.chmod(0o755)
     args.log.parent.mkdir(parents=True, exist_ok=True)
