@@ -35,7 +35,7 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE} AS build
 ARG SAM_CHECKPOINT_URL=https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth
 ARG SAM_CHECKPOINT_SHA256=ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912
-# The SAM checkpoint of the production refinement, verified (before the sources are copied,
+# The checkpoint of the opt-in official SAM refinement (--refine sam), verified (before the sources are copied,
 # so that a code change does not download it again).
 WORKDIR /opt/brats-goat/sam
 RUN if [ -z "${SAM_CHECKPOINT_URL}" ]; then \
