@@ -94,13 +94,22 @@ def split_suffix(name: str) -> tuple[str, str] | None:
     return prefix, suffix
 
 
+def folder_id(folder: Path) -> str:
+    """The case ID a folder gives: its name, taken from the resolved path when the path
+    names none (``.``, ``..``, ``CASE/..``), so that ``cd CASE && brats-goat predict . OUT``
+    writes ``OUT/CASE.nii.gz``, not the hidden ``OUT/.nii.gz``."""
+    if folder.name not in ("", ".", ".."):
+        return folder.name
+    return folder.resolve().name
+
+
 def scan_case(folder: Path, case_id: str | None = None, prefix: str | None = None) -> Case:
     """Assign NIfTI files in ``folder`` to modalities (or a reference label map).
 
     ``prefix`` restricts the scan to files of one case when several cases share a folder.
     A folder that cannot be listed gives a case with a problem (the run goes on).
     """
-    case = Case(case_id=case_id or folder.name, folder=folder)
+    case = Case(case_id=case_id or folder_id(folder), folder=folder)
     try:
         files = nifti_files(folder)
     except PermissionError as exc:
@@ -177,7 +186,7 @@ def other_format_files(case: Case) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     for path in other_format_modality_files(case.folder):
         prefix, modality = _other_format_modality(path) or ("", "")
-        if prefix == case.case_id or case.folder.name == case.case_id:
+        if prefix == case.case_id or folder_id(case.folder) == case.case_id:
             found.setdefault(modality, []).append(path)
     return found
 

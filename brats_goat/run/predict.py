@@ -141,6 +141,34 @@ def write_outputs(
         raise CaseError(f"case {volumes.case_id}: cannot write {target}: {exc}") from exc
 
 
+#: The anomaly maps ``--save-maps`` writes per case (``<ID>-anomaly-<name>.nii.gz``).
+MAP_NAMES: tuple[str, ...] = ("t1c", "t2f")
+
+
+def case_output_files(case_id: str, output_dir: Path) -> list[Path]:
+    """Every file a run may write for case ``case_id``: its label map, its anomaly maps and
+    its QC picture."""
+    maps = [output_dir / f"{case_id}-anomaly-{name}.nii.gz" for name in MAP_NAMES]
+    return [output_dir / f"{case_id}.nii.gz", *maps, output_dir / "qc" / f"{case_id}.png"]
+
+
+def remove_earlier_outputs(case_id: str, output_dir: Path) -> list[str]:
+    """Remove what an earlier run wrote for a case that has now failed (or was cut short):
+    its old label map would otherwise be taken for this run's result, and scored
+    (issue 27). Returns the files removed; one that cannot be removed is named too."""
+    removed = []
+    for path in case_output_files(case_id, output_dir):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            removed.append(f"{path} (could not be removed: {exc.strerror})")
+            continue
+        removed.append(str(path))
+    return removed
+
+
 def write_qc(case: Case, volumes: CaseVolumes, seg: Segmentation, output_dir: Path) -> None:
     """QC picture with the case's reference where it has one (``-seg``/``-ref``/...)."""
     reference = load_reference_labels(case, volumes)
@@ -226,7 +254,18 @@ def predict_case(
     finally:
         bar.close()
         result.timings_s = timer.timings
+        if result.status != "ok":
+            note_removed(result, remove_earlier_outputs(case.case_id, output_dir))
     return result
+
+
+def note_removed(result: CaseResult, removed: list[str]) -> None:
+    """Say in the case's warnings which files of an earlier run its failure removed."""
+    if removed:
+        result.warnings.append(
+            "removed the output of an earlier run, which this run's failure makes out of "
+            f"date: {', '.join(removed)}"
+        )
 
 
 def read_case(case: Case, affine_atol: float) -> CaseVolumes:

@@ -326,3 +326,12 @@ def test_unreadable_folders(tmp_path: Path, case_writer) -> None:
     assert "permission denied" in lines[1]
     assert whole.returncode == 0, whole.stderr
     assert whole.stdout.startswith(f"DiscoveryError cannot read INPUT {root}")
+
+
+def test_case_folder_given_as_dot_takes_its_resolved_name(
+    case_writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27, item 4: ``.`` as INPUT gave the case an empty ID."""
+    monkeypatch.chdir(case_writer("BraTS-X-1"))
+    (case,) = discover_cases(Path("."))
+    assert case.case_id == "BraTS-X-1" and not case.problems

@@ -1,0 +1,66 @@
+"""`brats-goat predict`: what a run leaves in OUTPUT for each case (issue 27): no label map
+of an earlier run beside a failed case, a case ID from the folder however INPUT is named,
+output names that fit the file system and never fall on another case's file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from brats_goat.cli.main import main
+from brats_goat.run.placeholder import is_placeholder
+
+
+def run(args: list[object]):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def predict_args(inp: Path, out: Path, weights: Path, *extra: object) -> list[object]:
+    return ["predict", inp, out, "--weights", weights, "--quiet", *extra]
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:400])
+
+
+@pytest.mark.parametrize("policy", ["exit-1", "placeholder"])
+def test_a_failed_rerun_leaves_no_label_map_of_the_earlier_run(
+    tmp_path: Path, case_writer, tiny_weights: Path, policy: str
+) -> None:
+    """Issue 27, item 3: run 2 failed S but left run 1's S.nii.gz, which evaluate scored."""
+    folder = case_writer("S-1")
+    out = tmp_path / "out"
+    assert run(predict_args(folder, out, tiny_weights, "--save-maps")).exit_code == 0
+    assert (out / "S-1.nii.gz").is_file() and (out / "S-1-anomaly-t2f.nii.gz").is_file()
+    for path in folder.glob("S-1-t*.nii.gz"):
+        truncate(path)
+    result = run(predict_args(folder, out, tiny_weights, "--on-case-failure", policy))
+    assert result.exit_code == (1 if policy == "exit-1" else 0)
+    (case,) = json.loads((out / "report.json").read_text())["cases"]
+    assert case["status"] == "failed"
+    assert not list(out.glob("S-1-anomaly-*")), "the earlier run's maps are gone too"
+    if policy == "exit-1":
+        assert not (out / "S-1.nii.gz").exists()
+    else:
+        assert is_placeholder(out / "S-1.nii.gz")
+    assert any("removed the output of an earlier run" in w for w in case["warnings"])
+
+
+@pytest.mark.parametrize("given", [".", "sub/.."])
+def test_a_case_folder_given_as_dot_is_named_after_the_folder(
+    tmp_path: Path, case_writer, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """Issue 27, item 4: ``cd CASE && brats-goat predict . OUT`` wrote the hidden ``OUT/.nii.gz``
+    under an empty case ID."""
+    folder = case_writer("P-7")
+    (folder / "sub").mkdir()
+    monkeypatch.chdir(folder)
+    out = tmp_path / "out"
+    result = run(predict_args(Path(given), out, tiny_weights))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["P-7.nii.gz", "report.json"]
+    (case,) = json.loads((out / "report.json").read_text())["cases"]
+    assert case["case_id"] == "P-7"
