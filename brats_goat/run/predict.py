@@ -278,14 +278,16 @@ def read_case(case: Case, affine_atol: float) -> CaseVolumes:
 def fill_in_placeholder(case: Case, result: CaseResult, output_dir: Path) -> None:
     """An empty label map in place of a failed case; the case stays ``failed``."""
     try:
-        path = write_placeholder(case, output_dir)
+        path, on_brats_grid = write_placeholder(case, output_dir)
     except Exception as exc:  # never let the stand-in hide the case's own error
         result.warnings.append(f"no placeholder written: {type(exc).__name__}: {exc}")
         return
-    if path is None:
-        result.warnings.append("no placeholder written: no input header could be read")
-    else:
-        result.placeholder = str(path)
+    result.placeholder = str(path)
+    if on_brats_grid:
+        result.warnings.append(
+            f"placeholder {path} is on the BraTS grid (240x240x155, 1 mm): no input header "
+            "of the case passed the checks reading makes"
+        )
 
 
 def save_report(report: RunReport, folder: Path) -> None:

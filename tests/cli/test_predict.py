@@ -289,19 +289,20 @@ def test_placeholder_policy_gives_every_case_a_file_and_exit_0(
     assert json.loads(printed) == report
 
 
-def test_placeholder_policy_exits_1_when_a_case_has_no_file(
+def test_placeholder_policy_without_a_usable_header_gives_the_brats_grid(
     tmp_path: Path, case_writer, tiny_weights: Path
 ) -> None:
-    """No input header readable: no geometry for a placeholder, so no file and exit 1."""
+    """No input header usable: the placeholder is on the BraTS grid, said in a warning."""
     bad = case_writer("BAD-1")
     for path in bad.glob("BAD-1-t*.nii.gz"):
         path.write_bytes(b"not a NIfTI file")
     out = tmp_path / "out"
-    args = ["--no-report-file", "--on-case-failure", "placeholder"]
+    args = ["--on-case-failure", "placeholder"]
     result = run(predict_args(tmp_path / "in", out, tiny_weights, *args))
-    assert result.exit_code == 1
-    assert "no output file at all for BAD-1" in result.output
-    assert not any(out.iterdir())
+    assert result.exit_code == 0
+    assert nib.load(out / "BAD-1.nii.gz").shape == (240, 240, 155)
+    (case,) = json.loads((out / "report.json").read_text())["cases"]
+    assert any("is on the BraTS grid" in w for w in case["warnings"])
 
 
 def test_report_dir_and_no_report_file_exclude_each_other(
