@@ -18,11 +18,15 @@ from typing import Any
 
 from brats_goat.io.write import write_text_atomic
 from brats_goat.run.report import REPORT_NAME
-from brats_goat.run.shard import SHARD_REPORT_GLOB, shard_of_report_name
+from brats_goat.run.shard import MAX_SHARDS, SHARD_REPORT_GLOB, shard_of_report_name
 
 #: Top-level fields that every shard of one run must share: a merged report describes one
 #: method, one set of weights and one configuration (``inference`` may differ per machine).
 CONSISTENT_FIELDS: tuple[str, ...] = ("method", "weights_sha256", "version")
+
+
+#: How many missing shards a message names before it gives only their number.
+LISTED_SHARDS = 5
 
 
 class MergeError(Exception):
@@ -71,6 +75,11 @@ def check_shard_report(report: Any, path: Path) -> None:
     if not isinstance(shard, dict):
         raise ShardReportError(f"{path} is not the report of a --shard run (no 'shard' entry)")
     index, count, _ = (_count_field(shard, key, path, "shard.") for key in SHARD_FIELDS)
+    if count > MAX_SHARDS:
+        raise ShardReportError(
+            f"{path}: field 'shard.count' is {count}, more than the {MAX_SHARDS} shards "
+            "predict allows (an edited report)"
+        )
     if not 1 <= index <= count:
         raise ShardReportError(
             f"{path}: field 'shard.index' is {index}, outside 1..{count} ('shard.count')"
@@ -213,8 +222,11 @@ def _check_complete(reports: dict[Path, dict[str, Any]]) -> None:
         seen[index] = path
     missing = [f"{k}/{count}" for k in range(1, count + 1) if k not in seen]
     if missing:
+        listed = ", ".join(missing[:LISTED_SHARDS])
+        if len(missing) > LISTED_SHARDS:
+            listed += ", ..."
         raise MergeError(
-            f"missing shard report(s) {', '.join(missing)} "
+            f"{len(missing)} shard report(s) missing: {listed} "
             f"(found {len(seen)} of {count}); run those shards, then merge again"
         )
 

@@ -17,6 +17,10 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+#: Most shards one run may be split into: far more than any cluster runs side by side (a
+#: Slurm array's default limit is 1001), and few enough that ``merge-reports`` can list
+#: the shards it misses. A larger N is a typo, refused before anything runs.
+MAX_SHARDS = 10_000
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 #: Report of one shard, so that shards writing into one OUTPUT do not overwrite each other.
 SHARD_REPORT_GLOB = "report-shard-*-of-*.json"
@@ -33,6 +37,11 @@ class Shard:
     def __post_init__(self) -> None:
         if self.count < 1:
             raise ValueError(f"shard count must be at least 1, got {self.count}")
+        if self.count > MAX_SHARDS:
+            raise ValueError(
+                f"shard count N must be at most {MAX_SHARDS}, got {self.count}: split the "
+                f"cases into at most {MAX_SHARDS} shards"
+            )
         if not 1 <= self.index <= self.count:
             raise ValueError(
                 f"shard index must be between 1 and {self.count} (K is 1-based), got {self.index}"

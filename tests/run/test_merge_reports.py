@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from brats_goat.cli.main import main
 from brats_goat.run.merge_reports import MergeError, merge_folder
 from brats_goat.run.report import CaseResult, RunReport
-from brats_goat.run.shard import Shard
+from brats_goat.run.shard import MAX_SHARDS, Shard
 
 
 def write_shard(
@@ -79,7 +79,7 @@ def test_missing_shard_fails_and_writes_nothing(tmp_path: Path) -> None:
     write_shard(tmp_path, 3, 3, {"C": "ok"}, total=3)
     result = merge_cli(tmp_path)
     assert result.exit_code == 1
-    assert "missing shard report(s) 2/3" in result.output
+    assert "1 shard report(s) missing: 2/3 (found 2 of 3)" in result.output
     assert not (tmp_path / "report.json").exists()
 
 
@@ -242,3 +242,26 @@ def test_shards_on_one_path_carry_it_without_per_case_noise(tmp_path: Path) -> N
     merged = json.loads((tmp_path / "report.json").read_text())
     assert merged["cpu_isa"] == "AVX2" and merged["precision"] == "bfloat16"
     assert all("ran_on" not in c for c in merged["cases"])
+
+
+def test_many_missing_shards_are_counted_and_the_first_few_named(tmp_path: Path) -> None:
+    """Issue 27, item 8: the message listed every missing shard (and, for an N of 10^20,
+    grew without bound)."""
+    write_shard(tmp_path, 2, MAX_SHARDS, {"B": "ok"}, total=3)
+    with pytest.raises(MergeError) as info:
+        merge_folder(tmp_path)
+    first = ", ".join(f"{k}/{MAX_SHARDS}" for k in (1, 3, 4, 5, 6))
+    assert str(info.value) == (
+        f"{MAX_SHARDS - 1} shard report(s) missing: {first}, ... (found 1 of {MAX_SHARDS}); "
+        "run those shards, then merge again"
+    )
+
+
+def test_edited_shard_count_beyond_the_bound_is_a_usage_error(tmp_path: Path) -> None:
+    path = write_shard(tmp_path, 1, 1, {"A": "ok"}, total=1)
+    report = json.loads(path.read_text())
+    report["shard"]["count"] = 10**20
+    named = tmp_path / "edited.json"
+    named.write_text(json.dumps(report))
+    result = merge_cli(tmp_path, named)
+    assert result.exit_code == 2 and "more than the 10000 shards" in result.output

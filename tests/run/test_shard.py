@@ -10,7 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from brats_goat.cli.main import main
-from brats_goat.run.shard import Shard, parse_shard, select_shard, shard_of_report_name
+from brats_goat.run.shard import (
+    MAX_SHARDS,
+    Shard,
+    parse_shard,
+    select_shard,
+    shard_of_report_name,
+)
 
 
 @dataclass
@@ -118,4 +124,17 @@ def test_bad_shard_is_usage_error(tmp_path: Path, case_writer, tiny_weights: Pat
     result = _predict(tmp_path / "in", tmp_path / "out", tiny_weights, "--shard", "3/2")
     assert result.exit_code == 2
     assert "--shard" in result.output and "between 1 and 2" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_shard_count_is_bounded(tmp_path: Path, case_writer, tiny_weights: Path) -> None:
+    """Issue 27, item 8: ``--shard 1/99999999999999999999`` was accepted, and merge-reports
+    then listed the missing shards without end."""
+    with pytest.raises(ValueError, match=f"at most {MAX_SHARDS}"):
+        parse_shard(f"1/{MAX_SHARDS + 1}")
+    assert parse_shard(f"{MAX_SHARDS}/{MAX_SHARDS}") == Shard(MAX_SHARDS, MAX_SHARDS)
+    case_writer("A-1")
+    args = ("--shard", "1/99999999999999999999")
+    result = _predict(tmp_path / "in", tmp_path / "out", tiny_weights, *args)
+    assert result.exit_code == 2 and f"at most {MAX_SHARDS}" in result.output
     assert not (tmp_path / "out").exists()
