@@ -2,13 +2,15 @@
 killed run left, so that the next run can remove them.
 
 Every output (label maps, anomaly maps, QC pictures, reports) is written to a temporary
-file ``.<NAME>.<8 random chars>.tmp[.nii.gz|.png]`` in the target's folder, flushed to
-disk, then renamed onto ``NAME``. A failure (a full disk, a signal) removes the temporary
+file ``.<NAME>.<8 random chars>.tmp[.nii.gz|.png]`` in the target's folder (``NAME``
+replaced by a digest where that name would be too long, ``temp_key``), flushed to disk,
+then renamed onto ``NAME``. A failure (a full disk, a signal) removes the temporary
 file; only a SIGKILL or a power cut can leave one, and ``find_temp_files`` finds those.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -25,6 +27,27 @@ TEMP_NAME = re.compile(
 )
 
 
+#: Longest file name (in bytes) of the file systems outputs go to (ext4, XFS, btrfs, NTFS
+#: through most drivers): a longer one fails with ``ENAMETOOLONG``.
+NAME_MAX = 255
+#: The temporary name's characters beyond the target's: ``.``, ``.`` + 8 random, ``.tmp``
+#: and the longest suffix (``.nii.gz``).
+_TEMP_EXTRA = len("..12345678.tmp.nii.gz")
+_EXTENSION = re.compile(r"\.(?:nii\.gz|json|png)$")
+
+
+def temp_key(name: str) -> str:
+    """What a temporary file's name says of its target ``name``: the name itself, or, when
+    that would make the temporary name longer than ``NAME_MAX`` bytes (a legal 240-character
+    case ID, issue 27), a digest of it with its extension. ``owned_by`` in
+    ``brats_goat.run.predict`` computes the same key to recognise a run's own files."""
+    if len(name.encode()) + _TEMP_EXTRA <= NAME_MAX:
+        return name
+    match = _EXTENSION.search(name)
+    digest = hashlib.sha256(name.encode()).hexdigest()[:32]
+    return digest + (match.group(0) if match else "")
+
+
 def write_atomic(path: str | Path, write: Callable[[str], None], suffix: str = ".tmp") -> Path:
     """Write ``path`` by calling ``write(temporary_name)``, then rename the complete file.
 
@@ -38,7 +61,9 @@ def write_atomic(path: str | Path, write: Callable[[str], None], suffix: str = "
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_name = ""
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{temp_key(path.name)}.", suffix=suffix, dir=path.parent
+        )
         os.close(fd)
         write(tmp_name)
         _fsync(tmp_name)

@@ -27,7 +27,13 @@ from tqdm import tqdm
 from brats_goat.io.discover import MAX_CASE_DEPTH, Case, discover_cases
 from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
 from brats_goat.io.resample import to_model_frame
-from brats_goat.io.write import find_temp_files, like_reference, write_nifti_atomic
+from brats_goat.io.write import (
+    NAME_MAX,
+    find_temp_files,
+    like_reference,
+    temp_key,
+    write_nifti_atomic,
+)
 from brats_goat.memory import release_free_memory
 from brats_goat.parallel import helper_pool
 from brats_goat.run.interrupt import RunInterrupted, signals_deferred, stop_on_signals
@@ -158,6 +164,8 @@ def remove_earlier_outputs(case_id: str, output_dir: Path) -> list[str]:
     (issue 27). Returns the files removed; one that cannot be removed is named too."""
     removed = []
     for path in case_output_files(case_id, output_dir):
+        if len(path.name.encode()) > NAME_MAX:  # no file can have that name
+            continue
         try:
             path.unlink()
         except FileNotFoundError:
@@ -167,6 +175,20 @@ def remove_earlier_outputs(case_id: str, output_dir: Path) -> list[str]:
             continue
         removed.append(str(path))
     return removed
+
+
+def check_output_names(case_id: str, save_maps: bool) -> None:
+    """Fail a case whose output file names the file system cannot hold (more than
+    ``NAME_MAX`` bytes) before its pipeline runs, not after it: a folder name of 250
+    characters is legal, ``<ID>.nii.gz`` then is not."""
+    longest = f"{case_id}-anomaly-t2f.nii.gz" if save_maps else f"{case_id}.nii.gz"
+    size = len(longest.encode())
+    if size > NAME_MAX:
+        raise CaseError(
+            f"case {case_id}: its output file name {longest} would be {size} bytes long, "
+            f"more than the {NAME_MAX} a file name may have; rename the case folder (and "
+            "files) to a shorter case ID" + (", or run without --save-maps" if save_maps else "")
+        )
 
 
 def write_qc(case: Case, volumes: CaseVolumes, seg: Segmentation, output_dir: Path) -> None:
@@ -207,6 +229,7 @@ def predict_case(
     )
     timer = StageTimer(bar, after)
     try:
+        check_output_names(case.case_id, save_maps)
         with timer.stage("read"):
             atol = segmenter.config.affine_atol
             volumes = read_case(case, atol) if reading is None else reading.result()
@@ -436,9 +459,11 @@ def _output_id(target: str) -> str | None:
 
 
 def owned_by(case_ids: Iterable[str], report_name: str) -> Callable[[str], bool]:
-    """Whether a file name is one this run writes: its cases' outputs and its report."""
+    """Whether a temporary file's target (``find_temp_files``) is one this run writes: its
+    cases' outputs and its report, named as they are or by ``temp_key``'s digest."""
     ids = set(case_ids)
-    return lambda target: target == report_name or _output_id(target) in ids
+    keys = {temp_key(p.name) for i in ids for p in case_output_files(i, Path("."))}
+    return lambda target: target == report_name or _output_id(target) in ids or target in keys
 
 
 def remove_stale_files(folders: Iterable[Path], owns: Callable[[str], bool] | None) -> list[str]:

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from brats_goat.cli.main import main
+from brats_goat.io.write import temp_key
 from brats_goat.run.placeholder import is_placeholder
 
 
@@ -64,3 +65,60 @@ def test_a_case_folder_given_as_dot_is_named_after_the_folder(
     assert sorted(p.name for p in out.iterdir()) == ["P-7.nii.gz", "report.json"]
     (case,) = json.loads((out / "report.json").read_text())["cases"]
     assert case["case_id"] == "P-7"
+
+
+def test_a_240_character_case_id_is_written(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """Issue 27, item 14: the output name was legal, its temporary name (``.<NAME>.<8>.tmp
+    .nii.gz``) was not: the case failed after the whole pipeline."""
+    case_id = "L" * 240
+    case_writer(case_id)
+    out = tmp_path / "out"
+    result = run(predict_args(tmp_path / "in", out, tiny_weights))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [f"{case_id}.nii.gz", "report.json"]
+
+
+def test_an_output_name_too_long_fails_its_case_before_the_pipeline(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """With --save-maps, ``<ID>-anomaly-t2f.nii.gz`` of a 240-character ID is 259 bytes: the
+    case fails at once, saying what to do, and the other case is written."""
+    case_id = "L" * 240
+    case_writer(case_id)
+    case_writer("S-1")
+    out = tmp_path / "out"
+    result = run(predict_args(tmp_path / "in", out, tiny_weights, "--save-maps"))
+    assert result.exit_code == 1
+    cases = {c["case_id"]: c for c in json.loads((out / "report.json").read_text())["cases"]}
+    assert cases["S-1"]["status"] == "ok"
+    long = cases[case_id]
+    assert long["status"] == "failed" and "read" not in long["timings_s"]
+    assert long["error"] == (
+        f"case {case_id}: its output file name {case_id}-anomaly-t2f.nii.gz would be 259 "
+        "bytes long, more than the 255 a file name may have; rename the case folder (and "
+        "files) to a shorter case ID, or run without --save-maps"
+    )
+    assert not long["warnings"], "nothing to remove, no noise about it"
+
+
+def test_a_shard_removes_the_stale_temporary_file_of_its_long_case(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """A long target's temporary file is named by a digest; a shard still knows it for its
+    own (and leaves the other shard's)."""
+    own_id, other_id = "A" * 240, "B" * 240
+    case_writer(own_id)
+    case_writer(other_id)
+    out = tmp_path / "out"
+    out.mkdir()
+    own = out / f".{temp_key(own_id + '.nii.gz')}.aaaaaaaa.tmp.nii.gz"
+    other = out / f".{temp_key(other_id + '.nii.gz')}.bbbbbbbb.tmp.nii.gz"
+    own.write_bytes(b"")
+    other.write_bytes(b"")
+    result = run(predict_args(tmp_path / "in", out, tiny_weights, "--shard", "1/2"))
+    assert result.exit_code == 0, result.output
+    assert not own.exists() and other.exists()
+    report = json.loads((out / "report-shard-1-of-2.json").read_text())
+    assert report["stale_files_removed"] == [str(own)]
