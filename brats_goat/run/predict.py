@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -158,13 +159,19 @@ def case_output_files(case_id: str, output_dir: Path) -> list[Path]:
     return [output_dir / f"{case_id}.nii.gz", *maps, output_dir / "qc" / f"{case_id}.png"]
 
 
-def remove_earlier_outputs(case_id: str, output_dir: Path) -> list[str]:
+def remove_earlier_outputs(
+    case_id: str, output_dir: Path, keep: frozenset[str] = frozenset()
+) -> list[str]:
     """Remove what an earlier run wrote for a case that has now failed (or was cut short):
     its old label map would otherwise be taken for this run's result, and scored
-    (issue 27). Returns the files removed; one that cannot be removed is named too."""
+    (issue 27). ``keep``: the run's label maps (case ``X-anomaly-t2f`` is ``X``'s t2f map's
+    name). Returns the files removed; one that cannot be removed is named too."""
     removed = []
+    own = output_dir / f"{case_id}.nii.gz"
     for path in case_output_files(case_id, output_dir):
-        if len(path.name.encode()) > NAME_MAX:  # no file can have that name
+        too_long = len(path.name.encode()) > NAME_MAX  # no file can have that name
+        anothers = path != own and path.parent == output_dir and path.name in keep
+        if too_long or anothers:
             continue
         try:
             path.unlink()
@@ -191,6 +198,25 @@ def check_output_names(case_id: str, save_maps: bool) -> None:
         )
 
 
+def check_map_collisions(cases: list[Case], save_maps: bool) -> None:
+    """With ``--save-maps``, case ``X``'s anomaly map ``X-anomaly-t2f.nii.gz`` is the label
+    map of a case ``X-anomaly-t2f``: one would overwrite the other. Refused before
+    anything runs (checked over all cases, so that shards cannot collide either)."""
+    if not save_maps:
+        return
+    ids = {c.case_id.lower(): c for c in cases}
+    for case in cases:
+        for name in MAP_NAMES:
+            other = ids.get(f"{case.case_id}-anomaly-{name}".lower())
+            if other is not None:
+                raise InputError(
+                    f"case {other.case_id} ({other.folder}): its label map "
+                    f"{other.case_id}.nii.gz is also the {name} anomaly map of case "
+                    f"{case.case_id} ({case.folder}) under --save-maps; rename the case "
+                    "folder (and files) of one, or run without --save-maps"
+                )
+
+
 def write_qc(case: Case, volumes: CaseVolumes, seg: Segmentation, output_dir: Path) -> None:
     """QC picture with the case's reference where it has one (``-seg``/``-ref``/...)."""
     reference = load_reference_labels(case, volumes)
@@ -209,13 +235,15 @@ def predict_case(
     reading: Future[CaseVolumes] | None = None,
     normalising: Future[Normalised] | None = None,
     after: dict[str, Callable[[], object]] | None = None,
+    label_maps: frozenset[str] = frozenset(),
 ) -> CaseResult:
     """Run one case; any failure becomes an error in its result, never an exception.
 
     ``reading`` and ``normalising``: the case's ``read_case`` and ``Segmenter.normalise``
     already under way in the background (``ReadAhead``); their errors come out here as the
     read and normalise stages' own. ``after``: what to start as a stage ends (the next
-    case's read and normalisation, ``StageTimer``).
+    case's read and normalisation, ``StageTimer``). ``label_maps``: the label maps of the
+    run's cases, never removed as this case's out-of-date outputs.
     """
     result = CaseResult(case_id=case.case_id, input=str(case.folder))
     bar = tqdm(
@@ -278,7 +306,7 @@ def predict_case(
         bar.close()
         result.timings_s = timer.timings
         if result.status != "ok":
-            note_removed(result, remove_earlier_outputs(case.case_id, output_dir))
+            note_removed(result, remove_earlier_outputs(case.case_id, output_dir, label_maps))
     return result
 
 
@@ -409,7 +437,7 @@ def segment_cases(
     placeholders: bool,
     quiet: bool,
     ahead: ReadAhead,
-    **case_options: bool,
+    **case_options: Any,
 ) -> None:
     """Every case in turn into ``report``, rewritten in ``report_dir`` after each and once
     more with the final state: ``finished``, or ``interrupted`` with the running case
@@ -587,6 +615,8 @@ def predict(
         except RuntimeError as exc:
             raise InputError(str(exc)) from exc
     cases = find_cases(input_dir)
+    check_map_collisions(cases, save_maps)
+    label_maps = frozenset(f"{c.case_id}.nii.gz" for c in cases)  # every shard's too
     cases_total = len(cases)
     cases = select_shard(cases, shard)
     with stop_on_signals(), ExitStack() as stack:
@@ -614,6 +644,7 @@ def predict(
                 ahead=ahead,
                 save_maps=save_maps,
                 qc_png=qc_png,
+                label_maps=label_maps,
             )
         except RunInterrupted as exc:
             exc.report = report  # also for a signal that came after the last case

@@ -122,3 +122,40 @@ def test_a_shard_removes_the_stale_temporary_file_of_its_long_case(
     assert not own.exists() and other.exists()
     report = json.loads((out / "report-shard-1-of-2.json").read_text())
     assert report["stale_files_removed"] == [str(own)]
+
+
+def test_a_case_named_like_another_cases_map_is_refused_under_save_maps(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """Issue 27, item 15: ``X-anomaly-t2f.nii.gz`` is case X's t2f map and the label map of
+    case ``X-anomaly-t2f``: one overwrote the other. Refused before anything is written,
+    also when the two are in different shards."""
+    case_writer("X-1")
+    other = case_writer("X-1-anomaly-t2f")
+    out = tmp_path / "out"
+    for extra in ((), ("--shard", "2/2")):
+        result = run(predict_args(tmp_path / "in", out, tiny_weights, "--save-maps", *extra))
+        assert result.exit_code == 2
+        assert (
+            f"case X-1-anomaly-t2f ({other}): its label map X-1-anomaly-t2f.nii.gz is also the "
+            "t2f anomaly map of case X-1"
+        ) in result.output
+        assert "rename the case folder (and files) of one, or run without --save-maps" in (
+            result.output
+        )
+        assert not out.exists()
+
+
+def test_a_failed_case_never_removes_another_cases_label_map(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """Without --save-maps both IDs are fine; X-1's failure removes X-1's earlier maps but
+    not ``X-1-anomaly-t2f.nii.gz``, the label map the other shard wrote."""
+    broken = case_writer("X-1")
+    case_writer("X-1-anomaly-t2f")
+    out = tmp_path / "out"
+    assert run(predict_args(tmp_path / "in", out, tiny_weights, "--shard", "2/2")).exit_code == 0
+    for path in broken.glob("X-1-t*.nii.gz"):
+        truncate(path)
+    assert run(predict_args(tmp_path / "in", out, tiny_weights, "--shard", "1/2")).exit_code == 1
+    assert (out / "X-1-anomaly-t2f.nii.gz").is_file()
