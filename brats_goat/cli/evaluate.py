@@ -1,7 +1,8 @@
 """``brats-goat evaluate``: BraTS lesion-wise scores of a prediction folder.
 
 Exit codes follow ``brats-goat predict``: 0 every case scored, 1 at least one case could not be
-scored (e.g. geometry mismatch), 2 usage error (missing folder, nothing to pair).
+scored (e.g. geometry mismatch) or the metrics could not be written after the scoring, 2
+usage error (missing folder, nothing to pair, an output folder that cannot be written).
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from pathlib import Path
 import click
 
 from brats_goat.cli.options import quiet_option
-from brats_goat.evaluation.evaluate import EvaluationUsageError, evaluate_folder
+from brats_goat.evaluation.evaluate import (
+    EvaluationOutputError,
+    EvaluationUsageError,
+    evaluate_folder,
+)
 from brats_goat.evaluation.metrics import COHORTS
 
 
@@ -62,6 +67,9 @@ def evaluate(
         )
     except EvaluationUsageError as exc:
         raise click.UsageError(str(exc)) from exc
+    except EvaluationOutputError as exc:  # a full disk after the scoring: no traceback
+        click.echo(f"brats-goat evaluate: {exc}", err=True)
+        sys.exit(1)
     if quiet:
         for case, reason in result.failed.items():
             click.echo(f"FAILED {case}: {reason}", err=True)

@@ -13,7 +13,12 @@ from pathlib import Path
 import click
 
 from brats_goat.cli.options import quiet_option
-from brats_goat.run.merge_reports import MergeError, ShardReportError, merge_folder
+from brats_goat.run.merge_reports import (
+    MergeError,
+    ReportNotWritten,
+    ShardReportError,
+    merge_folder,
+)
 
 
 @click.command("merge-reports")
@@ -47,7 +52,7 @@ def merge_reports(
     """
     try:
         result = merge_folder(output_dir, reports, outputs_dir)
-    except ShardReportError as exc:  # a report that is not what predict wrote: usage
+    except (ShardReportError, ReportNotWritten) as exc:  # not predict's, or FOLDER: usage
         raise click.UsageError(str(exc)) from exc
     except MergeError as exc:
         click.echo(f"merge-reports failed: {exc}", err=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 import zlib
 from collections.abc import Sequence
@@ -67,6 +68,11 @@ DEFAULT_LAYOUT = FolderLayout()
 
 class EvaluationUsageError(ValueError):
     """The folders cannot be evaluated at all (missing, or nothing to pair)."""
+
+
+class EvaluationOutputError(OSError):
+    """``metrics.csv``/``metrics.json`` could not be written after the cases were scored
+    (a full disk); the message names the file."""
 
 
 class LabelError(ValueError):
@@ -408,6 +414,8 @@ def evaluate_folder(
         regions=rules.region_names,
         legacy_et4=legacy_et4,
     )
+    out = Path(output_dir) if output_dir is not None else pred_dir
+    check_output_folder(out, layout, default=output_dir is None)
     for case, ref_path in references.items():
         try:
             result.cases[case] = score_pair(
@@ -415,5 +423,37 @@ def evaluate_folder(
             )
         except Exception as exc:  # one unreadable case must not hide the others' scores
             result.failed[case] = f"{type(exc).__name__}: {exc}"
-    write_outputs(result, Path(output_dir) if output_dir is not None else pred_dir, rules, layout)
+    try:
+        write_outputs(result, out, rules, layout)
+    except OSError as exc:
+        raise EvaluationOutputError(f"cannot write the metrics into {out}: {exc}") from exc
     return result
+
+
+def check_output_folder(out: Path, layout: FolderLayout, default: bool) -> None:
+    """Refuse, before any case is scored, an output folder the metrics cannot be written to:
+    one that cannot be created (``-o /proc/x``, a path under a file), is not writable (a
+    read-only PRED_DIR, the default) or holds a folder named like a metrics file."""
+    where = "PRED_DIR, the default output folder," if default else "the output folder"
+    fix = "give -o a folder you can write" if default else "give -o another folder"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EvaluationUsageError(
+            f"cannot create {where} {out}: {exc.strerror or exc}; {fix}"
+        ) from exc
+    for name in (layout.csv_name, layout.json_name):
+        path = out / name
+        if path.exists() and not path.is_file():
+            raise EvaluationUsageError(
+                f"{path} exists and is not a file (a folder?): the metrics are written "
+                f"there; remove it, or {fix}"
+            )
+    probe = out / f".brats-goat-write-test.{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise EvaluationUsageError(
+            f"cannot write in {where} {out}: {exc.strerror or exc}; {fix}"
+        ) from exc

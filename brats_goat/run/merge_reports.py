@@ -38,6 +38,10 @@ class ShardReportError(MergeError):
     another report): a usage error, unlike shards that are valid but do not add up."""
 
 
+class ReportNotWritten(MergeError):
+    """FOLDER cannot take the merged report (read-only, full): nothing was written."""
+
+
 @dataclass
 class MergeResult:
     """The merged report and where it was written."""
@@ -333,5 +337,13 @@ def merge_folder(
         raise MergeError(f"no shard reports ({SHARD_REPORT_GLOB}) in {output_dir}")
     merged, failed = merge_reports(paths, Path(outputs_dir) if outputs_dir else None)
     merged["output"] = str(outputs_dir or output_dir)
-    path = write_text_atomic(json.dumps(merged, indent=2) + "\n", output_dir / REPORT_NAME)
+    path = output_dir / REPORT_NAME
+    try:
+        write_text_atomic(json.dumps(merged, indent=2) + "\n", path)
+    except OSError as exc:
+        raise ReportNotWritten(
+            f"cannot write the merged report {path}: {exc.strerror or exc}; give the user "
+            "running merge-reports write permission on that folder, or name the shard "
+            "reports and give a writable FOLDER"
+        ) from exc
     return MergeResult(report=merged, path=path, failed=failed)

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 from brats_goat.synth.config import KIND_CHOICES
+
+
+def check_writable(out: Path) -> None:
+    """Create OUT and prove it writable before the first case is generated (seconds of
+    work each), so that a read-only OUT is one message, at once, not a traceback."""
+    probe = out / f".brats-goat-write-test.{os.getpid()}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise click.UsageError(
+            f"OUT {out} is not a folder you can write: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else "")
+            + "; give a folder you can write"
+        ) from exc
 
 
 @click.command("synth")
@@ -15,7 +32,13 @@ from brats_goat.synth.config import KIND_CHOICES
     "--cases", "n_cases", type=click.IntRange(min=1), required=True, help="Number of cases."
 )
 @click.option("--healthy", is_flag=True, help="Healthy brains only (no lesion, no seg file).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the case set.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the case set (0 or more).",
+)
 @click.option(
     "--kind",
     type=click.Choice(KIND_CHOICES),
@@ -32,6 +55,16 @@ def synth(out: Path, n_cases: int, healthy: bool, seed: int, kind: str, quiet: b
     """
     from brats_goat.synth.generate import synthesize  # keeps `--help` fast
 
-    folders = synthesize(out, n_cases, seed=seed, kind=kind, healthy=healthy, progress=not quiet)
+    check_writable(out)
+    try:
+        folders = synthesize(
+            out, n_cases, seed=seed, kind=kind, healthy=healthy, progress=not quiet
+        )
+    except OSError as exc:  # a read-only OUT, a path under a file: a message, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise click.UsageError(
+            f"cannot write the cases into OUT {out}{where}: {exc.strerror or exc}; give a "
+            "folder you can write"
+        ) from exc
     if not quiet:
         click.echo(f"wrote {len(folders)} case(s) to {out}")
