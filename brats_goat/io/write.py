@@ -133,6 +133,24 @@ def like_reference(
     sform, scode = reference.get_sform(coded=True)
     out.set_qform(qform if qform is not None else reference.affine, int(qcode or 0))
     out.set_sform(sform if sform is not None else reference.affine, int(scode or 0))
-    # Labels and maps are stored as is: no intensity scaling inherited from the input.
+    # Labels and maps are stored as is: no intensity scaling inherited from the input, nor
+    # its display window (cal_max 3000 showed labels 0-3 black), intent or description
+    # (the placeholder's text in an input made a real segmentation read as one, issue 27).
     out.header.set_slope_inter(1.0, 0.0)
+    out.header["cal_min"] = out.header["cal_max"] = 0  # 0/0: viewers use the data range
+    out.header.set_intent("none", (), name="")
+    out.header["descrip"] = b""
+    out.header["aux_file"] = b""
     return out
+
+
+#: The NIfTI description of a label map brats-goat wrote (80 bytes at most).
+LABELS_DESCRIP = "brats-goat segmentation: 1 NETC, 2 SNFH, 3 ET"
+
+
+def as_label_map(image: nib.Nifti1Image, descrip: str = LABELS_DESCRIP) -> nib.Nifti1Image:
+    """Mark ``image`` (from ``like_reference``) as a BraTS label map: display window 0-3, so
+    that a viewer shows every label, and our own description."""
+    image.header["cal_min"], image.header["cal_max"] = 0, 3
+    image.header["descrip"] = descrip.encode()
+    return image

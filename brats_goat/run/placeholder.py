@@ -22,7 +22,7 @@ from brats_goat.io.discover import Case
 from brats_goat.io.errors import CaseError
 from brats_goat.io.grid import BRATS_SHAPE, brats_affine
 from brats_goat.io.read import check_header, check_size
-from brats_goat.io.write import like_reference, write_nifti_atomic
+from brats_goat.io.write import as_label_map, like_reference, write_nifti_atomic
 
 #: The NIfTI header description of a placeholder (the field holds 80 bytes at most).
 PLACEHOLDER_DESCRIP = "brats-goat: FAILED, no segmentation (empty placeholder)"
@@ -83,7 +83,7 @@ def write_placeholder(case: Case, output_dir: Path) -> tuple[Path, bool]:
     if reference is None:
         reference = brats_grid()
     image = like_reference(np.zeros(reference.shape[:3], np.uint8), reference, np.uint8)
-    image.header["descrip"] = PLACEHOLDER_DESCRIP.encode()
+    as_label_map(image, PLACEHOLDER_DESCRIP)
     path = write_nifti_atomic(image, Path(output_dir) / f"{case.case_id}.nii.gz")
     return path, on_brats_grid
 

@@ -30,6 +30,7 @@ from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference
 from brats_goat.io.resample import to_model_frame
 from brats_goat.io.write import (
     NAME_MAX,
+    as_label_map,
     find_temp_files,
     like_reference,
     temp_key,
@@ -141,7 +142,8 @@ def write_outputs(
                 written.append(write_nifti_atomic(image, target))
         target = output_dir / f"{volumes.case_id}.nii.gz"
         labels = volumes.to_stored(seg.labels)
-        return write_nifti_atomic(like_reference(labels, volumes.reference, np.uint8), target)
+        image = as_label_map(like_reference(labels, volumes.reference, np.uint8))
+        return write_nifti_atomic(image, target)
     except OSError as exc:
         for path in written:
             path.unlink(missing_ok=True)

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from brats_goat.cli.main import main
-from brats_goat.io.write import temp_key
-from brats_goat.run.placeholder import is_placeholder
+from brats_goat.io.write import LABELS_DESCRIP, temp_key
+from brats_goat.run.placeholder import PLACEHOLDER_DESCRIP, is_placeholder
 
 
 def run(args: list[object]):
@@ -159,3 +161,28 @@ def test_a_failed_case_never_removes_another_cases_label_map(
         truncate(path)
     assert run(predict_args(tmp_path / "in", out, tiny_weights, "--shard", "1/2")).exit_code == 1
     assert (out / "X-1-anomaly-t2f.nii.gz").is_file()
+
+
+def test_the_label_map_does_not_copy_the_inputs_window_intent_or_description(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """Issue 27, item 12: with the input's cal_max 3000 a viewer showed labels 0-3 black,
+    and an input described as a placeholder made a real segmentation read as one."""
+    folder = case_writer("H-1")
+    for path in folder.glob("H-1-t*.nii.gz"):
+        image = nib.load(path)
+        header = image.header.copy()
+        header["cal_min"], header["cal_max"] = 0, 3000
+        header.set_intent("estimate", (), name="t-map")
+        header["descrip"] = PLACEHOLDER_DESCRIP.encode()
+        nib.save(nib.Nifti1Image(np.asarray(image.dataobj), image.affine, header), path)
+    out = tmp_path / "out"
+    assert run(predict_args(folder, out, tiny_weights, "--save-maps")).exit_code == 0
+    labels = nib.load(out / "H-1.nii.gz").header
+    assert (float(labels["cal_min"]), float(labels["cal_max"])) == (0.0, 3.0)
+    assert labels.get_intent() == ("none", (), "")
+    assert labels["descrip"].item().decode() == LABELS_DESCRIP
+    assert not is_placeholder(out / "H-1.nii.gz")
+    anomaly = nib.load(out / "H-1-anomaly-t2f.nii.gz").header
+    assert (float(anomaly["cal_min"]), float(anomaly["cal_max"])) == (0.0, 0.0)
+    assert anomaly.get_intent()[0] == "none" and anomaly["descrip"].item() == b""

@@ -154,8 +154,10 @@ def oblique_ras(spacing: tuple[float, float, float], degrees: float) -> np.ndarr
     return affine
 
 
-#: Header fields an output may differ in from its input: its dtype and no intensity scaling.
-OWN_FIELDS = {"datatype", "bitpix", "scl_slope", "scl_inter"}
+#: Header fields an output may differ in from its input: its dtype, no intensity scaling,
+#: and its own display window, intent and description (issue 27).
+OWN_FIELDS = {"datatype", "bitpix", "scl_slope", "scl_inter", "cal_min", "cal_max", "descrip"}
+OWN_FIELDS |= {"intent_code", "intent_p1", "intent_p2", "intent_p3", "intent_name", "aux_file"}
 
 
 def test_output_header_is_the_inputs_exactly(tmp_path: Path) -> None:
