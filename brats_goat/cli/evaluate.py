@@ -56,10 +56,11 @@ def evaluate(
 ):
     """Score PRED_DIR/<ID>.nii.gz against references in REF_DIR.
 
-    References are <ID>-seg.nii.gz, <ID>-ref.nii.gz or <ID>.nii.gz, directly in REF_DIR or in
-    BraTS case folders REF_DIR/<ID>/. A reference without a prediction is scored as an empty
-    prediction and listed. Writes metrics.csv and metrics.json (per case and region, plus means).
-    A label map with values outside 0-3 fails its case (exit 1) unless --legacy-et4.
+    References are <ID>-seg.nii.gz (or _seg), <ID>-ref.nii.gz or <ID>.nii.gz (or .nii),
+    directly in REF_DIR or in BraTS case folders REF_DIR/<ID>/. A reference without a
+    prediction is scored as an empty prediction and listed. Writes metrics.csv and
+    metrics.json (per case and region, plus means). A label map with values outside 0-3
+    fails its case (exit 1) unless --legacy-et4.
     """
     try:
         result = evaluate_folder(

@@ -1,7 +1,8 @@
 """Score a folder of predictions against BraTS references (``brats-goat evaluate``).
 
-Pairs ``PRED/<ID>.nii.gz`` with ``REF/<ID>-seg.nii.gz``, ``REF/<ID>-ref.nii.gz`` or
-``REF/<ID>.nii.gz``, directly in REF or in BraTS case folders ``REF/<ID>/``. A reference without a
+Pairs ``PRED/<ID>.nii.gz`` with ``REF/<ID>-seg.nii.gz`` (or BraTS 2021's ``_seg``),
+``REF/<ID>-ref.nii.gz`` or ``REF/<ID>.nii.gz`` (each also ``.nii``), directly in REF or in
+BraTS case folders ``REF/<ID>/``. A reference without a
 prediction is scored as an empty prediction (as a challenge would) and flagged, so a silently
 missing output cannot inflate the mean; a geometry mismatch fails that case loudly.
 """
@@ -51,8 +52,11 @@ class FolderLayout:
     """How files are recognised; tolerances of the geometry check."""
 
     extension: str = ".nii.gz"
-    #: Reference names tried for case ``<ID>``, in order of preference.
-    reference_suffixes: tuple[str, ...] = ("-seg", "-ref", "")
+    #: Extensions of references, in order of preference: what ``predict`` reads, reads here.
+    reference_extensions: tuple[str, ...] = (".nii.gz", ".nii")
+    #: Reference names tried for case ``<ID>``, in order of preference (``_seg``: BraTS
+    #: 2021 and earlier).
+    reference_suffixes: tuple[str, ...] = ("-seg", "_seg", "-ref", "_ref", "")
     #: Files in the prediction folder that are not label maps (``predict --save-maps``).
     ignore_prediction: str = r"-anomaly-|^\."
     #: A plain ``<ID>.nii.gz`` directly in REF is not a reference if it is an MRI channel.
@@ -187,36 +191,46 @@ def find_predictions(pred_dir: Path, layout: FolderLayout = DEFAULT_LAYOUT) -> d
 
 
 def find_references(ref_dir: Path, layout: FolderLayout = DEFAULT_LAYOUT) -> dict[str, Path]:
-    """References directly in REF or in case folders, preferring ``-seg`` over ``-ref``/plain."""
+    """References directly in REF or in case folders, preferring ``-seg`` over ``-ref``/plain
+    and ``.nii.gz`` over ``.nii``."""
     image = re.compile(layout.image_suffix)
-    found: dict[str, dict[str, Path]] = {}  # case -> suffix -> path
+    found: dict[str, dict[tuple[int, int], Path]] = {}  # case -> (suffix, extension) -> path
 
-    def add(case: str, suffix: str, path: Path) -> None:
-        found.setdefault(case, {}).setdefault(suffix, path)
+    def add(case: str, suffix: str, ext: str, path: Path) -> None:
+        rank = (layout.reference_suffixes.index(suffix), layout.reference_extensions.index(ext))
+        found.setdefault(case, {}).setdefault(rank, path)
 
     entries = sorted(ref_dir.iterdir())
     for path in entries:  # flat files first: they win over case folders
-        stem = _strip(path.name, layout.extension)
-        if not stem or not path.is_file():
+        named = _reference_name(path.name, layout)
+        if named is None or not path.is_file():
             continue
+        stem, ext = named
         for suffix in layout.reference_suffixes:
             if suffix and stem.endswith(suffix):
-                add(stem[: -len(suffix)], suffix, path)
+                add(stem[: -len(suffix)], suffix, ext, path)
                 break
         else:
             if "" in layout.reference_suffixes and not image.search(stem):
-                add(stem, "", path)
+                add(stem, "", ext, path)
     for folder in entries:
         if not folder.is_dir():
             continue
         for suffix in layout.reference_suffixes:
-            path = folder / f"{folder.name}{suffix}{layout.extension}"
-            if path.is_file():
-                add(folder.name, suffix, path)
-    return {
-        case: next(by[s] for s in layout.reference_suffixes if s in by)
-        for case, by in sorted(found.items())
-    }
+            for ext in layout.reference_extensions:
+                path = folder / f"{folder.name}{suffix}{ext}"
+                if path.is_file():
+                    add(folder.name, suffix, ext, path)
+    return {case: by[min(by)] for case, by in sorted(found.items())}
+
+
+def _reference_name(name: str, layout: FolderLayout) -> tuple[str, str] | None:
+    """``(stem, extension)`` of a file named like a reference, else ``None``."""
+    for ext in layout.reference_extensions:
+        stem = _strip(name, ext)
+        if stem:
+            return stem, ext
+    return None
 
 
 def _load_labels(
@@ -231,6 +245,8 @@ def _load_labels(
         raise ValueError(
             f"{path}: not a readable NIfTI label map (truncated or corrupt: {exc})"
         ) from exc
+    while data.ndim > 3 and data.shape[-1] == 1:  # (X, Y, Z, 1): one volume, as predict reads
+        data = data[..., 0]
     if data.ndim != 3:
         raise ValueError(f"{path.name}: expected a 3-D label map, got shape {data.shape}")
     if not np.issubdtype(data.dtype, np.integer):
@@ -397,8 +413,8 @@ def evaluate_folder(
         predictions = {k: v for k, v in predictions.items() if k in wanted}
     if not references:
         raise EvaluationUsageError(
-            f"no reference label maps in {ref_dir} (expected <ID>-seg.nii.gz, <ID>-ref.nii.gz "
-            "or <ID>.nii.gz, directly or in <ID>/ case folders)"
+            f"no reference label maps in {ref_dir} (expected <ID>-seg.nii.gz or <ID>_seg.nii.gz, "
+            "<ID>-ref.nii.gz or <ID>.nii.gz, also .nii, directly or in <ID>/ case folders)"
         )
     if not set(predictions) & set(references):
         raise EvaluationUsageError(
