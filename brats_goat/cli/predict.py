@@ -11,6 +11,7 @@ failures are still named in the log and report.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -118,6 +119,30 @@ def echo_report(report: RunReport, report_path: Path | None, quiet: bool, full: 
 
 #: Exit code when the report file could not be written (its error is on stderr).
 EXIT_NO_REPORT = 3
+
+
+def print_results(report: RunReport, report_path: Path | None, quiet: bool, full: bool) -> str:
+    """``echo_report``; an empty string, or why stdout could not take it (a closed pipe,
+    ``> /dev/full``). A run whose cases are done must not end in a traceback, or exit 1
+    without a word, for want of its summary table."""
+    try:
+        echo_report(report, report_path, quiet, full)
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except OSError as exc:
+        silence_stdout()
+        return f"cannot print to stdout: {exc.strerror or exc}"
+    return ""
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):
+        sys.stdout = None  # type: ignore[assignment]
 
 
 def exit_code(report: RunReport, on_case_failure: str) -> int:
@@ -305,8 +330,13 @@ def predict_cmd(
         folder = None if no_report_file else report_dir or output_dir
         sys.exit(interrupted(exc, folder, quiet, print_report))
     report_path = None if no_report_file else (report_dir or output_dir) / report.file_name
-    echo_report(report, report_path, quiet, print_report)
+    not_printed = print_results(report, report_path, quiet, print_report)
     code = exit_code(report, on_case_failure)
+    if not_printed:
+        where = f"the report is {report_path}" if report_path else "no report file was written"
+        click.echo(f"brats-goat predict: WARNING: {not_printed}; {where}", err=True)
+        if report_path is None and print_report:  # the printed report was the only record
+            code = EXIT_NO_REPORT
     if report.report_file_error:  # the run's only record would be missing: never exit 0
         click.echo(f"brats-goat predict: exit 3: {report.report_file_error}", err=True)
         code = EXIT_NO_REPORT

@@ -42,6 +42,9 @@ QFORM_SFORM_ATOL = 1e-3
 #: volume). A header that claims more is corrupt or not a brain scan; reading it would
 #: end in a MemoryError (a 10-byte file whose header says 4000^3 voxels), never a result.
 MAX_VOXELS = 1024**3
+#: Smallest voxel volume (mm^3) of a usable voxel-to-world matrix: below it the matrix is
+#: singular (a zero voxel size, parallel axes) or the voxels are no scan's (0.01 mm cubes).
+MIN_VOXEL_VOLUME = 1e-6
 
 
 @dataclass
@@ -107,7 +110,7 @@ def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.n
     try:
         image = nib.load(str(path))
     except (nib.filebasedimages.ImageFileError, gzip.BadGzipFile, OSError, EOFError) as exc:
-        raise CaseError(f"{where} is not a readable NIfTI image ({exc})") from exc
+        raise CaseError(f"{where} is not a readable NIfTI image ({exc}){_hint(path)}") from exc
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise CaseError(f"{where} is not a NIfTI image (got {type(image).__name__})")
     check_header(where, image)
@@ -128,6 +131,19 @@ def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.n
     check_size(where, data.shape)
     data, warnings = sanitise_intensities(where, data)
     return image, data, header_warnings(where, image) + warnings
+
+
+def _hint(path: str | os.PathLike[str]) -> str:
+    """What to do about a file nibabel cannot place: a gzip stream named ``.nii`` (it
+    reads ``.nii`` as uncompressed) is the common one."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(2)
+    except OSError:
+        return ""
+    if magic == b"\x1f\x8b" and str(path).lower().endswith(".nii"):
+        return ": it is gzip-compressed but named .nii; rename it to end in .nii.gz (or gunzip it)"
+    return ""
 
 
 def header_warnings(where: str, image: nib.Nifti1Image) -> list[str]:
@@ -167,8 +183,8 @@ def check_header(where: str, image: nib.Nifti1Image) -> None:
         raise CaseError(f"{where} holds voxels of type {dtype}: not an intensity image")
     affine = image.affine
     finite = bool(np.isfinite(affine).all())
-    if not finite or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
-        what = "a zero voxel size or axis" if finite else "entries that are not finite"
+    if not finite or abs(np.linalg.det(affine[:3, :3])) < MIN_VOXEL_VOLUME:
+        what = _singular(affine) if finite else "entries that are not finite"
         raise CaseError(
             f"{where}: its header's voxel-to-world matrix has {what} "
             f"({np.round(affine[:3], 4).tolist()}): no grid to segment on; fix the "
@@ -181,6 +197,22 @@ def check_header(where: str, image: nib.Nifti1Image) -> None:
             f"{_gib(image.shape)} as float32), more than any brain scan "
             f"(at most {MAX_VOXELS} voxels): a corrupt header or not a scan"
         )
+
+
+def _singular(affine: np.ndarray) -> str:
+    """What makes a finite voxel-to-world matrix unusable, for a message: a voxel size of
+    0, axes (nearly) parallel, or voxels too small to be a scan's (0.001 mm is no zero)."""
+    sizes = np.linalg.norm(affine[:3, :3], axis=0)
+    listed = ", ".join(f"{v:.3g}" for v in sizes)
+    if sizes.min() == 0:
+        return f"a zero voxel size or axis (voxel sizes {listed} mm)"
+    volume = abs(np.linalg.det(affine[:3, :3]))
+    if volume < 1e-3 * float(np.prod(sizes)):
+        return f"axes that are (nearly) parallel (voxel sizes {listed} mm)"
+    return (
+        f"voxels of {listed} mm ({volume:.3g} mm^3; a scan's are at least "
+        f"{MIN_VOXEL_VOLUME:g} mm^3)"
+    )
 
 
 def check_scaling(where: str, image: nib.Nifti1Image, data: np.ndarray) -> None:
@@ -221,6 +253,22 @@ def check_size(where: str, shape: tuple[int, ...]) -> None:
             f"{where} has shape {tuple(shape)}: at least {MIN_VOXELS_PER_AXIS} voxels per "
             "axis are needed (a single slice or a tiny crop is not a brain scan)"
         )
+
+
+def affine_gap(image: nib.Nifti1Image, reference: nib.Nifti1Image, atol: float) -> str:
+    """How far two voxel-to-world matrices are apart, for a message: the largest
+    difference of an entry and of a voxel's position (mm), against the tolerance."""
+    gap = float(np.abs(image.affine - reference.affine).max())
+    if gap <= atol:
+        return "affines equal"
+    corners = np.array(np.meshgrid(*[(0, n - 1) for n in image.shape[:3]])).reshape(3, -1)
+    moved = nib.affines.apply_affine(image.affine, corners.T)
+    moved -= nib.affines.apply_affine(reference.affine, corners.T)
+    shift = float(np.linalg.norm(moved, axis=1).max())
+    return (
+        f"affines differ by up to {gap:.3g} in an entry, a voxel placed up to {shift:.3g} mm "
+        f"apart; tolerance {atol:g}"
+    )
 
 
 def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image, atol: float) -> bool:
@@ -272,12 +320,10 @@ def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False
                 reference, ref_modality = image, modality
                 transform = canonical_transform(reference)
             elif not same_grid(reference, image, affine_atol):
-                close = np.allclose(image.affine, reference.affine, atol=affine_atol)
-                affines = "equal" if close else "differ"
                 raise CaseError(
                     f"case {case.case_id}: {modality} file {path} is on a different grid "
                     f"than {ref_modality} (shape {image.shape[:3]} vs {reference.shape[:3]}, "
-                    f"affines {affines})"
+                    f"{affine_gap(image, reference, affine_atol)})"
                     "; co-register the modalities first"
                 )
             arrays[modality] = in_order_of(transform, data, image)

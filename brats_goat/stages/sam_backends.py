@@ -267,9 +267,15 @@ def sam_checkpoint_path(configured: str | None) -> Path:
             f"{SAM_CHECKPOINT_ENV} (without one, --refine litemedsam runs offline)"
         )
     path = Path(value)
-    if not path.is_file():
+    if path.is_file():
+        return path
+    if not path.exists():
         raise BackendError(f"SAM checkpoint {path} does not exist")
-    return path
+    kind = "a folder" if path.is_dir() else "a device, pipe or other special file"
+    raise BackendError(
+        f"SAM checkpoint {path} is not a regular file (it is {kind}): give the checkpoint "
+        f"file itself (sam_vit_b_01ec64.pth, ...) with --sam-checkpoint or {SAM_CHECKPOINT_ENV}"
+    )
 
 
 def official_sam_backend(

@@ -9,6 +9,9 @@ read-only folder itself is tried in a child without root's file-mode override
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -18,8 +21,10 @@ from click.testing import CliRunner
 
 from brats_goat.cli.main import main
 from brats_goat.io.grid import brats_affine
+from brats_goat.stages.sam_backends import SAM_CHECKPOINT_ENV, BackendError, sam_checkpoint_path
+from tests.conftest import write_case
 from tests.run.test_merge_reports import write_shard
-from tests.unprivileged import requires_file_modes, run_unprivileged
+from tests.unprivileged import ROOT, requires_file_modes, run_unprivileged
 
 
 def run(*args: object):
@@ -119,3 +124,49 @@ def test_synth_with_a_negative_seed_is_a_usage_error(tmp_path: Path) -> None:
     result = run("synth", tmp_path / "out", "--cases", 1, "--seed", -1)
     assert_message(result, 2, "--seed", "-1 is not in the range x>=0")
     assert not (tmp_path / "out").exists()
+
+
+def test_sam_checkpoint_that_is_no_regular_file_is_named_as_such(monkeypatch) -> None:
+    """Issue 27, item 18: ``BRATS_GOAT_SAM_CHECKPOINT=/dev/null`` was said not to exist."""
+    monkeypatch.setenv(SAM_CHECKPOINT_ENV, "/dev/null")
+    with pytest.raises(BackendError) as info:
+        sam_checkpoint_path(None)
+    assert str(info.value).startswith(
+        "SAM checkpoint /dev/null is not a regular file (it is a device, pipe or other "
+        "special file): give the checkpoint file itself"
+    )
+
+
+def predict_cmd(inp: Path, out: Path) -> list[str]:
+    args = ["predict", str(inp), str(out), "--method", "intensity", "--device", "cpu"]
+    return [sys.executable, "-m", "brats_goat.cli", *args]
+
+
+def child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "BRATS_GOAT_REFINE": "none"}
+
+
+def test_a_successful_run_whose_stdout_fails_exits_0_and_says_why(tmp_path: Path) -> None:
+    """Issue 27, item 18: with stdout gone (a closed pipe, a full device) a run whose cases
+    all succeeded exited 1 without a word, or with a traceback."""
+    write_case(tmp_path / "in", "A-1")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            predict_cmd(tmp_path / "in", tmp_path / "out1"), stdout=full, stderr=subprocess.PIPE,
+            text=True, env=child_env(), timeout=300, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    assert (
+        "WARNING: cannot print to stdout: No space left on device; the report is "
+        f"{tmp_path / 'out1' / 'report.json'}"
+    ) in done.stderr
+    child = subprocess.Popen(
+        predict_cmd(tmp_path / "in", tmp_path / "out2"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=child_env(),
+    )  # fmt: skip
+    assert child.stdout is not None
+    child.stdout.close()  # the reader went away before the summary came
+    _, stderr = child.communicate(timeout=300)
+    assert child.returncode == 0 and "Traceback" not in stderr
+    assert "WARNING: cannot print to stdout: Broken pipe" in stderr
+    assert (tmp_path / "out2" / "A-1.nii.gz").is_file()
