@@ -15,7 +15,7 @@ import math
 import os
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -57,8 +57,11 @@ class FolderLayout:
     #: Reference names tried for case ``<ID>``, in order of preference (``_seg``: BraTS
     #: 2021 and earlier).
     reference_suffixes: tuple[str, ...] = ("-seg", "_seg", "-ref", "_ref", "")
-    #: Files in the prediction folder that are not label maps (``predict --save-maps``).
-    ignore_prediction: str = r"-anomaly-|^\."
+    #: Files in the prediction folder that are not label maps: hidden ones, and the anomaly
+    #: maps of ``predict --save-maps`` (unless a reference has that ID: a case may be named
+    #: ``X-anomaly-t2f``).
+    ignore_prediction: str = r"^\."
+    anomaly_map: str = r"-anomaly-"
     #: A plain ``<ID>.nii.gz`` directly in REF is not a reference if it is an MRI channel.
     image_suffix: str = r"[-_](t1n|t1c|t2w|t2f|t1|t1ce|t2|flair)$"
     #: Affines may differ by float32 header rounding.
@@ -179,14 +182,20 @@ def _strip(name: str, extension: str) -> str | None:
     return name[: -len(extension)] if name.endswith(extension) else None
 
 
-def find_predictions(pred_dir: Path, layout: FolderLayout = DEFAULT_LAYOUT) -> dict[str, Path]:
-    """``<ID>.nii.gz`` label maps directly in the prediction folder."""
-    ignore = re.compile(layout.ignore_prediction)
+def find_predictions(
+    pred_dir: Path, layout: FolderLayout = DEFAULT_LAYOUT, references: Collection[str] = ()
+) -> dict[str, Path]:
+    """``<ID>.nii.gz`` label maps directly in the prediction folder; a name with
+    ``-anomaly-`` in it is an anomaly map, unless it is the ID of one of ``references``."""
+    ignore, anomaly = re.compile(layout.ignore_prediction), re.compile(layout.anomaly_map)
     out = {}
     for path in sorted(pred_dir.iterdir()):
         case = _strip(path.name, layout.extension)
-        if case and path.is_file() and not ignore.search(path.name):
-            out[case] = path
+        if not case or not path.is_file() or ignore.search(path.name):
+            continue
+        if anomaly.search(path.name) and case not in references:
+            continue
+        out[case] = path
     return out
 
 
@@ -405,8 +414,8 @@ def evaluate_folder(
         if not folder.is_dir():
             raise EvaluationUsageError(f"{name} folder not found: {folder}")
     cohort = get_cohort(cohort)
-    predictions = find_predictions(pred_dir, layout)
     references = find_references(ref_dir, layout)
+    predictions = find_predictions(pred_dir, layout, references)
     if cases is not None:
         wanted = set(cases)
         references = {k: v for k, v in references.items() if k in wanted}

@@ -64,3 +64,16 @@ def test_gzipped_and_seg_names_are_preferred(tmp_path: Path) -> None:
         "A-1": ref / "A-1_seg.nii.gz",
         "B-2": ref / "B-2" / "B-2_seg.nii.gz",
     }
+
+
+def test_a_case_named_like_an_anomaly_map_is_scored(tmp_path: Path) -> None:
+    """A case ``X-anomaly-t2f`` (legal, and written by predict without --save-maps) was
+    taken for an anomaly map and scored as an empty prediction; maps are still passed over."""
+    save(tmp_path / "pred" / "X-anomaly-t2f.nii.gz", labels())
+    save(tmp_path / "pred" / "Y.nii.gz", labels())
+    save(tmp_path / "pred" / "Y-anomaly-t2f.nii.gz", labels().astype(np.float32))
+    save(tmp_path / "ref" / "X-anomaly-t2f" / "X-anomaly-t2f-seg.nii.gz", labels())
+    save(tmp_path / "ref" / "Y" / "Y-seg.nii.gz", labels())
+    result = evaluate_folder(tmp_path / "pred", tmp_path / "ref")
+    assert result.ok and not result.missing and not result.unpaired
+    assert result.cases["X-anomaly-t2f"]["WT"].dice == 1.0
