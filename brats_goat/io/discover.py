@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,14 @@ MAX_CASE_DEPTH = 3
 IGNORED_FOLDERS: frozenset[str] = frozenset({"lost+found"})
 #: How many names an error message lists before it says how many there are in all.
 LISTED_NAMES = 6
+
+#: nnU-Net's numbered channel files, ``<ID>_0000.nii.gz`` ... (``imagesTs``).
+_NNUNET = re.compile(r"^(?P<id>.+)_(?P<channel>\d{4})(?P<ext>\.nii(?:\.gz)?)$", re.IGNORECASE)
+#: The channel order of nnU-Net's own BraTS conversions (Dataset137_BraTS21, 226
+#: BraTS2024-GLI: T1, T1ce, T2, FLAIR), offered in the conversion a refusal prints. Not
+#: assumed when reading: the Decathlon's Task01_BrainTumour, nnU-Net's Dataset001, numbers
+#: the same files FLAIR, T1w, T1gd, T2w, and a wrong order gives wrong labels in silence.
+NNUNET_BRATS_ORDER: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
 
 
 class DiscoveryError(Exception):
@@ -341,15 +350,44 @@ def too_deep_error(root: Path, image: Path) -> DiscoveryError:
     )
 
 
+def nnunet_cases(folder: Path) -> list[str]:
+    """IDs of the nnU-Net-style cases directly in ``folder`` (an ``<ID>_0000.nii.gz``)."""
+    found = (_NNUNET.match(p.name) for p in nifti_files(folder))
+    return sorted({m["id"] for m in found if m is not None and m["channel"] == "0000"})
+
+
+def nnunet_error(folder: Path, ids: list[str]) -> DiscoveryError:
+    """nnU-Net's numbered channels say nothing of which sequence each is: refuse, and give
+    the conversion to named files in the order of nnU-Net's own BraTS datasets."""
+    first = next(p for p in nifti_files(folder) if p.name.startswith(f"{ids[0]}_0000."))
+    ext = _NNUNET.match(first.name)["ext"]  # type: ignore[index]
+    moves = " && ".join(
+        f'mv "${{id}}_{i:04d}{ext}" "$id/$id-{m}{ext}"' for i, m in enumerate(NNUNET_BRATS_ORDER)
+    )
+    where = shlex.quote(str(folder))
+    return DiscoveryError(
+        f"{folder} holds nnU-Net-style channel files ({listed([first])} ..., {len(ids)} "
+        "case(s)), whose numbers do not say which sequence each is (nnU-Net's BraTS "
+        "datasets: 0000 t1n, 0001 t1c, 0002 t2w, 0003 t2f; the Decathlon's BrainTumour: "
+        "0000 FLAIR, 0001 T1w, 0002 T1gd, 0003 T2w); check the channel_names of your "
+        "dataset.json, then make case folders, for the BraTS order: "
+        f'cd {where} && for f in *_0000{ext}; do id="${{f%_0000{ext}}}"; '
+        f'mkdir "$id" && {moves}; done'
+    )
+
+
 def _walk(root: Path, folder: Path, depth: int) -> list[Case]:
     """Cases at or below ``folder``, which is ``depth`` levels below ``root``."""
     try:
         prefixes = modality_prefixes(folder)
         subs = sub_folders(folder)
+        nnunet = [] if prefixes else nnunet_cases(folder)
     except PermissionError as exc:
         if depth == 0:
             raise DiscoveryError(f"cannot read INPUT {folder}: {exc.strerror}") from exc
         return [Case(folder.name, folder, problems=[unreadable_problem(folder, exc)])]
+    if nnunet:
+        raise nnunet_error(folder, nnunet)
     if prefixes:
         nested = case_folders_below(folder, depth)
         if nested:

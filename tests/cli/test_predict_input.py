@@ -333,3 +333,19 @@ def test_bad_weights_never_create_or_lock_output(
     with pytest.raises(WeightsError, match="sha256 mismatch"):
         run_predict(tmp_path / "in", tmp_path / "out", weights=weights)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_nnunet_style_input_is_a_usage_error_with_the_conversion(tmp_path: Path) -> None:
+    """Issue 27: ``<ID>_0000.nii.gz`` ... ``_0003`` in INPUT ended in "no cases found",
+    which says nothing of the files that were there; now exit 2 with the conversion, and
+    nothing written."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    case = write_case(tmp_path / "src", "P1")
+    inp.mkdir()
+    for i, modality in enumerate(("t1n", "t1c", "t2w", "t2f")):
+        shutil.copy(case / f"P1-{modality}.nii.gz", inp / f"P1_{i:04d}.nii.gz")
+    result = predict(inp, out)
+    assert result.exit_code == 2
+    assert "nnU-Net-style channel files (P1_0000.nii.gz ..., 1 case(s))" in result.output
+    assert 'mv "${id}_0003.nii.gz" "$id/$id-t2f.nii.gz"' in result.output
+    assert not out.exists()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -335,3 +336,50 @@ def test_case_folder_given_as_dot_takes_its_resolved_name(
     monkeypatch.chdir(case_writer("BraTS-X-1"))
     (case,) = discover_cases(Path("."))
     assert case.case_id == "BraTS-X-1" and not case.problems
+
+
+def write_nnunet_case(folder: Path, case_id: str, ext: str = ".nii.gz") -> dict[str, bytes]:
+    """An nnU-Net ``imagesTs`` case (``<ID>_0000`` ... ``_0003``) made of a written case's
+    files in the order of nnU-Net's BraTS datasets; returns each channel file's bytes."""
+    source = write_case(folder / ".src", case_id, ext=ext)
+    channels = {}
+    for i, modality in enumerate(("t1n", "t1c", "t2w", "t2f")):
+        target = folder / f"{case_id}_{i:04d}{ext}"
+        shutil.move(source / f"{case_id}-{modality}{ext}", target)
+        channels[modality] = target.read_bytes()
+    shutil.rmtree(folder / ".src")
+    return channels
+
+
+@pytest.mark.parametrize("ext", [".nii.gz", ".nii"])
+def test_nnunet_channel_files_are_refused_with_the_conversion(tmp_path: Path, ext: str) -> None:
+    """Issue 27: ``<ID>_0000.nii.gz`` ... in one folder used to be "no cases found" (flat)
+    or a case failing with "no image named like" (in a sub-folder). Their numbers do not
+    say which sequence each is (nnU-Net's BraTS order and the Decathlon's differ), so the
+    run is refused with a conversion that, run as printed, gives case folders."""
+    root = tmp_path / "dataset" / "imagesTs"
+    root.mkdir(parents=True)
+    channels = write_nnunet_case(root, "BraTS-GLI-00001-000", ext)
+    write_nnunet_case(root, "BraTS-GLI-00002-000", ext)
+    for inp in (root, root.parent):  # flat INPUT, or its imagesTs one level down
+        with pytest.raises(DiscoveryError) as info:
+            discover_cases(inp)
+        message = str(info.value)
+        assert "nnU-Net" in message and "2 case(s)" in message and "\n" not in message
+        assert "0000 t1n, 0001 t1c, 0002 t2w, 0003 t2f" in message
+        assert "0000 FLAIR" in message and "dataset.json" in message
+    command = message.split("for the BraTS order: ", 1)[1]
+    subprocess.run(["bash", "-c", command], check=True)
+    cases = discover_cases(root)
+    assert [c.case_id for c in cases] == ["BraTS-GLI-00001-000", "BraTS-GLI-00002-000"]
+    assert not cases[0].problems and sorted(cases[0].files) == ["t1c", "t1n", "t2f", "t2w"]
+    for modality, data in channels.items():
+        assert cases[0].files[modality].read_bytes() == data
+        assert cases[0].files[modality].name == f"BraTS-GLI-00001-000-{modality}{ext}"
+
+
+def test_numbered_file_without_channel_0000_is_not_taken_for_nnunet(case_writer) -> None:
+    """A mask or atlas ``atlas_0001.nii.gz`` next to case folders is still passed over."""
+    root = case_writer("CASE-1").parent
+    shutil.copy(root / "CASE-1" / "CASE-1-t1n.nii.gz", root / "atlas_0001.nii.gz")
+    assert [c.case_id for c in discover_cases(root)] == ["CASE-1"]
