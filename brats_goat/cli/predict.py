@@ -263,6 +263,13 @@ def exit_code(report: RunReport, on_case_failure: str) -> int:
     help="placeholder: a failed case gets an empty label map and exit 0 (what the BraTS "
     "orchestrator needs); it stays failed in the report.",
 )
+@click.option(
+    "--continue",
+    "resume",
+    is_flag=True,
+    help="Skip cases whose label map an earlier run left valid in OUTPUT (reported ok, "
+    "marked skipped); a placeholder or invalid file is segmented again.",
+)
 @quiet_option("No progress bars or summary table.")
 def predict_cmd(
     input_dir: Path,
@@ -285,6 +292,7 @@ def predict_cmd(
     no_report_file: bool,
     print_report: bool,
     on_case_failure: str,
+    resume: bool,
     quiet: bool,
 ) -> None:
     """Segment every case in INPUT (a folder of case folders, or one case folder).
@@ -322,6 +330,7 @@ def predict_cmd(
             report_dir=report_dir,
             write_report=not no_report_file,
             placeholders=on_case_failure == "placeholder",
+            resume=resume,
         )
     except (InputError, DiscoveryError, WeightsError, RuntimeError) as exc:
         remove_empty(created)  # a usage error leaves nothing behind

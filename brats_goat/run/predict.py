@@ -43,6 +43,7 @@ from brats_goat.run.lock import FolderBusy, lock_folders, stale_shard_locks
 from brats_goat.run.placeholder import write_placeholder
 from brats_goat.run.qc import require_matplotlib, write_qc_png
 from brats_goat.run.report import CaseResult, RunReport
+from brats_goat.run.resume import split_done
 from brats_goat.run.shard import Shard, select_shard
 from brats_goat.segmenter import (
     STAGES,
@@ -439,12 +440,15 @@ def segment_cases(
     placeholders: bool,
     quiet: bool,
     ahead: ReadAhead,
+    notes: dict[str, list[str]] | None = None,
     **case_options: Any,
 ) -> None:
     """Every case in turn into ``report``, rewritten in ``report_dir`` after each and once
     more with the final state: ``finished``, or ``interrupted`` with the running case
-    marked before the signal goes on. ``ahead`` reads the cases; its owner closes it."""
+    marked before the signal goes on. ``ahead`` reads the cases; its owner closes it.
+    ``notes``: warnings to put first in a case's result (why ``--continue`` runs it)."""
     current: Case | None = None
+    start = len(report.cases)  # the results --continue kept come first
     try:
         for i, case in enumerate(cases, 1):
             if not quiet:
@@ -458,6 +462,7 @@ def segment_cases(
             ahead.start(i)  # the case ended before its reconstruction (failed): read now
             del reading, normalising
             release_free_memory()  # the case's freed arrays must not count for the next
+            result.warnings[:0] = (notes or {}).get(case.case_id, [])
             report.cases.append(result)
             current = None
             if placeholders and result.status != "ok":
@@ -467,8 +472,8 @@ def segment_cases(
         report.state = "finished"
     except RunInterrupted as exc:
         report.state, report.stopped_by = "interrupted", exc.name
-        if current is None and len(report.cases) < len(cases):
-            current = cases[len(report.cases)]  # between two cases: the next one was due
+        if current is None and len(report.cases) - start < len(cases):
+            current = cases[len(report.cases) - start]  # between two cases: the next was due
         if current is not None:
             report.cases.append(exc.result or interrupted_result(current, exc))
         raise
@@ -479,6 +484,16 @@ def segment_cases(
         if report_dir is not None:
             with signals_deferred():
                 save_report(report, report_dir)
+
+
+def announce_kept(kept: list[CaseResult], cases: int, quiet: bool) -> None:
+    """Say on stderr how many cases ``--continue`` keeps from an earlier run."""
+    if kept and not quiet:
+        print(
+            f"brats-goat predict: --continue: {len(kept)} of {cases} cases have a valid label "
+            f"map of an earlier run in OUTPUT and are not segmented again",
+            file=sys.stderr,
+        )
 
 
 def _output_id(target: str) -> str | None:
@@ -596,6 +611,7 @@ def predict(
     report_dir: str | Path | None = None,
     write_report: bool = True,
     placeholders: bool = False,
+    resume: bool = False,
 ) -> RunReport:
     """Segment every case under ``input_dir`` into ``output_dir``; returns the run report.
 
@@ -603,7 +619,9 @@ def predict(
     report is ``report-shard-K-of-N.json``. The report file goes to ``report_dir`` (default
     ``output_dir``), or nowhere with ``write_report=False``. ``placeholders``: a failed case
     gets an empty label map in ``output_dir`` (``brats_goat.run.placeholder``) and stays
-    failed in the report. Raises ``InputError`` for problems with the run itself (no cases,
+    failed in the report. ``resume`` (``--continue``): a case whose label map an earlier
+    run left valid in ``output_dir`` is reported ``ok`` and not run (``brats_goat.run.resume``).
+    Raises ``InputError`` for problems with the run itself (no cases,
     bad output or report folder, another run holding either), and ``RunInterrupted`` on
     SIGINT/SIGTERM, after writing the report (``state`` interrupted, in ``exc.report``).
     """
@@ -622,21 +640,27 @@ def predict(
     cases_total = len(cases)
     cases = select_shard(cases, shard)
     with stop_on_signals(), ExitStack() as stack:
+        maps = MAP_NAMES if save_maps else ()
+        kept, to_run, notes = (
+            split_done(cases, output_dir, maps, qc_png) if resume else ([], cases, {})
+        )
         atol = (segmenter.config if segmenter else config or PipelineConfig()).affine_atol
-        ahead = ReadAhead(cases, atol)
+        ahead = ReadAhead(to_run, atol)
         stack.callback(ahead.close)
         ahead.start(0)  # while the segmenter is built
         segmenter = segmenter or make_segmenter(method, weights, config)
         make_folders(output_dir, own_report_dir)
         locked = lock_run(stack, output_dir, own_report_dir, shard)
         report = new_report(segmenter, input_dir, output_dir, shard, cases_total, len(cases))
+        report.cases += kept
+        announce_kept(kept, len(cases), quiet)
         clean_up_killed_runs(report, cases, own_report_dir, exclusive=locked and shard is None)
         if own_report_dir is not None:
             # First write before any case: a shard with no cases (N > cases) still has one.
             save_report(report, own_report_dir)
         try:
             segment_cases(
-                cases,
+                to_run,
                 segmenter,
                 report,
                 output_dir,
@@ -644,6 +668,7 @@ def predict(
                 placeholders=placeholders,
                 quiet=quiet,
                 ahead=ahead,
+                notes=notes,
                 save_maps=save_maps,
                 qc_png=qc_png,
                 label_maps=label_maps,

@@ -33,6 +33,9 @@ class CaseResult:
     status: str = "pending"
     input: str = ""
     output: str | None = None
+    #: ``predict --continue`` kept an earlier run's valid label map: why (``ok`` cases only;
+    #: the earlier run's report holds its score and timings).
+    skipped: str | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -148,6 +151,12 @@ class RunReport:
             )
         lines.append("-" * len(head))
         lines.append(f"{len(self.cases) - self.n_failed}/{len(self.cases)} cases succeeded")
+        skipped = [c.case_id for c in self.cases if c.skipped]
+        if skipped:
+            lines.append(
+                f"{len(skipped)} of them skipped (--continue): the label map of an earlier "
+                f"run is valid: {', '.join(skipped[:6])}" + (", ..." if len(skipped) > 6 else "")
+            )
         if self.state != "finished":
             lines.append(self.progress_line())
         for c in self.cases:

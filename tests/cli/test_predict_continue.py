@@ -1,0 +1,125 @@
+"""`brats-goat predict --continue` (issue 27): a case whose label map an earlier run left
+valid in OUTPUT is not segmented again, and says so in the report; anything else in its
+place (a placeholder, a truncated file, another grid, other values) is segmented again.
+
+The intensity method (no weights) keeps these runs fast; what they test is the same for both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from brats_goat.cli.main import main
+from brats_goat.io.discover import discover_cases
+from brats_goat.run.placeholder import is_placeholder, write_placeholder
+from tests.conftest import write_case
+
+INTENSITY = ("--method", "intensity", "--refine", "none")
+
+
+def predict(inp: Path, out: Path, *extra: str):
+    args = ["predict", str(inp), str(out), *INTENSITY, *extra]
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def cases(out: Path) -> dict[str, dict]:
+    return {c["case_id"]: c for c in json.loads((out / "report.json").read_text())["cases"]}
+
+
+def test_continue_keeps_valid_label_maps_and_reruns_the_rest(tmp_path: Path) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i, case_id in enumerate(("A-1", "B-2", "C-3")):
+        write_case(inp, case_id, seed=i)
+    assert predict(inp, out, "--quiet").exit_code == 0
+    first = cases(out)
+    kept = (out / "A-1.nii.gz").stat()
+    # B-2 failed in the earlier run (its placeholder), C-3's file was cut short, D-4 is new
+    # and E-5 fails in this run.
+    (b,) = discover_cases(inp / "B-2")
+    write_placeholder(b, out)
+    data = (out / "C-3.nii.gz").read_bytes()
+    (out / "C-3.nii.gz").write_bytes(data[: len(data) // 2])
+    write_case(inp, "D-4", seed=3)
+    (write_case(inp, "E-5", seed=4) / "E-5-t1c.nii.gz").write_bytes(b"not nifti")
+    (write_case(inp, "E-5", seed=4) / "E-5-t2f.nii.gz").write_bytes(b"not nifti")
+
+    result = predict(inp, out, "--continue")
+    assert result.exit_code == 1, result.output  # E-5 failed: the exit code stays truthful
+    assert "--continue: 1 of 5 cases have a valid label map" in result.output
+    assert "1 of them skipped (--continue): the label map of an earlier run is valid: A-1" in (
+        result.output
+    )
+    second = cases(out)
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"] == {"cases": 5, "succeeded": 4, "failed": 1}
+    assert (report["cases_total"], report["cases_done"], report["state"]) == (5, 5, "finished")
+    a = second["A-1"]
+    assert a["status"] == "ok" and "not segmented again" in a["skipped"]
+    assert a["output"] == str(out / "A-1.nii.gz") and a["timings_s"] == {}
+    assert a["voxels_per_label"] == first["A-1"]["voxels_per_label"]
+    after = (out / "A-1.nii.gz").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)
+    for case_id in ("B-2", "C-3", "D-4"):
+        assert second[case_id]["status"] == "ok" and second[case_id]["skipped"] is None
+        assert "read" in second[case_id]["timings_s"]
+    assert "placeholder of a failed case" in second["B-2"]["warnings"][0]
+    assert not is_placeholder(out / "B-2.nii.gz")
+    assert "cannot be read" in second["C-3"]["warnings"][0]
+    assert second["C-3"]["voxels_per_label"] == first["C-3"]["voxels_per_label"]
+    assert not any("--continue" in w for w in second["D-4"]["warnings"])
+    assert second["E-5"]["status"] == "failed" and second["E-5"]["skipped"] is None
+
+
+def relabel(path: Path, change: Callable[[np.ndarray, nib.Nifti1Image], nib.Nifti1Image]) -> None:
+    image = nib.load(path)
+    nib.save(change(np.asarray(image.dataobj), image), path)
+
+
+DAMAGE = {
+    "label 7": (
+        lambda d, im: nib.Nifti1Image(np.where(d == 0, d, 7).astype(np.uint8), im.affine),
+        "values other than the labels 0-3",
+    ),
+    "int16": (
+        lambda d, im: nib.Nifti1Image(d.astype(np.int16), im.affine),
+        "its voxels are int16, not uint8",
+    ),
+    "another grid": (
+        lambda d, im: nib.Nifti1Image(d[:, :, :-2], im.affine),
+        "is not the input's",
+    ),
+    "shifted": (
+        lambda d, im: nib.Nifti1Image(d, im.affine + np.pad(np.ones((3, 1)), ((0, 1), (3, 0)))),
+        "its affine is not the input's",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", [*DAMAGE, "maps missing"])
+def test_continue_segments_an_invalid_label_map_again(tmp_path: Path, damage: str) -> None:
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_case(inp, "A-1")
+    assert predict(inp, out, "--quiet").exit_code == 0
+    first = cases(out)["A-1"]
+    extra = ()
+    if damage == "maps missing":  # kept only with the maps this run is to write
+        extra, expected = ("--save-maps",), "A-1-anomaly-t1c.nii.gz, A-1-anomaly-t2f.nii.gz missing"
+    else:
+        change, expected = DAMAGE[damage]
+        relabel(out / "A-1.nii.gz", change)
+    result = predict(inp, out, "--quiet", "--continue", *extra)
+    assert result.exit_code == 0, result.output
+    case = cases(out)["A-1"]
+    assert case["skipped"] is None and "read" in case["timings_s"]
+    assert case["warnings"][0].startswith("--continue: segmented again")
+    assert expected in case["warnings"][0]
+    assert case["voxels_per_label"] == first["voxels_per_label"]
+    image = nib.load(out / "A-1.nii.gz")
+    assert image.get_data_dtype() == np.uint8 and image.shape == (48, 48, 20)
