@@ -41,6 +41,7 @@ from brats_goat.parallel import helper_pool
 from brats_goat.run.interrupt import RunInterrupted, signals_deferred, stop_on_signals
 from brats_goat.run.lock import FolderBusy, lock_folders, stale_shard_locks
 from brats_goat.run.placeholder import write_placeholder
+from brats_goat.run.progress import RunProgress
 from brats_goat.run.qc import require_matplotlib, write_qc_png
 from brats_goat.run.report import CaseResult, RunReport
 from brats_goat.run.resume import split_done
@@ -449,10 +450,11 @@ def segment_cases(
     ``notes``: warnings to put first in a case's result (why ``--continue`` runs it)."""
     current: Case | None = None
     start = len(report.cases)  # the results --continue kept come first
+    progress = RunProgress(len(cases))
     try:
         for i, case in enumerate(cases, 1):
             if not quiet:
-                tqdm.write(f"[{i}/{len(cases)}] {case.case_id}", file=sys.stderr)
+                tqdm.write(progress.line(i, case.case_id), file=sys.stderr)
             current = case
             reading, normalising = ahead.take(i - 1)
             result = predict_case(
