@@ -16,6 +16,7 @@ case with a problem, so one unreadable folder fails alone.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -67,6 +68,9 @@ _NNUNET = re.compile(r"^(?P<id>.+)_(?P<channel>\d{4})(?P<ext>\.nii(?:\.gz)?)$", 
 #: assumed when reading: the Decathlon's Task01_BrainTumour, nnU-Net's Dataset001, numbers
 #: the same files FLAIR, T1w, T1gd, T2w, and a wrong order gives wrong labels in silence.
 NNUNET_BRATS_ORDER: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
+#: A dataset.json's channel name (lower case, letters and digits only) -> modality: the
+#: names nnU-Net's BraTS conversions and the Decathlon's Task01 give.
+CHANNEL_NAMES: dict[str, str] = {**MODALITY_ALIASES, "t1w": "t1n", "t2flair": "t2f"}
 
 
 class DiscoveryError(Exception):
@@ -83,6 +87,9 @@ class Case:
     reference: Path | None = None
     #: Discovery problems (ambiguous or duplicate files); a case with any is not processed.
     problems: list[str] = field(default_factory=list)
+    #: What discovery assumed (the channel order an nnU-Net dataset.json gave): for the
+    #: case's warnings, so that the assumption is never silent.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def missing(self) -> list[str]:
@@ -329,9 +336,12 @@ def _first_modality_file_below(folder: Path) -> Path | None:
     return None
 
 
-def mixed_layout_error(root: Path, folder: Path, nested: list[Path]) -> DiscoveryError:
-    """Image files next to case folders: one case or a folder of cases? Refuse to guess."""
-    files = modality_files(nifti_files(folder))
+def mixed_layout_error(
+    root: Path, folder: Path, nested: list[Path], files: list[Path] | None = None
+) -> DiscoveryError:
+    """Image files (``files``, default: the modality files in ``folder``) next to case
+    folders: one case or a folder of cases? Refuse to guess."""
+    files = modality_files(nifti_files(folder)) if files is None else files
     where = "INPUT" if folder == root else "case folder"
     return DiscoveryError(
         f"{where} {folder} holds image files of its own ({listed(files)}) and also case "
@@ -351,29 +361,96 @@ def too_deep_error(root: Path, image: Path) -> DiscoveryError:
 
 
 def nnunet_cases(folder: Path) -> list[str]:
-    """IDs of the nnU-Net-style cases directly in ``folder`` (an ``<ID>_0000.nii.gz``)."""
-    found = (_NNUNET.match(p.name) for p in nifti_files(folder))
-    return sorted({m["id"] for m in found if m is not None and m["channel"] == "0000"})
+    """IDs of the nnU-Net-style cases directly in ``folder``: of every ``<ID>_NNNN.nii.gz``
+    there, once one of them is a channel 0000 (an ``atlas_0001.nii.gz`` alone is none)."""
+    found = [m for m in map(_NNUNET.match, (p.name for p in nifti_files(folder))) if m]
+    if not any(m["channel"] == "0000" for m in found):
+        return []
+    return sorted({m["id"] for m in found})
 
 
-def nnunet_error(folder: Path, ids: list[str]) -> DiscoveryError:
-    """nnU-Net's numbered channels say nothing of which sequence each is: refuse, and give
-    the conversion to named files in the order of nnU-Net's own BraTS datasets."""
-    first = next(p for p in nifti_files(folder) if p.name.startswith(f"{ids[0]}_0000."))
-    ext = _NNUNET.match(first.name)["ext"]  # type: ignore[index]
+def dataset_channels(folder: Path) -> tuple[Path | None, dict[str, str] | str]:
+    """The channel order an nnU-Net ``dataset.json`` in ``folder`` or its parent (where
+    nnU-Net keeps it, beside ``imagesTs``) declares: its path and channel (``'0000'``) ->
+    modality, or why it gives none; ``(None, ...)`` when there is no dataset.json."""
+    path = next(
+        (p for p in (folder / "dataset.json", folder.parent / "dataset.json") if p.is_file()), None
+    )
+    if path is None:
+        return None, "no dataset.json beside them"
+    try:
+        data = json.loads(path.read_text())
+        names = data.get("channel_names") or data.get("modality")  # nnU-Net v2, v1
+        channels = {f"{int(k):04d}": str(v) for k, v in names.items()}
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        return path, f"{path} gives no channel_names ({type(exc).__name__})"
+    order = {
+        k: CHANNEL_NAMES.get(re.sub(r"[^a-z0-9]", "", v.lower()), "") for k, v in channels.items()
+    }
+    unknown = [f"{k} {channels[k]!r}" for k, m in order.items() if not m]
+    if unknown or len(set(order.values())) != len(order):
+        why = f"unknown {', '.join(unknown)}" if unknown else "two channels name one sequence"
+        return path, f"{path} names channels brats-goat cannot map to t1n/t1c/t2w/t2f ({why})"
+    return path, order
+
+
+def nnunet_case(folder: Path, case_id: str, order: dict[str, str], source: Path) -> Case:
+    """One nnU-Net case, its channel files mapped by ``order`` (from ``source``); a channel
+    the dataset.json does not name is a problem, one it names but that is absent is a
+    missing sequence, as in a case folder."""
+    case = Case(case_id=case_id, folder=folder)
+    for path in nifti_files(folder):
+        match = _NNUNET.match(path.name)
+        if match is None or match["id"] != case_id:
+            continue
+        modality = order.get(match["channel"])
+        if modality is None:
+            case.problems.append(f"{path.name}: channel {match['channel']} is not in {source}")
+        elif modality in case.files:
+            case.problems.append(
+                f"two files for {modality}: {case.files[modality].name} and {path.name}"
+            )
+        else:
+            case.files[modality] = path
+    named = ", ".join(f"{k} {m}" for k, m in sorted(order.items()))
+    case.notes.append(f"nnU-Net channel files read in the order {source} gives: {named}")
+    return case
+
+
+def nnunet_error(folder: Path, ids: list[str], why: str) -> DiscoveryError:
+    """nnU-Net's numbered channels say nothing of which sequence each is: without a
+    dataset.json that names them, refuse, and give the conversion to named files in the
+    order of nnU-Net's own BraTS datasets."""
+    matches = (_NNUNET.match(p.name) for p in nifti_files(folder))
+    first = next(m for m in matches if m is not None and m["channel"] == "0000")
+    ext = first["ext"]
     moves = " && ".join(
         f'mv "${{id}}_{i:04d}{ext}" "$id/$id-{m}{ext}"' for i, m in enumerate(NNUNET_BRATS_ORDER)
     )
     where = shlex.quote(str(folder))
     return DiscoveryError(
-        f"{folder} holds nnU-Net-style channel files ({listed([first])} ..., {len(ids)} "
+        f"{folder} holds nnU-Net-style channel files ({first.group(0)} ..., {len(ids)} "
         "case(s)), whose numbers do not say which sequence each is (nnU-Net's BraTS "
         "datasets: 0000 t1n, 0001 t1c, 0002 t2w, 0003 t2f; the Decathlon's BrainTumour: "
-        "0000 FLAIR, 0001 T1w, 0002 T1gd, 0003 T2w); check the channel_names of your "
-        "dataset.json, then make case folders, for the BraTS order: "
+        f"0000 FLAIR, 0001 T1w, 0002 T1gd, 0003 T2w) and {why}; check the channel_names "
+        "of your dataset.json, then put it beside them or make case folders, for the BraTS "
+        "order: "
         f'cd {where} && for f in *_0000{ext}; do id="${{f%_0000{ext}}}"; '
         f'mkdir "$id" && {moves}; done'
     )
+
+
+def nnunet_folder(root: Path, folder: Path, depth: int, ids: list[str]) -> list[Case]:
+    """The cases of a folder of nnU-Net channel files: read in the order its dataset.json
+    declares, else refused (``nnunet_error``), as is one next to case folders."""
+    source, order = dataset_channels(folder)
+    if source is None or isinstance(order, str):
+        raise nnunet_error(folder, ids, order if isinstance(order, str) else "")
+    nested = case_folders_below(folder, depth)
+    if nested:
+        channel_files = [p for p in nifti_files(folder) if _NNUNET.match(p.name)]
+        raise mixed_layout_error(root, folder, nested, channel_files)
+    return [nnunet_case(folder, case_id, order, source) for case_id in ids]
 
 
 def _walk(root: Path, folder: Path, depth: int) -> list[Case]:
@@ -387,7 +464,7 @@ def _walk(root: Path, folder: Path, depth: int) -> list[Case]:
             raise DiscoveryError(f"cannot read INPUT {folder}: {exc.strerror}") from exc
         return [Case(folder.name, folder, problems=[unreadable_problem(folder, exc)])]
     if nnunet:
-        raise nnunet_error(folder, nnunet)
+        return nnunet_folder(root, folder, depth, nnunet)
     if prefixes:
         nested = case_folders_below(folder, depth)
         if nested:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -349,3 +351,24 @@ def test_nnunet_style_input_is_a_usage_error_with_the_conversion(tmp_path: Path)
     assert "nnU-Net-style channel files (P1_0000.nii.gz ..., 1 case(s))" in result.output
     assert 'mv "${id}_0003.nii.gz" "$id/$id-t2f.nii.gz"' in result.output
     assert not out.exists()
+
+
+def test_nnunet_input_with_dataset_json_gives_the_case_folder_result(tmp_path: Path) -> None:
+    """Issue 27: with nnU-Net's dataset.json (here the Decathlon's order, FLAIR first)
+    beside ``imagesTs``, the channel files are read in its order: the label map is that of
+    the same case in a case folder, and the report says which order was used."""
+    case = write_case(tmp_path / "folders", "P1")
+    inp = tmp_path / "Dataset001_BrainTumour" / "imagesTs"
+    inp.mkdir(parents=True)
+    names = {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
+    (inp.parent / "dataset.json").write_text(json.dumps({"channel_names": names}))
+    for i, modality in enumerate(("t2f", "t1n", "t1c", "t2w")):
+        shutil.copy(case / f"P1-{modality}.nii.gz", inp / f"P1_{i:04d}.nii.gz")
+    assert predict(case, tmp_path / "want").exit_code == 0
+    result = predict(inp, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    got, want = (nib.load(tmp_path / o / "P1.nii.gz") for o in ("out", "want"))
+    assert np.asarray(want.dataobj).any()
+    np.testing.assert_array_equal(np.asarray(got.dataobj), np.asarray(want.dataobj))
+    (note,) = [w for w in report(tmp_path / "out")["P1"]["warnings"] if "nnU-Net" in w]
+    assert note.endswith("gives: 0000 t2f, 0001 t1n, 0002 t1c, 0003 t2w")

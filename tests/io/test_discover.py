@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -338,12 +339,18 @@ def test_case_folder_given_as_dot_takes_its_resolved_name(
     assert case.case_id == "BraTS-X-1" and not case.problems
 
 
-def write_nnunet_case(folder: Path, case_id: str, ext: str = ".nii.gz") -> dict[str, bytes]:
+BRATS_ORDER = ("t1n", "t1c", "t2w", "t2f")  # nnU-Net's Dataset137_BraTS21
+MSD_ORDER = ("t2f", "t1n", "t1c", "t2w")  # the Decathlon's Task01_BrainTumour
+
+
+def write_nnunet_case(
+    folder: Path, case_id: str, ext: str = ".nii.gz", order: tuple[str, ...] = BRATS_ORDER
+) -> dict[str, bytes]:
     """An nnU-Net ``imagesTs`` case (``<ID>_0000`` ... ``_0003``) made of a written case's
-    files in the order of nnU-Net's BraTS datasets; returns each channel file's bytes."""
+    files in ``order``; returns each modality's file bytes."""
     source = write_case(folder / ".src", case_id, ext=ext)
     channels = {}
-    for i, modality in enumerate(("t1n", "t1c", "t2w", "t2f")):
+    for i, modality in enumerate(order):
         target = folder / f"{case_id}_{i:04d}{ext}"
         shutil.move(source / f"{case_id}-{modality}{ext}", target)
         channels[modality] = target.read_bytes()
@@ -383,3 +390,50 @@ def test_numbered_file_without_channel_0000_is_not_taken_for_nnunet(case_writer)
     root = case_writer("CASE-1").parent
     shutil.copy(root / "CASE-1" / "CASE-1-t1n.nii.gz", root / "atlas_0001.nii.gz")
     assert [c.case_id for c in discover_cases(root)] == ["CASE-1"]
+
+
+@pytest.mark.parametrize(
+    ("key", "names", "order"),
+    [
+        ("channel_names", {"0": "T1", "1": "T1ce", "2": "T2", "3": "Flair"}, BRATS_ORDER),
+        ("channel_names", {"0": "T1", "1": "T1C", "2": "T2W", "3": "T2F"}, BRATS_ORDER),
+        ("modality", {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}, MSD_ORDER),
+    ],
+)
+def test_nnunet_channel_files_are_read_in_the_order_dataset_json_declares(
+    tmp_path: Path, key: str, names: dict[str, str], order: tuple[str, ...]
+) -> None:
+    """With nnU-Net's dataset.json beside ``imagesTs`` (v2 ``channel_names``, v1
+    ``modality``), the order is the dataset's own: read, and said in the case's notes."""
+    root = tmp_path / "Dataset001" / "imagesTs"
+    root.mkdir(parents=True)
+    (root.parent / "dataset.json").write_text(json.dumps({key: names}))
+    channels = write_nnunet_case(root, "P1", order=order)
+    (case,) = discover_cases(root)
+    assert case.case_id == "P1" and not case.problems
+    assert {m: case.files[m].read_bytes() for m in case.files} == channels
+    assert case.files[order[0]].name == "P1_0000.nii.gz"
+    assert case.notes == [
+        f"nnU-Net channel files read in the order {root.parent / 'dataset.json'} gives: "
+        + ", ".join(f"{i:04d} {m}" for i, m in enumerate(order))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("names", "why"),
+    [
+        ({"0": "CT"}, "unknown 0000 'CT'"),
+        ({"0": "T1", "1": "T1w"}, "two channels name one sequence"),
+        ("T1", "gives no channel_names"),
+    ],
+)
+def test_nnunet_dataset_json_that_names_no_brats_sequence_is_refused(
+    tmp_path: Path, names: object, why: str
+) -> None:
+    root = tmp_path / "imagesTs"
+    root.mkdir()
+    (root / "dataset.json").write_text(json.dumps({"channel_names": names}))
+    write_nnunet_case(root, "P1")
+    with pytest.raises(DiscoveryError, match="nnU-Net-style") as info:
+        discover_cases(root)
+    assert why in str(info.value) and str(root / "dataset.json") in str(info.value)
