@@ -8,6 +8,7 @@ The intensity method (no weights) keeps these runs fast; what they test is the s
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,9 +17,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import brats_goat.run.predict as predict_module
 from brats_goat.cli.main import main
 from brats_goat.io.discover import discover_cases
+from brats_goat.run.interrupt import RunInterrupted
 from brats_goat.run.placeholder import is_placeholder, write_placeholder
+from brats_goat.run.predict import predict as run_predict
+from brats_goat.run.report import RunReport
 from tests.conftest import write_case
 
 INTENSITY = ("--method", "intensity", "--refine", "none")
@@ -123,3 +128,36 @@ def test_continue_segments_an_invalid_label_map_again(tmp_path: Path, damage: st
     assert case["voxels_per_label"] == first["voxels_per_label"]
     image = nib.load(out / "A-1.nii.gz")
     assert image.get_data_dtype() == np.uint8 and image.shape == (48, 48, 20)
+
+
+def test_signal_between_cases_marks_the_next_case_to_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The results --continue keeps come first in the report: a signal between two cases
+    still marks the case that was due next (it used to count the kept ones as run)."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    for i, case_id in enumerate(("A-1", "B-2", "C-3")):
+        write_case(inp, case_id, seed=i)
+    assert predict(inp, out, "--quiet").exit_code == 0
+    (out / "B-2.nii.gz").unlink()
+    (out / "C-3.nii.gz").unlink()
+    saves = []
+    save_report = predict_module.save_report
+
+    def save(report: RunReport, folder: Path) -> None:  # the signal lands once B-2 is saved
+        saves.append(len(report.cases))
+        save_report(report, folder)
+        if len(saves) == 2:
+            raise RunInterrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(predict_module, "save_report", save)
+    with pytest.raises(RunInterrupted) as info:
+        run_predict(inp, out, method="intensity", quiet=True, resume=True)
+    report = info.value.report
+    assert report is not None and report.state == "interrupted"
+    assert [(c.case_id, c.status) for c in report.cases] == [
+        ("A-1", "ok"),
+        ("B-2", "ok"),
+        ("C-3", "interrupted"),
+    ]
+    assert report.cases[0].skipped and report.progress_line().endswith("1 interrupted")
