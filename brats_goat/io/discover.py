@@ -87,9 +87,8 @@ class Case:
     reference: Path | None = None
     #: Discovery problems (ambiguous or duplicate files); a case with any is not processed.
     problems: list[str] = field(default_factory=list)
-    #: What discovery assumed (the channel order an nnU-Net dataset.json gave): for the
-    #: case's warnings, so that the assumption is never silent.
-    notes: list[str] = field(default_factory=list)
+    #: What is odd but usable (file names unlike the folder's): the report's warnings.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def missing(self) -> list[str]:
@@ -413,7 +412,7 @@ def nnunet_case(folder: Path, case_id: str, order: dict[str, str], source: Path)
         else:
             case.files[modality] = path
     named = ", ".join(f"{k} {m}" for k, m in sorted(order.items()))
-    case.notes.append(f"nnU-Net channel files read in the order {source} gives: {named}")
+    case.warnings.append(f"nnU-Net channel files read in the order {source} gives: {named}")
     return case
 
 

@@ -290,7 +290,7 @@ def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False
             f"(needs {need}; expected files like {case.case_id}-t2f.nii.gz)"
         )
     arrays: dict[str, np.ndarray] = {}
-    warnings: list[str] = []
+    warnings: list[str] = list(case.warnings)
     if case.missing:
         others = other_format_files(case)
         passed_over = [p.name for m in case.missing for p in others.get(m, [])]

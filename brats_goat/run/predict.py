@@ -249,7 +249,7 @@ def predict_case(
     case's read and normalisation, ``StageTimer``). ``label_maps``: the label maps of the
     run's cases, never removed as this case's out-of-date outputs.
     """
-    result = CaseResult(case_id=case.case_id, input=str(case.folder), warnings=list(case.notes))
+    result = CaseResult(case_id=case.case_id, input=str(case.folder))
     bar = tqdm(
         total=len(STAGES) + int(qc_png),
         desc=case.case_id,

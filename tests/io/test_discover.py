@@ -404,7 +404,7 @@ def test_nnunet_channel_files_are_read_in_the_order_dataset_json_declares(
     tmp_path: Path, key: str, names: dict[str, str], order: tuple[str, ...]
 ) -> None:
     """With nnU-Net's dataset.json beside ``imagesTs`` (v2 ``channel_names``, v1
-    ``modality``), the order is the dataset's own: read, and said in the case's notes."""
+    ``modality``), the order is the dataset's own: read, and said in the case's warnings."""
     root = tmp_path / "Dataset001" / "imagesTs"
     root.mkdir(parents=True)
     (root.parent / "dataset.json").write_text(json.dumps({key: names}))
@@ -413,7 +413,7 @@ def test_nnunet_channel_files_are_read_in_the_order_dataset_json_declares(
     assert case.case_id == "P1" and not case.problems
     assert {m: case.files[m].read_bytes() for m in case.files} == channels
     assert case.files[order[0]].name == "P1_0000.nii.gz"
-    assert case.notes == [
+    assert case.warnings == [
         f"nnU-Net channel files read in the order {root.parent / 'dataset.json'} gives: "
         + ", ".join(f"{i:04d} {m}" for i, m in enumerate(order))
     ]
