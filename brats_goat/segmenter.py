@@ -28,7 +28,12 @@ from brats_goat.parallel import channel_map
 from brats_goat.serialise import from_dict
 from brats_goat.stages.anomaly import analysis_mask, case_score, residual_maps, z_map
 from brats_goat.stages.crop import bounding_box
-from brats_goat.stages.labels import LabelsConfig, enhancement_near, fuse_labels
+from brats_goat.stages.labels import (
+    LabelsConfig,
+    enhancement_near,
+    fuse_labels,
+    region_without_flair,
+)
 from brats_goat.stages.normalise import NonFiniteError, NormaliseConfig, normalise_case
 from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
@@ -277,13 +282,15 @@ class Segmenter:
             binary["t1c"] = drop_up_to(binary["t1c"], self.et_min_voxels(present))
         return binary
 
-    def channels_used(self) -> tuple[str, ...]:
+    def channels_used(self, present: tuple[str, ...] = MODALITIES) -> tuple[str, ...]:
         """The channels whose binary masks ``segment`` reads: the whole tumour's (t2f)
-        always; t1c's own only under the ``channel`` ET rule or where SAM refines it (the
+        always; t1c's own under the ``channel`` ET rule, where SAM refines it, or where the
+        case has no t2f (its component then says where ET is searched). Otherwise the
         ``near-wt`` rule finds ET in the t1c image itself; thresholding its map for
-        nothing cost ~0.1 s per case, issue 18)."""
+        nothing cost ~0.1 s per case, issue 18."""
         refined = self.config.refine.channels if self.refiner is not None else ()
-        if self.config.labels.et_rule != "near-wt" or "t1c" in refined:
+        no_flair = "t2f" not in present
+        if self.config.labels.et_rule != "near-wt" or "t1c" in refined or no_flair:
             return ("t1c", "t2f")
         return ("t2f",)
 
@@ -297,12 +304,17 @@ class Segmenter:
         box = bounding_box(cand.mask | binary["t2f"] | binary["t1c"])
         wt, mask = box.crop(binary["t2f"]), box.crop(cand.mask)
         post, cfg = self.postprocess, self.config.labels
+        t1c = box.crop(binary["t1c"])
         if cfg.et_rule == "near-wt" and "t1c" in present:
             t1c_z = z_map(box.crop(cand.normalised), mask, post)
-            et = enhancement_near(t1c_z, wt, mask, cfg)
+            # Without t2f the t1c component says where the tumour is (issue 27: searching
+            # near an empty FLAIR tumour gave every such case an empty map).
+            near = wt if "t2f" in present else region_without_flair(t1c, mask, cfg)
+            et = enhancement_near(t1c_z, near, mask, cfg)
             return box.paste(fuse_labels(wt, et, 0, cfg.core_closing))
-        t1c = box.crop(binary["t1c"])
-        return box.paste(fuse_labels(wt, t1c, post.et_within_wt_dilation, cfg.core_closing))
+        # Without t2f there is no FLAIR lesion for the t1c component to touch: keep it.
+        touch = post.et_within_wt_dilation if "t2f" in present else 0
+        return box.paste(fuse_labels(wt, t1c, touch, cfg.core_closing))
 
     def segment(
         self,
@@ -313,7 +325,7 @@ class Segmenter:
         """Every stage but read and write; ``prepared`` as in ``candidates``."""
         timer = timer or StageTimer()
         post = self.postprocess
-        cand = self.candidates(volumes, timer, prepared, self.channels_used())
+        cand = self.candidates(volumes, timer, prepared, self.channels_used(volumes.present))
         binary, refined = cand.binary, None
         with timer.stage("refine"):
             if self.refiner is not None:

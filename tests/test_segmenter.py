@@ -176,3 +176,53 @@ def test_segment_thresholds_only_the_channels_its_labels_and_refinement_read(
     )
     refined.refiner = object()  # any backend: only whether t1c is refined matters here
     assert refined.channels_used() == ("t1c", "t2f")
+
+
+def test_a_case_without_t2f_gets_et_from_its_t1c(tmp_path: Path, case_writer) -> None:
+    """Without t2f there is no FLAIR whole tumour to search ET near (issue 27: every such
+    case came out empty, reported "ok" with "no anomaly found"): the t1c channel's own
+    component stands in for it, with t1n/t2w or with t1c alone; no edema without t2f."""
+    _, lesion = synthetic_volumes()
+    for skip in (("t2f",), ("t1n", "t2f", "t2w")):
+        folder = case_writer(f"NOFLAIR-{len(skip)}", skip=skip)
+        out = tmp_path / f"out-{len(skip)}"
+        result = run(["predict", folder, out, "--method", "intensity", "--quiet"])
+        assert result.exit_code == 0, result.output
+        pred = np.asarray(nib.load(out / f"{folder.name}.nii.gz").dataobj)
+        assert (pred[lesion] == 3).mean() > 0.5 and not (pred == 2).any()
+        assert ((pred > 0) & ~ndimage.binary_dilation(lesion, iterations=3)).sum() == 0
+        case = json.loads((out / "report.json").read_text())["cases"][0]
+        assert case["status"] == "ok" and case["voxels_per_label"]["3"] > 100
+        assert not any("no anomaly" in w for w in case["warnings"]), case["warnings"]
+
+
+def test_without_t2f_the_paper_et_rule_keeps_the_t1c_component(case_writer) -> None:
+    """The ``channel`` rule keeps the t1c component where it touches the FLAIR lesion; a
+    case without t2f has none, so its t1c component is ET as it is."""
+    (case,) = discover_cases(case_writer("NOFLAIR-CH", skip=("t2f",)))
+    config = PipelineConfig(labels=LabelsConfig(et_rule="channel"))
+    labels = make_segmenter("intensity", None, config).segment(load_case(case, allow_missing=True))
+    _, lesion = synthetic_volumes()
+    assert (labels.labels[lesion] == 3).mean() > 0.5 and not (labels.labels == 2).any()
+
+
+def test_a_t2f_only_case_gets_the_papers_core_and_no_et(case_writer) -> None:
+    """Without t1c there is no ET; a centre that the FLAIR lesion encloses but does not flag
+    is core (necrosis or a cyst), as for any tumour without ET, and the docs say so (issue
+    27: they said such a case gets no NETC)."""
+    folder = case_writer("FLAIRONLY-1", skip=("t1c", "t1n", "t2w"))
+    path = folder / "FLAIRONLY-1-t2f.nii.gz"
+    image = nib.load(path)
+    data = np.asarray(image.dataobj).astype(np.int16)
+    grid = np.indices(data.shape)
+    centre = (np.array(data.shape) - 1) / 2 + np.array([4, -3, 0])
+    hole = ((grid - centre[:, None, None, None]) ** 2).sum(0) <= 2.5**2
+    data[hole] = 400  # the brain's FLAIR level: not flagged, enclosed by the lesion
+    nib.save(nib.Nifti1Image(data, image.affine, image.header), path)
+    (case,) = discover_cases(folder)
+    labels = make_segmenter("intensity").segment(load_case(case, allow_missing=True)).labels
+    assert not (labels == 3).any() and (labels[hole] == 1).mean() > 0.5
+    _, lesion = synthetic_volumes()
+    assert (labels[lesion & ~hole] == 2).mean() > 0.7
+    cli_doc = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    assert "Without t1c** there is no ET (label 3). The core (1) is then the paper's" in cli_doc
