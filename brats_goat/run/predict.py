@@ -232,7 +232,7 @@ def predict_case(
 def read_case(case: Case, affine_atol: float) -> CaseVolumes:
     """The read stage: the case's images, checked, on the model's frame (another grid is
     resampled; its outputs go back to its own)."""
-    volumes = load_case(case, affine_atol, allow_missing=True)
+    volumes = load_case(case, affine_atol, allow_missing=True, skip_corrupt=True)
     return to_model_frame(volumes)
 
 
