@@ -33,6 +33,7 @@ from brats_goat.stages.labels import (
     enhancement_near,
     fuse_labels,
     region_without_flair,
+    tumour_like,
 )
 from brats_goat.stages.normalise import NonFiniteError, NormaliseConfig, normalise_case
 from brats_goat.stages.postprocess import PostprocessConfig
@@ -115,6 +116,8 @@ class Segmentation:
     refine: dict[str, Any] | None = None
     #: Share of the brain left out of the normalisation statistics (a large lesion).
     normalise_left_out: float = 0.0
+    #: What the report should say about how the labels were made (a case without t2f).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -207,6 +210,34 @@ class Segmenter:
     def et_min_voxels(self, present: tuple[str, ...]) -> int:
         """Calibrated ET minimum for this modality subset (0 = none stored)."""
         return int(self.postprocess.et_min_voxels_by_subset.get(subset_key(present), 0))
+
+    def healthy_t1c_peak(self, present: tuple[str, ...]) -> float | None:
+        """The highest t1c component peak on healthy calibration data for this subset (the
+        full set's where it has none); None: not calibrated."""
+        by_subset = self.postprocess.peak_thresholds_by_subset
+        peaks = by_subset.get(subset_key(present)) or by_subset.get(subset_key(MODALITIES))
+        return float(peaks[0]) if peaks else None
+
+    def gate_without_flair(
+        self, binary: dict[str, np.ndarray], cand: Candidates, present: tuple[str, ...]
+    ) -> tuple[dict[str, np.ndarray], list[str]]:
+        """In a case without t2f the t1c component says where the tumour is, so it must look
+        like one (``tumour_like``): else no ET, and a warning saying why."""
+        t1c = binary["t1c"]
+        if "t2f" in present or "t1c" not in present or not t1c.any():
+            return binary, []
+        t2w = cand.normalised[MODALITIES.index("t2w")] if "t2w" in present else None
+        peak = self.healthy_t1c_peak(present)
+        if tumour_like(t1c, cand.maps["t1c"], t2w, peak, self.config.labels):
+            return binary, []
+        t2w_said = "" if t2w is None else f"median t2w {float(np.median(t2w[t1c])):.2f} z, "
+        healthy = "not calibrated" if peak is None else f"{peak:.2f}"
+        warning = (
+            f"no t2f: the t1c residual's component ({int(t1c.sum())} voxels; {t2w_said}peak "
+            f"{float(cand.maps['t1c'][t1c].max()):.2f}, healthy peak {healthy}) does not look "
+            "like a tumour (T2w-bright or more abnormal than healthy tissue): no ET labelled"
+        )
+        return {**binary, "t1c": np.zeros_like(t1c)}, [warning]
 
     def normalise(self, volumes: CaseVolumes) -> Normalised:
         """The normalise stage. Thread-safe and numpy only: the run normalises the next case
@@ -337,6 +368,7 @@ class Segmenter:
                 )
                 refined = stats.to_dict()
         with timer.stage("labels"):
+            binary, warnings = self.gate_without_flair(binary, cand, volumes.present)
             labels = self.labels(binary, cand, volumes.present)
         return Segmentation(
             labels=labels,
@@ -344,6 +376,7 @@ class Segmenter:
             score=cand.score,
             refine=refined,
             normalise_left_out=cand.normalise_left_out,
+            warnings=warnings,
         )
 
 

@@ -196,6 +196,7 @@ def predict_case(
         result.voxels_per_label = voxels_per_label(seg.labels)
         result.refine = seg.refine
         result.normalise_left_out = seg.normalise_left_out
+        result.warnings += seg.warnings
         if not seg.labels.any():
             result.warnings.append("no anomaly found: the label map is all zero")
         peaks = segmenter.peak_thresholds(volumes.present)

@@ -72,6 +72,13 @@ class LabelsConfig:
     #: two real cases measured without their t2f (issue 27; BrainLes-example ET Dice against
     #: its reference 0.40 at 10, 0.32 at 6), not calibrated further.
     no_flair_search_dilation: int = 10
+    #: ...and only a t1c component that is tumour-like: its median z-scored t2w above this
+    #: (T2-hyperintense like a tumour; a vessel or the choroid plexus is not: on the three
+    #: real MS patients of healthy-real without their t2f, -1.8 to +0.5 z, BrainLes-example
+    #: 4.6), the normalisation's own lesion z (``NormaliseConfig.exclude_z``), or a peak
+    #: above the healthy calibration's t1c peak (``PostprocessConfig.peak_thresholds_by_subset``).
+    #: Otherwise those MS patients got 1,000-3,200 ET voxels on healthy tissue.
+    no_flair_t2w_z: float = 2.0
 
     def __post_init__(self) -> None:
         if self.et_rule not in ET_RULES:
@@ -115,6 +122,25 @@ def region_without_flair(
     if not t1c_component.any() or cfg.no_flair_search_dilation == 0:
         return t1c_component & mask
     return dilate(t1c_component, iterations=cfg.no_flair_search_dilation) & mask
+
+
+def tumour_like(
+    component: np.ndarray,
+    t1c_map: np.ndarray,
+    t2w_z: np.ndarray | None,
+    peak: float | None,
+    cfg: LabelsConfig,
+) -> str | None:
+    """Why a case without t2f may take its t1c component for the tumour (None: it may
+    not): T2w hyperintensity in it (``no_flair_t2w_z``), or a peak more abnormal than any
+    component on healthy calibration data (``peak``)."""
+    if not component.any():
+        return None
+    if t2w_z is not None and float(np.median(t2w_z[component])) > cfg.no_flair_t2w_z:
+        return "t2w"
+    if peak is not None and float(t1c_map[component].max()) > peak:
+        return "peak"
+    return None
 
 
 def grow_from(seeds: np.ndarray, allowed: np.ndarray) -> np.ndarray:
