@@ -28,7 +28,13 @@ from brats_goat.parallel import channel_map
 from brats_goat.serialise import from_dict
 from brats_goat.stages.anomaly import analysis_mask, case_score, residual_maps, z_map
 from brats_goat.stages.crop import bounding_box
-from brats_goat.stages.labels import LabelsConfig, enhancement_near, fuse_labels
+from brats_goat.stages.labels import (
+    LabelsConfig,
+    enhancement_near,
+    fuse_labels,
+    region_without_flair,
+    tumour_like,
+)
 from brats_goat.stages.normalise import NonFiniteError, NormaliseConfig, normalise_case
 from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
@@ -110,6 +116,8 @@ class Segmentation:
     refine: dict[str, Any] | None = None
     #: Share of the brain left out of the normalisation statistics (a large lesion).
     normalise_left_out: float = 0.0
+    #: What the report should say about how the labels were made (a case without t2f).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -203,6 +211,34 @@ class Segmenter:
         """Calibrated ET minimum for this modality subset (0 = none stored)."""
         return int(self.postprocess.et_min_voxels_by_subset.get(subset_key(present), 0))
 
+    def healthy_t1c_peak(self, present: tuple[str, ...]) -> float | None:
+        """The highest t1c component peak on healthy calibration data for this subset (the
+        full set's where it has none); None: not calibrated."""
+        by_subset = self.postprocess.peak_thresholds_by_subset
+        peaks = by_subset.get(subset_key(present)) or by_subset.get(subset_key(MODALITIES))
+        return float(peaks[0]) if peaks else None
+
+    def gate_without_flair(
+        self, binary: dict[str, np.ndarray], cand: Candidates, present: tuple[str, ...]
+    ) -> tuple[dict[str, np.ndarray], list[str]]:
+        """In a case without t2f the t1c component says where the tumour is, so it must look
+        like one (``tumour_like``): else no ET, and a warning saying why."""
+        t1c = binary["t1c"]
+        if "t2f" in present or "t1c" not in present or not t1c.any():
+            return binary, []
+        t2w = cand.normalised[MODALITIES.index("t2w")] if "t2w" in present else None
+        peak = self.healthy_t1c_peak(present)
+        if tumour_like(t1c, cand.maps["t1c"], t2w, peak, self.config.labels):
+            return binary, []
+        t2w_said = "" if t2w is None else f"median t2w {float(np.median(t2w[t1c])):.2f} z, "
+        healthy = "not calibrated" if peak is None else f"{peak:.2f}"
+        warning = (
+            f"no t2f: the t1c residual's component ({int(t1c.sum())} voxels; {t2w_said}peak "
+            f"{float(cand.maps['t1c'][t1c].max()):.2f}, healthy peak {healthy}) does not look "
+            "like a tumour (T2w-bright or more abnormal than healthy tissue): no ET labelled"
+        )
+        return {**binary, "t1c": np.zeros_like(t1c)}, [warning]
+
     def normalise(self, volumes: CaseVolumes) -> Normalised:
         """The normalise stage. Thread-safe and numpy only: the run normalises the next case
         on its read thread while this one's 3D stages leave a core free (``ReadAhead``)."""
@@ -277,13 +313,15 @@ class Segmenter:
             binary["t1c"] = drop_up_to(binary["t1c"], self.et_min_voxels(present))
         return binary
 
-    def channels_used(self) -> tuple[str, ...]:
+    def channels_used(self, present: tuple[str, ...] = MODALITIES) -> tuple[str, ...]:
         """The channels whose binary masks ``segment`` reads: the whole tumour's (t2f)
-        always; t1c's own only under the ``channel`` ET rule or where SAM refines it (the
+        always; t1c's own under the ``channel`` ET rule, where SAM refines it, or where the
+        case has no t2f (its component then says where ET is searched). Otherwise the
         ``near-wt`` rule finds ET in the t1c image itself; thresholding its map for
-        nothing cost ~0.1 s per case, issue 18)."""
+        nothing cost ~0.1 s per case, issue 18."""
         refined = self.config.refine.channels if self.refiner is not None else ()
-        if self.config.labels.et_rule != "near-wt" or "t1c" in refined:
+        no_flair = "t2f" not in present
+        if self.config.labels.et_rule != "near-wt" or "t1c" in refined or no_flair:
             return ("t1c", "t2f")
         return ("t2f",)
 
@@ -297,12 +335,17 @@ class Segmenter:
         box = bounding_box(cand.mask | binary["t2f"] | binary["t1c"])
         wt, mask = box.crop(binary["t2f"]), box.crop(cand.mask)
         post, cfg = self.postprocess, self.config.labels
+        t1c = box.crop(binary["t1c"])
         if cfg.et_rule == "near-wt" and "t1c" in present:
             t1c_z = z_map(box.crop(cand.normalised), mask, post)
-            et = enhancement_near(t1c_z, wt, mask, cfg)
+            # Without t2f the t1c component says where the tumour is (issue 27: searching
+            # near an empty FLAIR tumour gave every such case an empty map).
+            near = wt if "t2f" in present else region_without_flair(t1c, mask, cfg)
+            et = enhancement_near(t1c_z, near, mask, cfg)
             return box.paste(fuse_labels(wt, et, 0, cfg.core_closing))
-        t1c = box.crop(binary["t1c"])
-        return box.paste(fuse_labels(wt, t1c, post.et_within_wt_dilation, cfg.core_closing))
+        # Without t2f there is no FLAIR lesion for the t1c component to touch: keep it.
+        touch = post.et_within_wt_dilation if "t2f" in present else 0
+        return box.paste(fuse_labels(wt, t1c, touch, cfg.core_closing))
 
     def segment(
         self,
@@ -313,7 +356,7 @@ class Segmenter:
         """Every stage but read and write; ``prepared`` as in ``candidates``."""
         timer = timer or StageTimer()
         post = self.postprocess
-        cand = self.candidates(volumes, timer, prepared, self.channels_used())
+        cand = self.candidates(volumes, timer, prepared, self.channels_used(volumes.present))
         binary, refined = cand.binary, None
         with timer.stage("refine"):
             if self.refiner is not None:
@@ -325,6 +368,7 @@ class Segmenter:
                 )
                 refined = stats.to_dict()
         with timer.stage("labels"):
+            binary, warnings = self.gate_without_flair(binary, cand, volumes.present)
             labels = self.labels(binary, cand, volumes.present)
         return Segmentation(
             labels=labels,
@@ -332,6 +376,7 @@ class Segmenter:
             score=cand.score,
             refine=refined,
             normalise_left_out=cand.normalise_left_out,
+            warnings=warnings,
         )
 
 

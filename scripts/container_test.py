@@ -369,12 +369,14 @@ def make_dir(path: Path, owner: int | None = None) -> Path:
 
 
 def break_case(src: Path, dst_root: Path, new_id: str, keep_bytes) -> Path:
-    """A copy of case ``src`` named ``new_id`` whose t1c is cut to ``keep_bytes(size)`` bytes."""
+    """A copy of case ``src`` named ``new_id`` whose t1c and t2f are cut to
+    ``keep_bytes(size)`` bytes (one corrupt file is left out like a missing sequence; with
+    neither of the two the case fails)."""
     folder = dst_root / new_id
     folder.mkdir(parents=True)
     for path in sorted(src.glob("*.nii.gz")):
         data = path.read_bytes()
-        if path.name.endswith("-t1c.nii.gz"):
+        if path.name.endswith(("-t1c.nii.gz", "-t2f.nii.gz")):
             data = data[: keep_bytes(len(data))]
         (folder / path.name.replace(src.name, new_id)).write_bytes(data)
     return folder
@@ -424,7 +426,7 @@ def report_from_log(record: Record, run: Run) -> dict:
 
 
 def input_image(case_dir: Path) -> nib.Nifti1Image:
-    """The grid every output must have (t1n: the broken cases' t1c is cut short)."""
+    """The grid every output must have (t1n: the broken cases' t1c and t2f are cut short)."""
     return nib.load(next(case_dir.glob("*-t1n.nii.gz")))
 
 

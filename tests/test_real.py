@@ -96,3 +96,50 @@ def test_flair_and_t1c_only_copies_are_segmented(tmp_path: Path) -> None:
         ref = np.asarray(nib.load(case.reference).dataobj) > 0
         wt = np.asarray(nib.load(tmp_path / "out" / f"{case.case_id}.nii.gz").dataobj) > 0
         assert (wt & ref).any(), f"{case.case_id}: t1c+t2f-only prediction misses the tumour"
+
+
+def linked_case(data: Path, root: Path, case_id: str, kept: tuple[str, ...]) -> None:
+    """``root/case_id`` holding links to the ``kept`` sequences of ``data/case_id``."""
+    (root / case_id).mkdir(parents=True)
+    for modality in kept:
+        name = f"{case_id}-{modality}.nii.gz"
+        (root / case_id / name).symlink_to(data / case_id / name)
+
+
+def test_real_gliomas_without_t2f_get_enhancing_tumour(tmp_path: Path) -> None:
+    """Issue 27: without t2f every case came out empty, "ok". Both real gliomas have about
+    10,500 ET voxels with all four sequences; from t1n + t1c + t2w they keep thousands,
+    and BrainLes-example's ET still overlaps its reference (ET Dice 0.40, 0.65 with all
+    four). From t1c alone only BraTS-GLI-00001-000's component is more abnormal than
+    healthy tissue; BrainLes-example's is not, and the report says so."""
+    data = require_real_data()
+    if not (WEIGHTS / "manifest.json").is_file():
+        pytest.skip("no shipped weights in weights/")
+    for case_id in ("BrainLes-example", "BraTS-GLI-00001-000"):
+        linked_case(data, tmp_path / "in", case_id, ("t1n", "t1c", "t2w"))
+        linked_case(data, tmp_path / "alone", case_id, ("t1c",))
+    report = predict(tmp_path / "in", tmp_path / "out", weights=WEIGHTS, quiet=True)
+    assert report.ok, [c.error for c in report.cases]
+    for case in report.cases:
+        assert case.voxels_per_label["3"] > 2000 and case.voxels_per_label["2"] == 0, case
+    ref = np.asarray(nib.load(data / "BrainLes-example" / "BrainLes-example-ref.nii.gz").dataobj)
+    et = np.asarray(nib.load(tmp_path / "out" / "BrainLes-example.nii.gz").dataobj) == 3
+    assert 2 * (et & (ref == 3)).sum() / (et.sum() + (ref == 3).sum()) > 0.3
+    alone = predict(tmp_path / "alone", tmp_path / "out-alone", weights=WEIGHTS, quiet=True)
+    found = {c.case_id: c.voxels_per_label["3"] for c in alone.cases}
+    assert found["BraTS-GLI-00001-000"] > 2000 and found["BrainLes-example"] == 0, found
+    (brainles,) = [c for c in alone.cases if c.case_id == "BrainLes-example"]
+    assert any("does not look like a tumour" in w for w in brainles.warnings)
+
+
+def test_real_healthy_tissue_without_t2f_gets_no_enhancing_tumour(tmp_path: Path) -> None:
+    """The three MS patients of healthy-real without their t2f: the t1c component lies on
+    healthy tissue (no lesion near it) and got 1,000-3,200 ET voxels before the
+    tumour-likeness check (issue 27)."""
+    healthy = require_real_data().parent / "healthy-real"
+    if not healthy.is_dir() or not (WEIGHTS / "manifest.json").is_file():
+        pytest.skip(f"no {healthy} or no shipped weights in weights/")
+    for case_id in ("MS-PAT07", "MS-PAT19", "MS-PAT26"):
+        linked_case(healthy, tmp_path / "in", case_id, ("t1n", "t1c", "t2w"))
+    report = predict(tmp_path / "in", tmp_path / "out", weights=WEIGHTS, quiet=True)
+    assert report.ok and all(c.voxels_per_label["3"] == 0 for c in report.cases), report.cases

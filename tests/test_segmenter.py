@@ -176,3 +176,76 @@ def test_segment_thresholds_only_the_channels_its_labels_and_refinement_read(
     )
     refined.refiner = object()  # any backend: only whether t1c is refined matters here
     assert refined.channels_used() == ("t1c", "t2f")
+
+
+def test_a_case_without_t2f_gets_et_from_its_t1c(tmp_path: Path, case_writer) -> None:
+    """Without t2f there is no FLAIR whole tumour to search ET near (issue 27: every such
+    case came out empty, reported "ok" with "no anomaly found"): the t1c channel's own
+    component stands in for it where it is T2w-bright like a tumour; no edema without t2f."""
+    _, lesion = synthetic_volumes()
+    folder = case_writer("NOFLAIR-1", skip=("t2f",))
+    out = tmp_path / "out"
+    result = run(["predict", folder, out, "--method", "intensity", "--quiet"])
+    assert result.exit_code == 0, result.output
+    pred = np.asarray(nib.load(out / "NOFLAIR-1.nii.gz").dataobj)
+    assert (pred[lesion] == 3).mean() > 0.5 and not (pred == 2).any()
+    assert ((pred > 0) & ~ndimage.binary_dilation(lesion, iterations=3)).sum() == 0
+    case = json.loads((out / "report.json").read_text())["cases"][0]
+    assert case["status"] == "ok" and case["voxels_per_label"]["3"] > 100
+    assert not any("no anomaly" in w for w in case["warnings"]), case["warnings"]
+
+
+def test_without_t2f_a_t1c_component_must_look_like_a_tumour(case_writer) -> None:
+    """Bright t1c with normal t2w (a vessel, the choroid plexus: 1,000-3,200 ET voxels on
+    real MS patients' healthy tissue) is no tumour; with t1c alone only a component more
+    abnormal than healthy calibration data is. Otherwise no ET, and a warning says why."""
+    _, lesion = synthetic_volumes()
+    folder = case_writer("VESSEL-2", skip=("t2f",))
+    path = folder / "VESSEL-2-t2w.nii.gz"
+    image = nib.load(path)
+    data = np.asarray(image.dataobj).astype(np.int16)
+    data[lesion] = 500  # t2w as the healthy tissue around it
+    nib.save(nib.Nifti1Image(data, image.affine, image.header), path)
+    (case,) = discover_cases(folder)
+    seg = make_segmenter("intensity").segment(load_case(case, allow_missing=True))
+    assert not seg.labels.any() and "does not look like a tumour" in seg.warnings[0]
+    (alone,) = discover_cases(case_writer("T1C-1", skip=("t1n", "t2f", "t2w")))
+    volumes = load_case(alone, allow_missing=True)
+    shipped = make_segmenter("intensity").segment(volumes)  # its t1c peak is the z clip
+    assert not shipped.labels.any() and "healthy peak 5.00" in shipped.warnings[0]
+    peaks = {"t1c+t1n+t2f+t2w": (4.5, 5.0)}  # a site's calibration, below the clip
+    post = dataclasses.replace(intensity_baseline(), peak_thresholds_by_subset=peaks)
+    sited = make_segmenter("intensity", None, PipelineConfig(intensity=post)).segment(volumes)
+    assert (sited.labels[lesion] == 3).mean() > 0.5 and not sited.warnings
+
+
+def test_without_t2f_the_paper_et_rule_keeps_the_t1c_component(case_writer) -> None:
+    """The ``channel`` rule keeps the t1c component where it touches the FLAIR lesion; a
+    case without t2f has none, so its t1c component is ET as it is."""
+    (case,) = discover_cases(case_writer("NOFLAIR-CH", skip=("t2f",)))
+    config = PipelineConfig(labels=LabelsConfig(et_rule="channel"))
+    labels = make_segmenter("intensity", None, config).segment(load_case(case, allow_missing=True))
+    _, lesion = synthetic_volumes()
+    assert (labels.labels[lesion] == 3).mean() > 0.5 and not (labels.labels == 2).any()
+
+
+def test_a_t2f_only_case_gets_the_papers_core_and_no_et(case_writer) -> None:
+    """Without t1c there is no ET; a centre that the FLAIR lesion encloses but does not flag
+    is core (necrosis or a cyst), as for any tumour without ET, and the docs say so (issue
+    27: they said such a case gets no NETC)."""
+    folder = case_writer("FLAIRONLY-1", skip=("t1c", "t1n", "t2w"))
+    path = folder / "FLAIRONLY-1-t2f.nii.gz"
+    image = nib.load(path)
+    data = np.asarray(image.dataobj).astype(np.int16)
+    grid = np.indices(data.shape)
+    centre = (np.array(data.shape) - 1) / 2 + np.array([4, -3, 0])
+    hole = ((grid - centre[:, None, None, None]) ** 2).sum(0) <= 2.5**2
+    data[hole] = 400  # the brain's FLAIR level: not flagged, enclosed by the lesion
+    nib.save(nib.Nifti1Image(data, image.affine, image.header), path)
+    (case,) = discover_cases(folder)
+    labels = make_segmenter("intensity").segment(load_case(case, allow_missing=True)).labels
+    assert not (labels == 3).any() and (labels[hole] == 1).mean() > 0.5
+    _, lesion = synthetic_volumes()
+    assert (labels[lesion & ~hole] == 2).mean() > 0.7
+    cli_doc = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    assert "Without t1c** there is no ET (label 3). The core (1) is then the paper's" in cli_doc

@@ -47,6 +47,11 @@ MAX_VOXELS = 1024**3
 MIN_VOXEL_VOLUME = 1e-6
 
 
+class CorruptFileError(CaseError):
+    """One modality file that cannot be decoded (truncated, not NIfTI): with
+    ``allow_missing`` the case goes on without it, as without a missing sequence."""
+
+
 @dataclass
 class CaseVolumes:
     """The modalities of one case, float32, in canonical (LPS) array order.
@@ -110,14 +115,16 @@ def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.n
     try:
         image = nib.load(str(path))
     except (nib.filebasedimages.ImageFileError, gzip.BadGzipFile, OSError, EOFError) as exc:
-        raise CaseError(f"{where} is not a readable NIfTI image ({exc}){_hint(path)}") from exc
+        raise CorruptFileError(
+            f"{where} is not a readable NIfTI image ({exc}){_hint(path)}"
+        ) from exc
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise CaseError(f"{where} is not a NIfTI image (got {type(image).__name__})")
     check_header(where, image)
     try:
         data = np.asarray(image.get_fdata(dtype=np.float32))
     except (EOFError, zlib.error, OSError, ValueError) as exc:
-        raise CaseError(f"{where} is truncated or corrupt ({exc})") from exc
+        raise CorruptFileError(f"{where} is truncated or corrupt ({exc})") from exc
     except MemoryError as exc:
         raise CaseError(
             f"{where}: not enough memory to read it (shape {image.shape}, "
@@ -275,11 +282,15 @@ def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image, atol: float) -> bool:
     return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=atol)
 
 
-def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False) -> CaseVolumes:
+def load_case(
+    case: Case, affine_atol: float = 1e-3, allow_missing: bool = False, skip_corrupt: bool = False
+) -> CaseVolumes:
     """Read and validate the modalities of ``case``; raise ``CaseError`` on any problem.
 
     ``allow_missing``: accept a case without some sequences if it has t2f or t1c
-    (inference, and training, which records what each slice lacks).
+    (inference, and training, which records what each slice lacks). ``skip_corrupt``
+    (inference, with ``allow_missing``): a file that cannot be decoded is left out like a
+    missing one, with a warning; training and calibration fail on it instead.
     """
     if case.problems:
         raise CaseError(f"case {case.case_id}: " + "; ".join(case.problems))
@@ -291,29 +302,24 @@ def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False
         )
     arrays: dict[str, np.ndarray] = {}
     warnings: list[str] = list(case.warnings)
-    if case.missing:
-        others = other_format_files(case)
-        passed_over = [p.name for m in case.missing for p in others.get(m, [])]
-        warnings.append(
-            f"case {case.case_id}: no {', '.join(case.missing)}; segmented from "
-            f"{', '.join(m for m in MODALITIES if m in case.files)} only"
-            + (
-                f" ({', '.join(passed_over)}: not NIfTI (.nii/.nii.gz), not read)"
-                if passed_over
-                else ""
-            )
-        )
     reference: nib.Nifti1Image | None = None
     ref_modality = ""
     present = [m for m in MODALITIES if m in case.files]
     # Two files at a time (gzip and numpy leave the GIL), checked in the modalities' order:
     # the error a case gets is the one reading them in turn would have raised first.
     loads = channel_results(
-        lambda m: load_canonical(case.case_id, m, case.files[m]), present, pool="file"
+        lambda m: load_or_corrupt(case.case_id, m, case.files[m], allow_missing and skip_corrupt),
+        present,
+        pool="file",
     )
     transform = None
+    corrupt: dict[str, CorruptFileError] = {}
     with contextlib.closing(loads):
-        for modality, (image, data, warns) in zip(present, loads, strict=True):
+        for modality, loaded in zip(present, loads, strict=True):
+            if isinstance(loaded, CorruptFileError):
+                corrupt[modality] = loaded
+                continue
+            image, data, warns = loaded
             warnings += warns
             path = case.files[modality]
             if reference is None:
@@ -327,9 +333,49 @@ def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False
                     "; co-register the modalities first"
                 )
             arrays[modality] = in_order_of(transform, data, image)
+    warnings = absent_warnings(case, tuple(arrays), corrupt) + warnings
     assert reference is not None and transform is not None
     files = {m: str(case.files[m]) for m in arrays}
     return CaseVolumes(case.case_id, arrays, reference, transform, warnings, files)
+
+
+def load_or_corrupt(
+    case_id: str, modality: str, path, skip: bool
+) -> tuple[nib.Nifti1Image, np.ndarray, list[str]] | CorruptFileError:
+    """``load_canonical``, or (``skip``) the ``CorruptFileError`` of a file that cannot be
+    decoded, returned so that the case's other files are still read."""
+    try:
+        return load_canonical(case_id, modality, path)
+    except CorruptFileError as exc:
+        if not skip:
+            raise
+        return exc
+
+
+def absent_warnings(
+    case: Case, used: tuple[str, ...], corrupt: dict[str, CorruptFileError]
+) -> list[str]:
+    """The warning of a case segmented without some sequences (missing, or their file
+    corrupt: issue 27, a truncated t2f failed the whole case); a ``CaseError`` when what
+    is left has neither t2f nor t1c (every file broken included)."""
+    if corrupt and not {"t1c", "t2f"} & set(used):
+        left = f"; {', '.join(used)} alone cannot be segmented" if used else ""
+        raise CaseError(
+            "; ".join(str(exc) for exc in corrupt.values())
+            + f"{left} (a case needs a readable t2f or t1c: replace the file)"
+        )
+    if not case.missing and not corrupt:
+        return []
+    others = other_format_files(case)
+    passed_over = [p.name for m in case.missing for p in others.get(m, [])]
+    lacking = [m for m in MODALITIES if m not in used]
+    warning = f"case {case.case_id}: no {', '.join(lacking)}; segmented from {', '.join(used)} only"
+    if passed_over:
+        warning += f" ({', '.join(passed_over)}: not NIfTI (.nii/.nii.gz), not read)"
+    return [warning] + [
+        f"{exc}: segmented without it, as without a missing {m} (replace the file to use it)"
+        for m, exc in corrupt.items()
+    ]
 
 
 def canonical_transform(image: nib.Nifti1Image) -> np.ndarray:

@@ -279,6 +279,7 @@ def predict_case(
         result.voxels_per_label = voxels_per_label(seg.labels)
         result.refine = seg.refine
         result.normalise_left_out = seg.normalise_left_out
+        result.warnings += seg.warnings
         if not seg.labels.any():
             result.warnings.append("no anomaly found: the label map is all zero")
         peaks = segmenter.peak_thresholds(volumes.present)
@@ -326,7 +327,7 @@ def note_removed(result: CaseResult, removed: list[str]) -> None:
 def read_case(case: Case, affine_atol: float) -> CaseVolumes:
     """The read stage: the case's images, checked, on the model's frame (another grid is
     resampled; its outputs go back to its own)."""
-    volumes = load_case(case, affine_atol, allow_missing=True)
+    volumes = load_case(case, affine_atol, allow_missing=True, skip_corrupt=True)
     return to_model_frame(volumes)
 
 

@@ -66,12 +66,29 @@ class LabelsConfig:
     #: is): a rim with gaps (weak or thin enhancement) still encloses its necrosis. 3: chosen
     #: on the development cases (results/experiments-et-core.md, "Hysteresis and closing").
     core_closing: int = 3
+    #: Without a t2f there is no whole tumour to search ET near: the t1c channel's own
+    #: component (the calibrated t1c residual, largest component) grown by this many voxels
+    #: stands in for it. Growth stays inside it, so it bounds ET's extent: 10 (1 cm) on the
+    #: two real cases measured without their t2f (issue 27; BrainLes-example ET Dice against
+    #: its reference 0.40 at 10, 0.32 at 6), not calibrated further.
+    no_flair_search_dilation: int = 10
+    #: ...and only a t1c component that is tumour-like: its median z-scored t2w above this
+    #: (T2-hyperintense like a tumour; a vessel or the choroid plexus is not: on the three
+    #: real MS patients of healthy-real without their t2f, -1.8 to +0.5 z, BrainLes-example
+    #: 4.6), the normalisation's own lesion z (``NormaliseConfig.exclude_z``), or a peak
+    #: above the healthy calibration's t1c peak (``PostprocessConfig.peak_thresholds_by_subset``).
+    #: Otherwise those MS patients got 1,000-3,200 ET voxels on healthy tissue.
+    no_flair_t2w_z: float = 2.0
 
     def __post_init__(self) -> None:
         if self.et_rule not in ET_RULES:
             raise ValueError(f"et_rule must be one of {', '.join(ET_RULES)}")
-        if self.et_search_dilation < 0 or self.et_min_voxels < 1 or self.core_closing < 0:
-            raise ValueError("et_search_dilation and core_closing must be >= 0, et_min_voxels >= 1")
+        if min(self.et_search_dilation, self.core_closing, self.no_flair_search_dilation) < 0:
+            raise ValueError(
+                "et_search_dilation, core_closing and no_flair_search_dilation must be >= 0"
+            )
+        if self.et_min_voxels < 1:
+            raise ValueError("et_min_voxels must be >= 1")
         if self.et_grow_z is not None and self.et_grow_z > self.et_threshold_z:
             raise ValueError("et_grow_z must not exceed et_threshold_z")
 
@@ -93,6 +110,37 @@ def enhancement_near(
     # Growth stays inside the whole tumour: weak t1c in the rim around it would make the
     # tumour's extent depend on noise (a 3 mm thick-slice scan lost 0.01 WT Dice to it).
     return grow_from(seeds, (t1c_z > cfg.et_grow_z) & region & wt)
+
+
+def region_without_flair(
+    t1c_component: np.ndarray, mask: np.ndarray, cfg: LabelsConfig
+) -> np.ndarray:
+    """Where ET is searched (and may grow) in a case without t2f: the t1c channel's own
+    component, the enhancement the model could not explain, grown by
+    ``no_flair_search_dilation`` inside the analysis mask. A bright healthy structure far
+    from it (a vessel, the choroid plexus) is still never ET."""
+    if not t1c_component.any() or cfg.no_flair_search_dilation == 0:
+        return t1c_component & mask
+    return dilate(t1c_component, iterations=cfg.no_flair_search_dilation) & mask
+
+
+def tumour_like(
+    component: np.ndarray,
+    t1c_map: np.ndarray,
+    t2w_z: np.ndarray | None,
+    peak: float | None,
+    cfg: LabelsConfig,
+) -> str | None:
+    """Why a case without t2f may take its t1c component for the tumour (None: it may
+    not): T2w hyperintensity in it (``no_flair_t2w_z``), or a peak more abnormal than any
+    component on healthy calibration data (``peak``)."""
+    if not component.any():
+        return None
+    if t2w_z is not None and float(np.median(t2w_z[component])) > cfg.no_flair_t2w_z:
+        return "t2w"
+    if peak is not None and float(t1c_map[component].max()) > peak:
+        return "peak"
+    return None
 
 
 def grow_from(seeds: np.ndarray, allowed: np.ndarray) -> np.ndarray:

@@ -117,6 +117,10 @@ def robust_stats(values: np.ndarray, cfg: NormaliseConfig) -> tuple[float, float
     low, high = np.percentile(wide, cfg.robust_percentiles)
     clipped = np.clip(wide, low, high)
     robust_mean, robust_std = float(clipped.mean()), float(clipped.std())
+    if std < 0.5 * robust_std:
+        # Clipping never widens the spread, so this is float32 underflow: tiny intensities
+        # (scaled by 1e-30) square to 0 and the std with them (issue 27: an empty map "ok").
+        mean, std = float(wide.mean()), float(wide.std())
     tol = cfg.outlier_tolerance
     moved = (
         not np.isfinite([mean, std]).all()

@@ -116,13 +116,17 @@ def _break_grid(folder: Path) -> str:
 
 
 def _break_truncated(folder: Path) -> str:
-    path = folder / f"{folder.name}-t1c.nii.gz"
-    path.write_bytes(path.read_bytes()[:500])
+    # One corrupt file is left out like a missing one: t1c and t2f both leave nothing.
+    for modality in ("t1c", "t2f"):
+        path = folder / f"{folder.name}-{modality}.nii.gz"
+        path.write_bytes(path.read_bytes()[:500])
     return f"{folder.name}-t1c.nii.gz"
 
 
 def _break_not_nifti(folder: Path) -> str:
-    (folder / f"{folder.name}-t1n.nii.gz").write_bytes(gzip.compress(b"<html>not found</html>"))
+    for modality in ("t1c", "t2f"):
+        html = gzip.compress(b"<html>not found</html>")
+        (folder / f"{folder.name}-{modality}.nii.gz").write_bytes(html)
     return "not a readable NIfTI"
 
 
@@ -167,6 +171,23 @@ def test_bad_case_fails_alone(tmp_path: Path, case_writer, tiny_weights: Path, b
         "GOOD-3.nii.gz",
         "report.json",
     ]
+
+
+def test_a_case_with_one_truncated_file_is_segmented_from_the_others(
+    tmp_path: Path, case_writer, tiny_weights: Path
+) -> None:
+    """Issue 27: a truncated t2f failed the whole case; it is now segmented from its other
+    sequences, as with a missing t2f, and the report names the file."""
+    folder = case_writer("CUT-1")
+    path = folder / "CUT-1-t2f.nii.gz"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    out = tmp_path / "out"
+    result = run(predict_args(tmp_path / "in", out, tiny_weights))
+    assert result.exit_code == 0, result.output
+    case = json.loads((out / "report.json").read_text())["cases"][0]
+    assert case["status"] == "ok" and case["modalities"] == ["t1c", "t1n", "t2w"]
+    assert any(f"{path} is truncated or corrupt" in w for w in case["warnings"]), case
+    assert (out / "CUT-1.nii.gz").is_file()
 
 
 def test_nan_voxels_give_warning_not_failure(
@@ -383,7 +404,8 @@ def test_the_next_case_is_read_while_one_is_segmented(
 
     for k in (1, 2, 3):
         case_writer(f"Case-{k}", seed=k)
-    (tmp_path / "in" / "Case-2" / "Case-2-t1c.nii.gz").write_bytes(b"not a nifti")
+    for modality in ("t1c", "t2f"):  # neither left: the case fails
+        (tmp_path / "in" / "Case-2" / f"Case-2-{modality}.nii.gz").write_bytes(b"not a nifti")
     events: list[tuple[str, str, float]] = []
     real_read, real_segment = run_predict.read_case, Segmenter.segment
 

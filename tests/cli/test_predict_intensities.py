@@ -106,6 +106,23 @@ def test_header_offset_gives_the_same_labels_and_says_so(tmp_path: Path, clean: 
     assert sum("background is -1000, not 0" in w for w in warnings) == 4
 
 
+@pytest.mark.parametrize("scale", [1e-30, 1e-40])
+def test_tiny_intensities_give_the_same_labels(
+    tmp_path: Path, clean: np.ndarray, scale: float
+) -> None:
+    """Every image scaled by 1e-30 gave an empty map "ok" (issue 27): its float32 variance
+    underflowed to 0. The z-score does not depend on a positive scale, and no longer does."""
+
+    def shrink(folder: Path) -> None:
+        for path in case_files(folder).values():
+            rewrite(path, lambda voxels: voxels * scale)
+
+    inp = broken_case(tmp_path, shrink)
+    assert predict(inp, tmp_path / "out").exit_code == 0
+    assert dice(whole_tumour(tmp_path / "out", "C-1"), clean) > 0.95
+    assert not any("no anomaly" in w for w in cases(tmp_path / "out")["C-1"]["warnings"])
+
+
 def test_volume_zscored_over_its_field_of_view_gives_the_same_labels(
     tmp_path: Path, clean: np.ndarray
 ) -> None:

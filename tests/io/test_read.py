@@ -89,6 +89,48 @@ def test_truncated_gzip(case_writer) -> None:
     assert "T-1" in msg and "T-1-t2f.nii.gz" in msg
 
 
+def truncate(folder: Path, *modalities: str) -> list[str]:
+    """Cut each named modality file of ``folder``'s case to half its bytes; their names."""
+    names = []
+    for modality in modalities:
+        path = folder / f"{folder.name}-{modality}.nii.gz"
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        names.append(path.name)
+    return names
+
+
+def test_a_corrupt_file_is_left_out_like_a_missing_one(case_writer) -> None:
+    """Issue 27: a truncated t2f failed the whole case. Where missing sequences are
+    allowed and corrupt files skipped (predict), the case is read from its other files,
+    with a warning naming the file; training and calibration still fail on it."""
+    folder = case_writer("CUT-1")
+    (name,) = truncate(folder, "t2f")
+    (folder / "CUT-1-t1n.nii.gz").write_bytes(gzip.compress(b"<html>not found</html>"))
+    (case,) = discover_cases(folder)
+    volumes = load_case(case, allow_missing=True, skip_corrupt=True)
+    assert volumes.present == ("t1c", "t2w") and set(volumes.files) == {"t1c", "t2w"}
+    assert volumes.warnings[0] == "case CUT-1: no t1n, t2f; segmented from t1c, t2w only"
+    named = [w for w in volumes.warnings if name in w and "truncated or corrupt" in w]
+    assert len(named) == 1 and "segmented without it" in named[0], volumes.warnings
+    assert any("CUT-1-t1n.nii.gz is not a readable NIfTI" in w for w in volumes.warnings)
+    assert "CUT-1-t1n.nii.gz" in _error(folder)  # without skip_corrupt: fails as before
+    with pytest.raises(CaseError, match=r"CUT-1-t1n\.nii\.gz"):  # training, calibration
+        load_case(case, allow_missing=True)
+
+
+@pytest.mark.parametrize("broken", [("t1c", "t2f"), ("t1c", "t1n", "t2f", "t2w")])
+def test_a_case_without_a_readable_t1c_or_t2f_still_fails(case_writer, broken) -> None:
+    """Left without t1c and t2f (or with every file broken), the case fails naming each
+    broken file and what to do."""
+    folder = case_writer("CUT-2")
+    names = truncate(folder, *broken)
+    (case,) = discover_cases(folder)
+    with pytest.raises(CaseError) as info:
+        load_case(case, allow_missing=True, skip_corrupt=True)
+    msg = str(info.value)
+    assert all(name in msg for name in names) and "replace the file" in msg, msg
+
+
 def test_not_nifti_named_nii_gz(case_writer) -> None:
     folder = case_writer("N-1")
     (folder / "N-1-t1n.nii.gz").write_bytes(gzip.compress(b"this is not an image" * 40))
