@@ -24,9 +24,11 @@ from nibabel.orientations import (
 )
 
 from brats_goat.conventions import MODALITIES
+from brats_goat.io.budget import check_memory
 from brats_goat.io.discover import Case, other_format_files
 from brats_goat.io.errors import CaseError
 from brats_goat.io.intensity import sanitise_intensities
+from brats_goat.io.stripped import check_stripped
 from brats_goat.parallel import channel_results
 
 #: Storage order the model works in (that of BraTS 2023 releases).
@@ -100,8 +102,9 @@ class CaseVolumes:
 
 def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.ndarray, list[str]]:
     """Load one volume fully (so truncation is detected now) and validate it: its shape,
-    and its intensities (``brats_goat.io.intensity``: a background of 0, a brain that is
-    an image), so that a wrong file fails here, named, instead of giving garbage labels."""
+    its intensities (``brats_goat.io.intensity``: a background of 0, a brain that is an
+    image) and that it is skull-stripped (``brats_goat.io.stripped``), so that a wrong file
+    fails here, named, instead of giving garbage labels."""
     where = f"case {case_id}: {modality} file {path}"
     check_readable(where, path)
     try:
@@ -127,6 +130,7 @@ def load_image(case_id: str, modality: str, path) -> tuple[nib.Nifti1Image, np.n
         raise CaseError(f"{where} has shape {data.shape}: a single 3D volume is required")
     check_size(where, data.shape)
     data, warnings = sanitise_intensities(where, data)
+    check_stripped(where, modality, data)
     return image, data, header_warnings(where, image) + warnings
 
 
@@ -242,7 +246,7 @@ def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False
             f"(needs {need}; expected files like {case.case_id}-t2f.nii.gz)"
         )
     arrays: dict[str, np.ndarray] = {}
-    warnings: list[str] = []
+    warnings: list[str] = list(case.warnings)
     if case.missing:
         others = other_format_files(case)
         passed_over = [p.name for m in case.missing for p in others.get(m, [])]
@@ -258,6 +262,7 @@ def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False
     reference: nib.Nifti1Image | None = None
     ref_modality = ""
     present = [m for m in MODALITIES if m in case.files]
+    check_memory(case.case_id, {m: case.files[m] for m in present}, MAX_VOXELS)
     # Two files at a time (gzip and numpy leave the GIL), checked in the modalities' order:
     # the error a case gets is the one reading them in turn would have raised first.
     loads = channel_results(
@@ -283,7 +288,24 @@ def load_case(case: Case, affine_atol: float = 1e-3, allow_missing: bool = False
             arrays[modality] = in_order_of(transform, data, image)
     assert reference is not None and transform is not None
     files = {m: str(case.files[m]) for m in arrays}
+    check_distinct(case.case_id, arrays, files)
     return CaseVolumes(case.case_id, arrays, reference, transform, warnings, files)
+
+
+def check_distinct(case_id: str, arrays: dict[str, np.ndarray], files: dict[str, str]) -> None:
+    """``CaseError`` when two modalities hold the same voxels: one file copied under two
+    names (a t1c that is the t2f gave 12x the normal ET; four copies of one file, labels
+    unrelated to the tumour). No two real sequences of a scan are equal voxel for voxel."""
+    present = list(arrays)
+    for i, first in enumerate(present):
+        same = [m for m in present[i + 1 :] if np.array_equal(arrays[first], arrays[m])]
+        if same:
+            names = ", ".join(f"{m} file {files[m]}" for m in [first, *same])
+            raise CaseError(
+                f"case {case_id}: {names} hold the same image, voxel for voxel: one file "
+                "copied under several sequences' names. Put each sequence's own image in "
+                "its file (or leave a sequence out: t2f or t1c is enough)"
+            )
 
 
 def canonical_transform(image: nib.Nifti1Image) -> np.ndarray:
