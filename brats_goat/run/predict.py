@@ -193,6 +193,7 @@ def predict_case(
         result.status = "ok"
         result.output = str(out_path)
         result.anomaly_score = round(seg.score, 4)
+        result.abnormality = seg.abnormality
         result.voxels_per_label = voxels_per_label(seg.labels)
         result.refine = seg.refine
         result.normalise_left_out = seg.normalise_left_out

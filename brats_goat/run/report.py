@@ -37,6 +37,9 @@ class CaseResult:
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     anomaly_score: float | None = None
+    #: Per present channel (t2f, t1c): the 99.9th residual percentile over the calibrated
+    #: threshold, the healthy subjects' median of it; see docs/cli.md, "abnormality".
+    abnormality: dict[str, float] = field(default_factory=dict)
     voxels_per_label: dict[str, int] = field(default_factory=dict)
     modalities: list[str] = field(default_factory=list)
     #: Refinement per channel: SAM masks accepted / rejected (by score, by agreement).
