@@ -85,6 +85,10 @@ class PipelineConfig:
     component_rule: str = "largest"
     #: Tolerance when comparing the affines of the four modalities (mm / direction units).
     affine_atol: float = 1e-3
+    #: A labelled case whose t2f ``abnormality`` is below this gets a warning that its
+    #: finding is within healthy variation: healthy subjects reached 1.02-1.33 with the
+    #: default weights, no real tumour case less than 1.94 (results/abnormality-27.md).
+    healthy_abnormality: float = 1.5
     refine: RefineConfig = field(default_factory=RefineConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)
 

@@ -199,6 +199,8 @@ def predict_case(
         result.normalise_left_out = seg.normalise_left_out
         if not seg.labels.any():
             result.warnings.append("no anomaly found: the label map is all zero")
+        elif (flag := healthy_like(seg, segmenter.config.healthy_abnormality)) is not None:
+            result.warnings.append(flag)
         peaks = segmenter.peak_thresholds(volumes.present)
         if segmenter.config.component_rule != "largest" and all(v is None for v in peaks.values()):
             result.warnings.append(
@@ -228,6 +230,20 @@ def predict_case(
         bar.close()
         result.timings_s = timer.timings
     return result
+
+
+def healthy_like(seg: Segmentation, limit: float) -> str | None:
+    """A warning when the labels' whole tumour is no more abnormal than healthy brains are
+    (t2f ``abnormality`` below ``limit``): the component rule labels something in every
+    case, a tumour-free one too."""
+    value = seg.abnormality.get("t2f")
+    if value is None or value >= limit:
+        return None
+    return (
+        f"t2f abnormality {value:.2f} is below {limit:g}: this case's residual is within "
+        "the variation of healthy brains, so its labels may mark no tumour (docs/cli.md, "
+        '"abnormality")'
+    )
 
 
 def read_case(case: Case, affine_atol: float) -> CaseVolumes:

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from click.testing import CliRunner
 
 from brats_goat.cli.main import main
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case
-from brats_goat.segmenter import make_segmenter
+from brats_goat.run.predict import predict
+from brats_goat.segmenter import PipelineConfig, make_segmenter
 from brats_goat.stages.anomaly import channel_scores
 from tests.conftest import write_case
 
@@ -52,3 +54,21 @@ def test_abnormality_is_the_percentile_over_the_threshold(tmp_path: Path) -> Non
 def test_channel_scores_of_an_empty_brain_are_zero() -> None:
     maps = {"t2f": np.ones((4, 4, 4), np.float32)}
     assert channel_scores(maps, np.zeros((4, 4, 4), bool)) == {"t2f": 0.0}
+
+
+def test_labels_no_more_abnormal_than_healthy_brains_are_flagged(tmp_path: Path) -> None:
+    """The tiny tumour reads far above the default limit (no warning); a limit above its
+    own figure flags it, and the labels are the same either way."""
+    write_case(tmp_path / "in", "TUMOUR")
+    runs = {}
+    for name, limit in (("default", PipelineConfig().healthy_abnormality), ("high", 100.0)):
+        config = PipelineConfig(healthy_abnormality=limit)
+        out = tmp_path / name
+        report = predict(tmp_path / "in", out, method="intensity", config=config, quiet=True)
+        (runs[name],) = report.cases
+        runs[name].labels = np.asarray(nib.load(out / "TUMOUR.nii.gz").dataobj)
+    assert runs["default"].abnormality["t2f"] > 2.0
+    assert not any("healthy brains" in w for w in runs["default"].warnings)
+    (flag,) = [w for w in runs["high"].warnings if "healthy brains" in w]
+    assert f"t2f abnormality {runs['high'].abnormality['t2f']:.2f} is below 100" in flag
+    assert np.array_equal(runs["default"].labels, runs["high"].labels)
