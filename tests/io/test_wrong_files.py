@@ -8,6 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -30,6 +32,16 @@ def test_t1c_that_is_a_copy_of_t2f_fails_naming_both(tmp_path: Path) -> None:
     message = refusal(folder)
     assert f"t1c file {folder / 'C-1-t1c.nii.gz'}, t2f file {folder / 'C-1-t2f.nii.gz'}" in message
     assert "hold the same image" in message
+
+
+def test_t1c_that_is_a_rescaled_copy_of_t2f_fails(tmp_path: Path) -> None:
+    """A copy saved as float32 with another scale and offset: the same image still."""
+    folder = write_case(tmp_path, "C-1")
+    t2f = nib.load(folder / "C-1-t2f.nii.gz")
+    data = np.asarray(t2f.get_fdata(), np.float32)
+    copy = np.where(data != 0, data * 2.5 + 10, 0).astype(np.float32)
+    nib.save(nib.Nifti1Image(copy, t2f.affine), folder / "C-1-t1c.nii.gz")
+    assert "up to a scale and offset" in refusal(folder)
 
 
 def test_four_identical_files_fail_naming_all_four(tmp_path: Path) -> None:
