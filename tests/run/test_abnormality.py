@@ -72,3 +72,12 @@ def test_labels_no_more_abnormal_than_healthy_brains_are_flagged(tmp_path: Path)
     (flag,) = [w for w in runs["high"].warnings if "healthy brains" in w]
     assert f"t2f abnormality {runs['high'].abnormality['t2f']:.2f} is below 100" in flag
     assert np.array_equal(runs["default"].labels, runs["high"].labels)
+
+
+def test_summary_table_shows_the_t2f_figure(tmp_path: Path) -> None:
+    write_case(tmp_path / "in", "TUMOUR")
+    report = predict(tmp_path / "in", tmp_path / "out", method="intensity", quiet=True)
+    (case,) = report.cases
+    head, _, row = report.summary_table().splitlines()[:3]
+    assert " abn " in head
+    assert f" {case.abnormality['t2f']:.2f} " in row
