@@ -26,7 +26,13 @@ from brats_goat.model.checkpoint import load_verified
 from brats_goat.model.network import MViTAE
 from brats_goat.parallel import channel_map
 from brats_goat.serialise import from_dict
-from brats_goat.stages.anomaly import analysis_mask, case_score, residual_maps, z_map
+from brats_goat.stages.anomaly import (
+    analysis_mask,
+    case_score,
+    channel_scores,
+    residual_maps,
+    z_map,
+)
 from brats_goat.stages.crop import bounding_box
 from brats_goat.stages.labels import (
     LabelsConfig,
@@ -85,6 +91,10 @@ class PipelineConfig:
     component_rule: str = "largest"
     #: Tolerance when comparing the affines of the four modalities (mm / direction units).
     affine_atol: float = 1e-3
+    #: A labelled case whose t2f ``abnormality`` is below this gets a warning that its
+    #: finding is within healthy variation: healthy subjects reached 1.02-1.33 with the
+    #: default weights, no real tumour case less than 1.94 (results/abnormality-27.md).
+    healthy_abnormality: float = 1.5
     refine: RefineConfig = field(default_factory=RefineConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)
 
@@ -118,6 +128,9 @@ class Segmentation:
     normalise_left_out: float = 0.0
     #: What the report should say about how the labels were made (a case without t2f).
     warnings: list[str] = field(default_factory=list)
+    #: Per present channel, how abnormal the case is against healthy variation
+    #: (``Segmenter.abnormality``).
+    abnormality: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -143,6 +156,8 @@ class Candidates:
     binary: dict[str, np.ndarray]
     #: Share of the brain left out of the normalisation statistics (a large lesion).
     normalise_left_out: float = 0.0
+    #: 99.9th percentile of each map in the brain (``stages.anomaly.channel_scores``).
+    channel_scores: dict[str, float] = field(default_factory=dict)
 
 
 class Segmenter:
@@ -276,12 +291,13 @@ class Segmenter:
             )
             require_finite_stage(volumes, "anomaly map", maps)
             score = case_score(maps, box.crop(brain))
+            scores = channel_scores(maps, box.crop(brain))
         with timer.stage("threshold"):
             binary = self.threshold(maps, mask, present, channels)
             maps, mask = {k: box.paste(v) for k, v in maps.items()}, box.paste(mask)
             binary = {k: box.paste(v) for k, v in binary.items()}
         left = round(float(left_out.sum() / max(int(brain.sum()), 1)), 4)
-        return Candidates(normalised, brain, mask, maps, score, binary, left)
+        return Candidates(normalised, brain, mask, maps, score, binary, left, scores)
 
     def anomaly(
         self, normalised: np.ndarray, recon: np.ndarray, brain: np.ndarray, present: tuple[str, ...]
@@ -377,7 +393,20 @@ class Segmenter:
             refine=refined,
             normalise_left_out=cand.normalise_left_out,
             warnings=warnings,
+            abnormality=self.abnormality(cand.channel_scores, volumes.present),
         )
+
+    def abnormality(self, scores: dict[str, float], present: tuple[str, ...]) -> dict[str, float]:
+        """Each present channel's 99.9th residual percentile over its calibrated threshold,
+        which is the median of that percentile over healthy subjects: about 1 on a healthy
+        brain, however large the component thresholding leaves there; a tumour of more
+        than 0.1% of the brain lifts it well above (docs/cli.md, "abnormality")."""
+        thresholds = self.thresholds(present)
+        return {
+            name: round(scores[name] / thresholds[name], 3)
+            for name in ("t2f", "t1c")
+            if name in present and name in scores and thresholds[name] > 0
+        }
 
 
 def require_finite_stage(volumes: CaseVolumes, stage: str, arrays: dict[str, np.ndarray]) -> None:

@@ -155,6 +155,8 @@ def scan_case(folder: Path, case_id: str | None = None, prefix: str | None = Non
                 f"{modality} file {path} is not a regular file (it is {_kind(path)}); "
                 "put the image file there"
             )
+    if prefix is None:
+        check_one_prefix(case)
     if prefix == "" and case.files:
         names = ", ".join(p.name for p in case.files.values())
         case.problems.append(
@@ -170,6 +172,34 @@ def scan_case(folder: Path, case_id: str | None = None, prefix: str | None = Non
             f"no image named like <ID>-t1n/-t1c/-t2w/-t2f.nii.gz in {folder} ({found})"
         )
     return case
+
+
+def check_one_prefix(case: Case) -> None:
+    """A case folder's modality files must be one case's: files of two prefixes (``P1-t1n``
+    beside ``P2-t2f``) would mix two patients in one segmentation, so they are a problem.
+    One prefix unlike the folder's name is used (the case ID is the folder's), with a
+    warning: the output is named after the folder, not the files."""
+    prefixes: dict[str, list[str]] = {}
+    for path in case.files.values():
+        parts = split_suffix(path.name)
+        if parts is not None:
+            prefixes.setdefault(parts[0], []).append(path.name)
+    if len(prefixes) > 1:
+        groups = "; ".join(f"{p or '(none)'}: {', '.join(n)}" for p, n in sorted(prefixes.items()))
+        case.problems.append(
+            f"folder {case.folder} holds the files of more than one case ({groups}): a "
+            "case folder must hold one case's files; move the other case's files into a "
+            "folder of their own"
+        )
+    elif len(prefixes) == 1 and (prefix := next(iter(prefixes))).lower() not in (
+        "",
+        case.case_id.lower(),
+    ):
+        case.warnings.append(
+            f"case {case.case_id}: its files are named {prefix}-... but their folder "
+            f"{case.folder} is named {case.case_id}; the case ID (and the output's name) is "
+            "the folder's: rename one of them if they are not the same case"
+        )
 
 
 def other_format_modality_files(folder: Path) -> list[Path]:

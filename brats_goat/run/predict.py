@@ -276,12 +276,15 @@ def predict_case(
         result.status = "ok"
         result.output = str(out_path)
         result.anomaly_score = round(seg.score, 4)
+        result.abnormality = seg.abnormality
         result.voxels_per_label = voxels_per_label(seg.labels)
         result.refine = seg.refine
         result.normalise_left_out = seg.normalise_left_out
         result.warnings += seg.warnings
         if not seg.labels.any():
             result.warnings.append("no anomaly found: the label map is all zero")
+        elif (flag := healthy_like(seg, segmenter.config.healthy_abnormality)) is not None:
+            result.warnings.append(flag)
         peaks = segmenter.peak_thresholds(volumes.present)
         if segmenter.config.component_rule != "largest" and all(v is None for v in peaks.values()):
             result.warnings.append(
@@ -322,6 +325,20 @@ def note_removed(result: CaseResult, removed: list[str]) -> None:
             "removed the output of an earlier run, which this run's failure makes out of "
             f"date: {', '.join(removed)}"
         )
+
+
+def healthy_like(seg: Segmentation, limit: float) -> str | None:
+    """A warning when the labels' whole tumour is no more abnormal than healthy brains are
+    (t2f ``abnormality`` below ``limit``): the component rule labels something in every
+    case, a tumour-free one too."""
+    value = seg.abnormality.get("t2f")
+    if value is None or value >= limit:
+        return None
+    return (
+        f"t2f abnormality {value:.2f} is below {limit:g}: this case's residual is within "
+        "the variation of healthy brains, so its labels may mark no tumour (docs/cli.md, "
+        '"abnormality")'
+    )
 
 
 def read_case(case: Case, affine_atol: float) -> CaseVolumes:

@@ -40,6 +40,9 @@ class CaseResult:
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     anomaly_score: float | None = None
+    #: Per present channel (t2f, t1c): the 99.9th residual percentile over the calibrated
+    #: threshold, the healthy subjects' median of it; see docs/cli.md, "abnormality".
+    abnormality: dict[str, float] = field(default_factory=dict)
     voxels_per_label: dict[str, int] = field(default_factory=dict)
     modalities: list[str] = field(default_factory=list)
     #: Refinement per channel: SAM masks accepted / rejected (by score, by agreement).
@@ -137,17 +140,19 @@ class RunReport:
     def summary_table(self) -> str:
         """Plain-text table printed at the end of a run."""
         head = (
-            f"{'case':<28} {'status':<7} {'score':>6} {'NETC':>7} {'SNFH':>8} {'ET':>7} "
-            f"{'time s':>7}"
+            f"{'case':<28} {'status':<7} {'score':>6} {'abn':>5} {'NETC':>7} {'SNFH':>8} "
+            f"{'ET':>7} {'time s':>7}"
         )
         lines = [head, "-" * len(head)]
         for c in self.cases:
             v = c.voxels_per_label
             score = f"{c.anomaly_score:.2f}" if c.anomaly_score is not None else "-"
+            abn = c.abnormality.get("t2f")  # how abnormal against healthy brains
+            abn_text = f"{abn:.2f}" if abn is not None else "-"
             total = sum(c.timings_s.values())
             lines.append(
-                f"{c.case_id[:28]:<28} {c.status:<7} {score:>6} {v.get('1', 0):>7} "
-                f"{v.get('2', 0):>8} {v.get('3', 0):>7} {total:>7.1f}"
+                f"{c.case_id[:28]:<28} {c.status:<7} {score:>6} {abn_text:>5} "
+                f"{v.get('1', 0):>7} {v.get('2', 0):>8} {v.get('3', 0):>7} {total:>7.1f}"
             )
         lines.append("-" * len(head))
         lines.append(f"{len(self.cases) - self.n_failed}/{len(self.cases)} cases succeeded")

@@ -99,6 +99,15 @@ def case_score(maps: dict[str, np.ndarray], brain: np.ndarray) -> float:
     return float(np.percentile(combined, 99.9)) if combined.size else 0.0
 
 
+def channel_scores(maps: dict[str, np.ndarray], brain: np.ndarray) -> dict[str, float]:
+    """``case_score`` of each map alone: the 99.9th percentile of its residual in the brain,
+    the statistic whose median over healthy subjects each calibrated threshold is."""
+    return {
+        name: float(np.percentile(m[brain], 99.9)) if brain.any() else 0.0
+        for name, m in maps.items()
+    }
+
+
 def z_map(
     normalised: np.ndarray, mask: np.ndarray, cfg: PostprocessConfig, name: str = "t1c"
 ) -> np.ndarray:
