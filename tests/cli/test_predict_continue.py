@@ -52,8 +52,9 @@ def test_continue_keeps_valid_label_maps_and_reruns_the_rest(tmp_path: Path) -> 
     data = (out / "C-3.nii.gz").read_bytes()
     (out / "C-3.nii.gz").write_bytes(data[: len(data) // 2])
     write_case(inp, "D-4", seed=3)
-    (write_case(inp, "E-5", seed=4) / "E-5-t1c.nii.gz").write_bytes(b"not nifti")
-    (write_case(inp, "E-5", seed=4) / "E-5-t2f.nii.gz").write_bytes(b"not nifti")
+    broken = write_case(inp, "E-5", seed=4)
+    for modality in ("t1c", "t2f"):  # a case fails when no readable t1c or t2f is left
+        (broken / f"E-5-{modality}.nii.gz").write_bytes(b"not nifti")
 
     result = predict(inp, out, "--continue")
     assert result.exit_code == 1, result.output  # E-5 failed: the exit code stays truthful
