@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from scipy import ndimage
 
 from brats_goat.cli.main import main
 from brats_goat.io.discover import discover_cases
@@ -64,10 +65,18 @@ def test_stripped_tiny_case_is_far_below_the_limit(tmp_path: Path) -> None:
 
 
 def test_bright_t2w_surface_alone_is_not_refused(tmp_path: Path) -> None:
-    """t2w's CSF makes a stripped brain's surface bright: t2w is not checked."""
+    """t2w's CSF makes a stripped brain's surface bright: t2w is not checked. The bright
+    layer lies inside the brain mask the other sequences share (one skull-strip)."""
     folder = write_case(tmp_path, "S-1")
-    shell_case(folder, ("t2w",), width=3)
+    path = folder / "S-1-t2w.nii.gz"
+    image = nib.load(path)
+    data = np.asarray(image.get_fdata(), np.float32)
+    brain = data != 0
+    surface = brain & ~ndimage.binary_erosion(brain, iterations=3)
+    data[surface] = 3 * data[brain].max()
+    nib.save(nib.Nifti1Image(data, image.affine), path)
     (case,) = discover_cases(folder)
+    assert bright_surface_share(data, StrippedCheck()) > StrippedCheck().max_bright_share
     assert set(load_case(case).present) == {"t1n", "t1c", "t2w", "t2f"}
 
 
