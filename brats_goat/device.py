@@ -97,13 +97,12 @@ def check_precision(precision: str) -> None:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of a forward pass under ``precision`` (one of ``PRECISIONS``) on
-    ``device``, or None for float32. ``auto`` is float32, the reference: bfloat16 moved the
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a forward pass under ``precision`` (one of ``PRECISIONS``), or
+    None for float32. ``auto`` is float32 on every device, the reference: bfloat16 moved the
     labels beyond the 0.999 rule on every CPU path measured (module docstring), and no GPU
     agreement is on record yet (scripts/gpu_check.py measures it)."""
     check_precision(precision)
-    del device  # the same answer on every device, until a measurement says otherwise
     return torch.bfloat16 if precision == "bfloat16" else None
 
 

@@ -455,7 +455,7 @@ class MViTAESegmenter(Segmenter):
         runs = runtime_that_runs(inference.runtime, self.device)
         if runs != "torch":
             return runs
-        dtype = autocast_dtype(inference.precision, self.device) or torch.float32
+        dtype = autocast_dtype(inference.precision) or torch.float32
         return str(dtype).removeprefix("torch.")
 
     @property

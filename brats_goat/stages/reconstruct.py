@@ -208,7 +208,7 @@ def run_network(
     0 outside the brain. ``cfg.precision`` picks float32 or bfloat16 autocast
     (``brats_goat.device.autocast_dtype``); ``present`` (C,) bool says which modalities
     are real (absent ones are zero images)."""
-    dtype = autocast_dtype(cfg.precision, device) if isinstance(model, nn.Module) else None
+    dtype = autocast_dtype(cfg.precision) if isinstance(model, nn.Module) else None
     if isinstance(model, nn.Module):
         model = model.to(device).eval()
     mask = None

@@ -133,7 +133,7 @@ class SamFamilyBackend:
         #: MViT-AE's residual, SAM's masks pass a threshold on SAM's own score (0.9), and in
         #: bfloat16 one more mask passed on a real case (BraTS15-pat0002: WT Dice 0.9959
         #: against float32, results/precision-agreement.md).
-        self.dtype = autocast_dtype(precision, device)
+        self.dtype = autocast_dtype(precision)
         self.runtime = encoder_runtime_that_runs(runtime, device, self.dtype is None)
         if self.runtime == "torch":
             warn_fallback(runtime, device, f"{name}'s image encoder")

@@ -99,13 +99,13 @@ def test_precision_choices() -> None:
     """float32 is exact and the default everywhere; bfloat16 (asked for) moves the
     reconstruction by rounding only; anything else is refused."""
     cpu = torch.device("cpu")
-    assert autocast_dtype("float32", cpu) is None
-    assert autocast_dtype("bfloat16", cpu) is torch.bfloat16
-    assert autocast_dtype("auto", cpu) is None
+    assert autocast_dtype("float32") is None
+    assert autocast_dtype("bfloat16") is torch.bfloat16
+    assert autocast_dtype("auto") is None
     with pytest.raises(ValueError, match="precision"):
         InferenceConfig(precision="float16")
     with pytest.raises(ValueError, match="precision"):
-        autocast_dtype("float16", cpu)
+        autocast_dtype("float16")
     torch.manual_seed(0)
     model = MViTAE(MODEL_PRESETS["tiny"]).eval()
     vol = np.random.default_rng(4).normal(size=(4, 48, 48, 3)).astype(np.float32)
