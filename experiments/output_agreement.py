@@ -21,12 +21,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from brats_goat.evaluation.metrics import dice
+from brats_goat.evaluation.metrics import DEFAULT_RULES, dice, region_mask
 
 #: Dice a changed pipeline must keep against the reference labels, per case and region.
 MIN_DICE = 0.999
-#: BraTS regions: the labels each holds.
-REGIONS: dict[str, tuple[int, ...]] = {"wt": (1, 2, 3), "tc": (1, 3), "et": (3,)}
+#: BraTS regions (WT, TC, ET), as the scorer defines them.
+REGIONS: tuple[str, ...] = DEFAULT_RULES.region_names
 
 
 def compare(before: Path, after: Path) -> dict:
@@ -36,8 +36,10 @@ def compare(before: Path, after: Path) -> dict:
     return {
         "case": before.name.removesuffix(".nii.gz"),
         **{
-            f"{name}_dice": round(float(dice(np.isin(a, labels), np.isin(b, labels))), 6)
-            for name, labels in REGIONS.items()
+            f"{name.lower()}_dice": round(
+                float(dice(region_mask(a, name), region_mask(b, name))), 6
+            )
+            for name in REGIONS
         },
         "voxels_differ": int((a != b).sum()),
         "wt_voxels": [int((a > 0).sum()), int((b > 0).sum())],
@@ -73,9 +75,9 @@ def markdown(rows: list[dict], title: str) -> str:
             f"| {r['folder']} | {r['case']} | {r['wt_dice']:.6f} | {r['tc_dice']:.6f} "
             f"| {r['et_dice']:.6f} | {r['voxels_differ']} | {wt} | {same} |"
         )
-    worst = {name: min(r[f"{name}_dice"] for r in rows) for name in REGIONS}
+    worst = {name: min(r[f"{name.lower()}_dice"] for r in rows) for name in REGIONS}
     verdict = "met" if min(worst.values()) >= MIN_DICE else "NOT met"
-    lowest = ", ".join(f"{name.upper()} {value:.6f}" for name, value in worst.items())
+    lowest = ", ".join(f"{name} {value:.6f}" for name, value in worst.items())
     lines += ["", f"Lowest Dice: {lowest}. The rule is {verdict} on {len(rows)} cases."]
     return "\n".join(lines) + "\n"
 

@@ -89,7 +89,7 @@ def write(rows: list[dict], reference: tuple[str, str], skipped: dict, out: Path
     for r in rows:
         groups.setdefault((r["isa"], r["asked"], r["ran"]), []).append(r)
     for (isa, asked, ran), group in groups.items():
-        low = {n: min(r[f"{n}_dice"] for r in group) for n in REGIONS}
+        low = {n: min(r[f"{n.lower()}_dice"] for r in group) for n in REGIONS}
         verdict = "met" if min(low.values()) >= MIN_DICE else "NOT met"
         cells = " | ".join(f"{low[n]:.6f}" for n in REGIONS)
         lines.append(f"| {isa} | {asked} | {ran} | {len(group)} | {cells} | {verdict} |")

@@ -47,6 +47,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from brats_goat.evaluation.metrics import DEFAULT_RULES, dice, region_mask
 from brats_goat.io.discover import Case, discover_cases
 from brats_goat.model.network import MODEL_PRESETS
 from brats_goat.run.predict import predict
@@ -68,8 +69,8 @@ DATA_CANDIDATES = (ROOT.parent / "shared" / "data" / "real", ROOT / ".gpu-carry"
 #: Dice of the default GPU run vs the CPU's float32, per case and region, below this fails
 #: the check (issue 25: the labels must not depend on the machine).
 MIN_DICE = 0.999
-#: BraTS regions: the labels each holds.
-REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+#: BraTS regions (WT, TC, ET), as the scorer defines them.
+REGIONS: tuple[str, ...] = DEFAULT_RULES.region_names
 #: The shipped default model's architecture (weights/manifest.json), trained in section 3;
 #: --quick trains the 48-px test preset on the tests' 48x48 volumes.
 TRAIN_ARCH = "small-tokens"
@@ -132,12 +133,7 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 def region_dice(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """WT, TC and ET Dice of two label maps (both empty: 1)."""
-    out = {}
-    for region, labels in REGIONS.items():
-        x, y = np.isin(a, labels), np.isin(b, labels)
-        total = int(x.sum() + y.sum())
-        out[region] = 1.0 if total == 0 else round(2.0 * int((x & y).sum()) / total, 6)
-    return out
+    return {r: round(dice(region_mask(a, r), region_mask(b, r)), 6) for r in REGIONS}
 
 
 def timed_predict(
