@@ -62,17 +62,10 @@ def surface_values(data: np.ndarray, depth: int) -> np.ndarray:
     return np.concatenate(values)
 
 
-def centre_median(data: np.ndarray) -> float:
-    """Median of the non-zero voxels in the middle half of their bounding box."""
-    inside = data != 0
-    box = []
-    for axis in range(data.ndim):
-        others = tuple(a for a in range(data.ndim) if a != axis)
-        hit = np.flatnonzero(inside.any(axis=others))
-        lo, hi = int(hit[0]), int(hit[-1])
-        quarter = (hi - lo) // 4
-        box.append(slice(lo + quarter, hi - quarter + 1))
-    centre = data[tuple(box)]
+def centre_median(boxed: np.ndarray) -> float:
+    """Median of the non-zero voxels in the middle half of ``boxed``, an image cropped to
+    its non-zero voxels' bounding box (``nonzero_box``)."""
+    centre = boxed[tuple(slice((n - 1) // 4, n - (n - 1) // 4) for n in boxed.shape)]
     return float(np.median(centre[centre != 0]))
 
 
