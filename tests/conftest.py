@@ -83,6 +83,18 @@ def write_case(
     return folder
 
 
+def load_error(folder: Path, allow_missing: bool = False) -> str:
+    """The ``CaseError`` message ``load_case`` gives for the one case in ``folder`` (the
+    test fails if it gives none)."""
+    from brats_goat.io.discover import discover_cases
+    from brats_goat.io.read import CaseError, load_case
+
+    (case,) = discover_cases(folder)
+    with pytest.raises(CaseError) as info:
+        load_case(case, allow_missing=allow_missing)
+    return str(info.value)
+
+
 @pytest.fixture
 def case_writer(tmp_path: Path) -> Callable[..., Path]:
     """``case_writer('ID', **opts)`` writes a case under ``tmp_path/in``."""

@@ -18,18 +18,11 @@ from brats_goat.io import budget
 from brats_goat.io.budget import LIMIT_ENV, MemoryBudget
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.grid import brats_affine
-from brats_goat.io.read import CaseError, load_case
-from tests.conftest import write_case
+from brats_goat.io.read import load_case
+from tests.conftest import load_error, write_case
 
 #: Voxels of the tiny case (48 x 48 x 20) and of the larger one below (64 x 64 x 40).
 TINY, LARGER = 48 * 48 * 20, 64 * 64 * 40
-
-
-def refusal(folder: Path) -> str:
-    (case,) = discover_cases(folder)
-    with pytest.raises(CaseError) as info:
-        load_case(case, allow_missing=True)
-    return str(info.value)
 
 
 def test_case_over_the_limit_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,7 +55,7 @@ def test_estimate_comes_from_the_header_before_any_voxel_is_read(
     header["vox_offset"] = 352
     (folder / "FINE-t2f.nii.gz").write_bytes(gzip.compress(header.binaryblock + b"\0" * 4))
     monkeypatch.setenv(LIMIT_ENV, "1")
-    message = refusal(folder)
+    message = load_error(folder, allow_missing=True)
     assert "FINE-t2f.nii.gz has 139,680,000 voxels (600, 600, 388)" in message
     assert "about 3.49 GB" in message and "(1.00 GB)" in message
 
@@ -72,7 +65,9 @@ def test_default_limit_is_the_memory_available(
 ) -> None:
     monkeypatch.delenv(LIMIT_ENV, raising=False)
     monkeypatch.setattr(budget, "available_memory", lambda: TINY * 10)
-    assert "more than the memory available" in refusal(write_case(tmp_path, "C-1"))
+    assert "more than the memory available" in load_error(
+        write_case(tmp_path, "C-1"), allow_missing=True
+    )
     monkeypatch.setattr(budget, "available_memory", lambda: TINY * 100)
     (case,) = discover_cases(tmp_path / "C-1")
     load_case(case)  # 25 bytes per voxel fit
@@ -88,8 +83,8 @@ def test_no_known_memory_is_no_limit(tmp_path: Path, monkeypatch: pytest.MonkeyP
 @pytest.mark.parametrize("value", ["lots", "0", "-3", "inf", "nan"])
 def test_bad_limit_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv(LIMIT_ENV, value)
-    assert f"${LIMIT_ENV}={value!r} is not a positive number of GB" in refusal(
-        write_case(tmp_path, "C-1")
+    assert f"${LIMIT_ENV}={value!r} is not a positive number of GB" in load_error(
+        write_case(tmp_path, "C-1"), allow_missing=True
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import MIN_VOXELS_PER_AXIS, CaseError, load_case
-from tests.conftest import write_case
+from tests.conftest import load_error, write_case
 from tests.unprivileged import requires_file_modes, run_unprivileged
 
 RAS = np.diag([1.0, 1.0, 1.0, 1.0])
@@ -39,15 +39,8 @@ def test_ras_case_is_reoriented_and_back(case_writer, tmp_path: Path) -> None:
     np.testing.assert_array_equal(stored, np.asarray(nib.load(ras.files["t1c"]).dataobj))
 
 
-def _error(case_dir: Path) -> str:
-    (case,) = discover_cases(case_dir)
-    with pytest.raises(CaseError) as info:
-        load_case(case)
-    return str(info.value)
-
-
 def test_missing_modality(case_writer) -> None:
-    msg = _error(case_writer("M-1", skip=("t1c",)))
+    msg = load_error(case_writer("M-1", skip=("t1c",)))
     assert "M-1" in msg and "missing modality t1c" in msg
 
 
@@ -69,7 +62,7 @@ def test_different_grids(case_writer) -> None:
     aff = shifted.affine.copy()
     aff[0, 3] += 5
     nib.save(nib.Nifti1Image(np.asarray(shifted.dataobj), aff), folder / "G-1-t2w.nii.gz")
-    msg = _error(folder)
+    msg = load_error(folder)
     assert "G-1" in msg and "G-1-t2w.nii.gz" in msg and "different grid" in msg
 
 
@@ -77,7 +70,7 @@ def test_different_shapes(case_writer) -> None:
     folder = case_writer("S-1")
     img = nib.load(folder / "S-1-t1n.nii.gz")
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:-2], img.affine), folder / "S-1-t1n.nii.gz")
-    assert "different grid" in _error(folder)
+    assert "different grid" in load_error(folder)
 
 
 def test_truncated_gzip(case_writer) -> None:
@@ -85,7 +78,7 @@ def test_truncated_gzip(case_writer) -> None:
     path = folder / "T-1-t2f.nii.gz"
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) // 2])
-    msg = _error(folder)
+    msg = load_error(folder)
     assert "T-1" in msg and "T-1-t2f.nii.gz" in msg
 
 
@@ -113,7 +106,7 @@ def test_a_corrupt_file_is_left_out_like_a_missing_one(case_writer) -> None:
     named = [w for w in volumes.warnings if name in w and "truncated or corrupt" in w]
     assert len(named) == 1 and "segmented without it" in named[0], volumes.warnings
     assert any("CUT-1-t1n.nii.gz is not a readable NIfTI" in w for w in volumes.warnings)
-    assert "CUT-1-t1n.nii.gz" in _error(folder)  # without skip_corrupt: fails as before
+    assert "CUT-1-t1n.nii.gz" in load_error(folder)  # without skip_corrupt: fails as before
     with pytest.raises(CaseError, match=r"CUT-1-t1n\.nii\.gz"):  # training, calibration
         load_case(case, allow_missing=True)
 
@@ -134,14 +127,14 @@ def test_a_case_without_a_readable_t1c_or_t2f_still_fails(case_writer, broken) -
 def test_not_nifti_named_nii_gz(case_writer) -> None:
     folder = case_writer("N-1")
     (folder / "N-1-t1n.nii.gz").write_bytes(gzip.compress(b"this is not an image" * 40))
-    msg = _error(folder)
+    msg = load_error(folder)
     assert "N-1-t1n.nii.gz" in msg and "NIfTI" in msg
 
 
 def test_plain_text_named_nii_gz(case_writer) -> None:
     folder = case_writer("P-1")
     (folder / "P-1-t1n.nii.gz").write_text("hello")
-    assert "P-1-t1n.nii.gz" in _error(folder)
+    assert "P-1-t1n.nii.gz" in load_error(folder)
 
 
 def test_nan_and_inf_become_zero_with_warning(case_writer) -> None:
@@ -162,14 +155,14 @@ def test_all_nan_is_an_error(case_writer) -> None:
     img = nib.load(folder / "AN-1-t2w.nii.gz")
     data = np.full(img.shape, np.nan, dtype=np.float32)
     nib.save(nib.Nifti1Image(data, img.affine), folder / "AN-1-t2w.nii.gz")
-    assert "only NaN" in _error(folder)
+    assert "only NaN" in load_error(folder)
 
 
 def test_all_zero_volume(case_writer) -> None:
     folder = case_writer("Z-1")
     img = nib.load(folder / "Z-1-t1c.nii.gz")
     nib.save(nib.Nifti1Image(np.zeros(img.shape, np.int16), img.affine), folder / "Z-1-t1c.nii.gz")
-    msg = _error(folder)
+    msg = load_error(folder)
     assert "Z-1-t1c.nii.gz" in msg and "all zero" in msg
 
 
@@ -181,7 +174,7 @@ def test_4d_image_rejected_but_singleton_accepted(case_writer) -> None:
     (case,) = discover_cases(folder)
     assert load_case(case).arrays["t1n"].shape == data.shape
     nib.save(nib.Nifti1Image(np.stack([data, data], -1), img.affine), folder / "F-1-t1n.nii.gz")
-    msg = _error(folder)
+    msg = load_error(folder)
     assert "F-1-t1n.nii.gz" in msg and "3D" in msg
 
 
@@ -189,7 +182,7 @@ def test_4d_image_rejected_but_singleton_accepted(case_writer) -> None:
 def test_degenerate_volume_is_a_case_error(tmp_path: Path, shape) -> None:
     """Issue 17, item 13: a single slice and a 10x10x10 volume passed as "ok"."""
     folder = write_case(tmp_path / "in", "TINY-1", shape=shape)
-    msg = _error(folder)
+    msg = load_error(folder)
     assert "TINY-1" in msg and "TINY-1-t1c.nii.gz" in msg and str(shape) in msg
     assert f"at least {MIN_VOXELS_PER_AXIS} voxels per axis" in msg
 
@@ -322,11 +315,11 @@ def test_files_are_read_two_at_a_time_and_fail_as_read_in_turn(
 
     grid_first = case_writer("O-2")
     spoil(grid_first, moved="t1n", truncated="t2w")
-    msg = _error(grid_first)
+    msg = load_error(grid_first)
     assert "O-2-t1n.nii.gz" in msg and "different grid" in msg
     truncated_first = case_writer("O-3")
     spoil(truncated_first, moved="t2w", truncated="t1n")
-    msg = _error(truncated_first)
+    msg = load_error(truncated_first)
     assert "O-3-t1n.nii.gz" in msg and "different grid" not in msg
 
 

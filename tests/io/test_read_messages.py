@@ -4,21 +4,11 @@ a tiny voxel that is no zero one, and a gzipped file named ``.nii``."""
 from __future__ import annotations
 
 import gzip
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 
-from brats_goat.io.discover import discover_cases
-from brats_goat.io.read import CaseError, load_case
-
-
-def error_of(folder: Path) -> str:
-    (case,) = discover_cases(folder)
-    with pytest.raises(CaseError) as info:
-        load_case(case)
-    return str(info.value)
+from tests.conftest import load_error
 
 
 def test_grids_a_hundredth_of_a_mm_apart_say_by_how_much(case_writer) -> None:
@@ -28,7 +18,7 @@ def test_grids_a_hundredth_of_a_mm_apart_say_by_how_much(case_writer) -> None:
     affine = image.affine.copy()
     affine[0, 3] += 0.01
     nib.save(nib.Nifti1Image(np.asarray(image.dataobj), affine), path)
-    message = error_of(folder)
+    message = load_error(folder)
     assert "t2w file" in message and "different grid than t1c" in message
     assert (
         "affines differ by up to 0.01 in an entry, a voxel placed up to 0.01 mm apart; "
@@ -38,7 +28,7 @@ def test_grids_a_hundredth_of_a_mm_apart_say_by_how_much(case_writer) -> None:
 
 def test_a_tiny_voxel_is_not_called_zero(case_writer) -> None:
     folder = case_writer("V-1", affine=np.diag([0.001, 0.001, 0.001, 1.0]))
-    message = error_of(folder)
+    message = load_error(folder)
     assert "zero" not in message
     assert "voxels of 0.001, 0.001, 0.001 mm (1e-09 mm^3; a scan's are at least 1e-06" in message
 
@@ -47,6 +37,6 @@ def test_a_gzipped_file_named_nii_says_to_rename_it(case_writer) -> None:
     folder = case_writer("Z-2", ext=".nii")
     path = folder / "Z-2-t1c.nii"
     path.write_bytes(gzip.compress(path.read_bytes()))
-    message = error_of(folder)
+    message = load_error(folder)
     assert str(path) in message
     assert "gzip-compressed but named .nii; rename it to end in .nii.gz (or gunzip it)" in message
