@@ -30,6 +30,7 @@ from brats_goat.stages.anomaly import (
     analysis_mask,
     case_score,
     channel_scores,
+    median3_inplane,
     residual_maps,
     z_map,
 )
@@ -38,6 +39,7 @@ from brats_goat.stages.labels import (
     LabelsConfig,
     enhancement_near,
     fuse_labels,
+    near_largest,
     region_without_flair,
     tumour_like,
 )
@@ -48,7 +50,8 @@ from brats_goat.stages.refine import RefineConfig, refine_masks
 from brats_goat.stages.restore import restore_volume
 from brats_goat.stages.runtime import Network, prepare_network, runtime_that_runs
 from brats_goat.stages.sam_backends import make_backend
-from brats_goat.stages.threshold import binarise, drop_up_to
+from brats_goat.stages.threshold import binarise, candidate_mask, drop_up_to
+from brats_goat.stages.tumour import TumourConfig, fill_tumour, whole_tumour
 from brats_goat.timing import StageTimer
 
 #: ``PipelineConfig.component_rule`` choices (``--components``).
@@ -97,6 +100,7 @@ class PipelineConfig:
     healthy_abnormality: float = 1.5
     refine: RefineConfig = field(default_factory=RefineConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)
+    tumour: TumourConfig = field(default_factory=TumourConfig)
 
     def __post_init__(self) -> None:
         if self.component_rule not in COMPONENT_RULES:
@@ -352,16 +356,48 @@ class Segmenter:
         wt, mask = box.crop(binary["t2f"]), box.crop(cand.mask)
         post, cfg = self.postprocess, self.config.labels
         t1c = box.crop(binary["t1c"])
+        if self.config.tumour.enabled and "t2f" in present:
+            flair_map, normalised = box.crop(cand.maps["t2f"]), box.crop(cand.normalised)
+            wt = self.whole_tumour(flair_map, normalised, mask, present)
+            if any(v is not None for v in self.peak_thresholds(present).values()):
+                wt |= box.crop(binary["t2f"])  # the opt-in rule's further lesions
         if cfg.et_rule == "near-wt" and "t1c" in present:
             t1c_z = z_map(box.crop(cand.normalised), mask, post)
             # Without t2f the t1c component says where the tumour is (issue 27: searching
             # near an empty FLAIR tumour gave every such case an empty map).
             near = wt if "t2f" in present else region_without_flair(t1c, mask, cfg)
-            et = enhancement_near(t1c_z, near, mask, cfg)
-            return box.paste(fuse_labels(wt, et, 0, cfg.core_closing))
+            et = near_largest(enhancement_near(t1c_z, near, mask, cfg), cfg.et_core_gap)
+            return box.paste(self.fill(fuse_labels(wt, et, 0, cfg.core_closing), present))
         # Without t2f there is no FLAIR lesion for the t1c component to touch: keep it.
         touch = post.et_within_wt_dilation if "t2f" in present else 0
-        return box.paste(fuse_labels(wt, t1c, touch, cfg.core_closing))
+        return box.paste(self.fill(fuse_labels(wt, t1c, touch, cfg.core_closing), present))
+
+    def fill(self, labels: np.ndarray, present: tuple[str, ...]) -> np.ndarray:
+        """What the whole tumour encloses, added (``stages.tumour.fill_tumour``)."""
+        tumour = self.config.tumour
+        return fill_tumour(labels, tumour) if tumour.enabled and "t2f" in present else labels
+
+    def whole_tumour(
+        self, flair_map: np.ndarray, normalised: np.ndarray, mask: np.ndarray, present
+    ) -> np.ndarray:
+        """The whole tumour from every present sequence (``stages.tumour``)."""
+        post = self.postprocess
+        threshold = self.thresholds(present)["t2f"]
+        candidates = candidate_mask(flair_map, mask, threshold, post)
+        images = {
+            name: median3_inplane(normalised[MODALITIES.index(name)])
+            for name in present
+            if name != "t2f"
+        }
+        return whole_tumour(
+            candidates,
+            flair_map,
+            threshold,
+            images,
+            mask,
+            post.min_component_voxels,
+            self.config.tumour,
+        )
 
     def segment(
         self,

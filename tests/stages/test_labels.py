@@ -128,3 +128,19 @@ def test_a_rim_with_a_gap_encloses_its_core_after_closing() -> None:
     assert closed[25, 36, 15] == 2 and closed[25, 16, 15] == 3
     with pytest.raises(ValueError, match="core_closing"):
         LabelsConfig(core_closing=-1)
+
+
+def test_enhancing_islands_away_from_the_core_are_dropped() -> None:
+    from brats_goat.stages.labels import near_largest
+
+    et = np.zeros((40, 20, 20), dtype=bool)
+    et[2:12, 5:15, 5:15] = True  # the enhancing core
+    et[14:16, 8:10, 8:10] = True  # 2 voxels away from it: part of the same core
+    et[30:33, 8:11, 8:11] = True  # an island 18 voxels away: a vessel or a false lesion
+    kept = near_largest(et, 3)
+    assert kept[2:16].sum() == et[2:16].sum() and not kept[20:].any()
+    assert np.array_equal(near_largest(et, None), et)
+    assert near_largest(et, 20).sum() == et.sum()
+    assert not near_largest(np.zeros_like(et), 3).any()
+    with pytest.raises(ValueError, match="et_core_gap"):
+        LabelsConfig(et_core_gap=-1)

@@ -1,0 +1,145 @@
+"""The whole tumour from every sequence (issue 26): choose, grow, fill.
+
+The paper's whole tumour is the largest FLAIR-residual component. On real gliomas that
+misses twice: the largest component is sometimes healthy tissue (choroid plexus, a bright
+rim of cortex) while the tumour is the more abnormal one, and a large tumour is cut short
+because only its FLAIR-brightest part passes a threshold calibrated on healthy tissue.
+
+Here the FLAIR candidates are scored by the evidence of the other sequences (T2w
+hyperintensity, T1 hypointensity, t1c enhancement), the best one seeds the tumour, which
+then grows into the connected tissue that is abnormal at a lower, still healthy-calibrated
+level, and what it encloses is filled. Every threshold is a percentile of healthy tissue
+(``tumour.json``); labels chose only between designs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+
+import numpy as np
+from scipy import ndimage
+
+from brats_goat.conventions import LABEL_ET, LABEL_NETC, LABEL_SNFH
+
+#: Healthy-tissue percentiles of the evidence maps, with their provenance.
+TUMOUR = "tumour.json"
+CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+#: ``TumourConfig.choose`` choices.
+CHOOSE_RULES: tuple[str, ...] = ("mass", "size")
+
+
+@functools.cache
+def tumour_record() -> dict:
+    """``TUMOUR``: healthy percentiles of every sequence's z-scored image and residual."""
+    return json.loads(resources.files("brats_goat").joinpath(TUMOUR).read_text())
+
+
+def _healthy(key: str) -> float:
+    return float(tumour_record()["thresholds"][key])
+
+
+@dataclass(frozen=True)
+class TumourConfig:
+    """How the whole tumour is chosen, grown and filled (``enabled=False``: the paper's
+    largest FLAIR component as it is)."""
+
+    enabled: bool = True
+    #: ``mass``: the candidate with the largest summed FLAIR excess is the tumour;
+    #: ``size``: the largest (paper).
+    choose: str = "mass"
+    #: A candidate is the tumour only if its median T2w z exceeds this: the median of
+    #: healthy T2w (tumour and oedema are T2-bright). None: no check.
+    support_t2w_median: float | None = field(default_factory=lambda: _healthy("t2w_z_p50"))
+    #: Hysteresis: the tumour grows from its seed into connected tissue whose FLAIR map
+    #: exceeds the calibrated threshold (without the per-slice Otsu and morphology that
+    #: made the seed), at most this many voxels (0: no growth).
+    grow_steps: int = 0
+    #: Fill what the tumour encloses, in 3D and per axial slice (a FLAIR-dark necrotic
+    #: core is tumour).
+    fill: bool = True
+
+    def __post_init__(self) -> None:
+        if self.choose not in CHOOSE_RULES:
+            raise ValueError(f"choose must be one of {', '.join(CHOOSE_RULES)}")
+        if self.grow_steps < 0:
+            raise ValueError("grow_steps must be >= 0")
+
+
+def choose_seed(
+    candidates: np.ndarray,
+    flair_map: np.ndarray,
+    threshold: float,
+    images: dict[str, np.ndarray],
+    min_voxels: int,
+    cfg: TumourConfig,
+) -> np.ndarray:
+    """The FLAIR candidate component with the largest anomaly mass (its summed excess over
+    the threshold) among those the other sequences support (``supported``)."""
+    labels, n = ndimage.label(candidates, CONNECTIVITY)
+    if n == 0:
+        return np.zeros_like(candidates)
+    index = np.arange(1, n + 1)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    excess = np.clip(flair_map - threshold, 0.0, None)
+    score = ndimage.sum_labels(excess, labels, index) if cfg.choose == "mass" else sizes
+    score = np.where(sizes >= min_voxels, score, -1.0)
+    if "t2w" in images and cfg.support_t2w_median is not None:
+        t2w = ndimage.median(images["t2w"], labels, index)
+        score = np.where(t2w > cfg.support_t2w_median, score, -1.0)
+    if score.max() < 0:
+        return np.zeros_like(candidates)
+    return labels == int(np.argmax(score)) + 1
+
+
+def grow(seed: np.ndarray, allowed: np.ndarray, steps: int) -> np.ndarray:
+    """``seed`` grown by geodesic dilation inside ``allowed``, ``steps`` voxels at most."""
+    if steps <= 0 or not seed.any():
+        return seed
+    return ndimage.binary_dilation(seed, CONNECTIVITY, iterations=steps, mask=allowed | seed)
+
+
+def fill_enclosed(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with what it encloses in 3D or in an axial slice (a necrotic core)."""
+    if not mask.any():
+        return mask
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    part = mask[box]
+    filled = ndimage.binary_fill_holes(part)
+    for z in range(part.shape[2]):
+        filled[..., z] |= ndimage.binary_fill_holes(part[..., z])
+    out = mask.copy()
+    out[box] = filled
+    return out
+
+
+def whole_tumour(
+    candidates: np.ndarray,
+    flair_map: np.ndarray,
+    threshold: float,
+    images: dict[str, np.ndarray],
+    mask: np.ndarray,
+    min_voxels: int,
+    cfg: TumourConfig,
+) -> np.ndarray:
+    """The whole tumour's FLAIR part: the best-supported candidate, grown
+    (``fill_tumour`` adds what it encloses once ET is known)."""
+    seed = choose_seed(candidates, flair_map, threshold, images, min_voxels, cfg)
+    allowed = (flair_map > threshold) & mask
+    return grow(seed, allowed, cfg.grow_steps)
+
+
+def fill_tumour(labels: np.ndarray, cfg: TumourConfig) -> np.ndarray:
+    """``labels`` with what the tumour encloses added (``TumourConfig.fill``): as core (1)
+    in a tumour without ET, whose enclosed FLAIR-dark centre is necrosis or a cyst (the
+    paper's core), else as oedema (2): the core of an enhancing tumour is what its ET
+    encloses, already labelled."""
+    if not cfg.fill:
+        return labels
+    tumour = labels > 0
+    holes = fill_enclosed(tumour) & ~tumour
+    out = labels.copy()
+    out[holes] = LABEL_SNFH if (labels == LABEL_ET).any() else LABEL_NETC
+    return out
