@@ -51,7 +51,12 @@ from brats_goat.stages.restore import restore_volume
 from brats_goat.stages.runtime import Network, prepare_network, runtime_that_runs
 from brats_goat.stages.sam_backends import make_backend
 from brats_goat.stages.threshold import binarise, candidate_mask, drop_up_to
-from brats_goat.stages.tumour import TumourConfig, fill_tumour, whole_tumour
+from brats_goat.stages.tumour import (
+    TumourConfig,
+    fill_tumour,
+    non_enhancing_core,
+    whole_tumour,
+)
 from brats_goat.timing import StageTimer
 
 #: ``PipelineConfig.component_rule`` choices (``--components``).
@@ -367,7 +372,10 @@ class Segmenter:
             # near an empty FLAIR tumour gave every such case an empty map).
             near = wt if "t2f" in present else region_without_flair(t1c, mask, cfg)
             et = near_largest(enhancement_near(t1c_z, near, mask, cfg), cfg.et_core_gap)
-            return box.paste(self.fill(fuse_labels(wt, et, 0, cfg.core_closing), present))
+            labels = self.fill(fuse_labels(wt, et, 0, cfg.core_closing), present)
+            if self.config.tumour.enabled and "t2f" in present:
+                labels = non_enhancing_core(labels, t1c_z, self.config.tumour)
+            return box.paste(labels)
         # Without t2f there is no FLAIR lesion for the t1c component to touch: keep it.
         touch = post.et_within_wt_dilation if "t2f" in present else 0
         return box.paste(self.fill(fuse_labels(wt, t1c, touch, cfg.core_closing), present))

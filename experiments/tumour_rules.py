@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("W", "T2F"),
         help="late-fusion weight and its t2f threshold (every subset)",
     )
+    parser.add_argument("--post", default="{}", help="PostprocessConfig fields (JSON)")
     parser.add_argument("--only", default="", help="case-ID substring")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         tumour = dataclasses.replace(tumour, enabled=False)
     labels = dataclasses.replace(seg.config.labels, **json.loads(args.labels))
     seg.config = dataclasses.replace(seg.config, tumour=tumour, labels=labels)
+    if json.loads(args.post):
+        post = dataclasses.replace(seg.postprocess, **json.loads(args.post))
+        seg.config = dataclasses.replace(seg.config, postprocess=post)
     if args.fusion:
         post = seg.postprocess
         subsets = {k: (t1c, args.fusion[1]) for k, (t1c, _) in post.thresholds_by_subset.items()}

@@ -57,7 +57,8 @@ class LabelsConfig:
     et_threshold_z: float = field(default_factory=enhancement_threshold)
     et_search_dilation: int = 3
     et_min_voxels: int = 50
-    #: Label-free: the 99th percentile of real healthy t1c (``enhancement.json``).
+    #: Label-free: the 85th percentile of real healthy t1c (``enhancement.json``; it was the
+    #: 99th until the island rule ``et_core_gap`` made a lower one safe, issue 26).
     #: Hysteresis (None: off): ET found above ``et_threshold_z`` grows into the connected
     #: t1c above this lower z inside the whole tumour. A weak part of a rim that holds a
     #: clearly enhancing part is tumour; a tumour with no enhancement has no seed to grow.

@@ -57,6 +57,10 @@ class TumourConfig:
     #: exceeds the calibrated threshold (without the per-slice Otsu and morphology that
     #: made the seed), at most this many voxels (0: no growth).
     grow_steps: int = 0
+    #: A tumour without ET: its core (1) is the largest part darker on t1c than this (the
+    #: 10th percentile of healthy t1c): non-enhancing tumour and necrosis take up no
+    #: contrast. None: the paper's core only (what FLAIR encloses).
+    netc_t1c_z: float | None = field(default_factory=lambda: _healthy("t1c_z_p10"))
     #: Fill what the tumour encloses, in 3D and per axial slice (a FLAIR-dark necrotic
     #: core is tumour).
     fill: bool = True
@@ -142,4 +146,19 @@ def fill_tumour(labels: np.ndarray, cfg: TumourConfig) -> np.ndarray:
     holes = fill_enclosed(tumour) & ~tumour
     out = labels.copy()
     out[holes] = LABEL_SNFH if (labels == LABEL_ET).any() else LABEL_NETC
+    return out
+
+
+def non_enhancing_core(labels: np.ndarray, t1c_z: np.ndarray, cfg: TumourConfig) -> np.ndarray:
+    """``labels`` of a tumour without ET with its non-enhancing core as core (1): the
+    largest t1c-dark part of the whole tumour (``TumourConfig.netc_t1c_z``), so a glioma
+    that does not enhance still has a tumour core. Labels with ET are returned as they are."""
+    tumour = labels > 0
+    if cfg.netc_t1c_z is None or not tumour.any() or (labels == LABEL_ET).any():
+        return labels
+    dark, n = ndimage.label(tumour & (t1c_z < cfg.netc_t1c_z), CONNECTIVITY)
+    if n == 0:
+        return labels
+    out = labels.copy()
+    out[fill_enclosed(dark == int(np.argmax(np.bincount(dark.ravel())[1:])) + 1)] = LABEL_NETC
     return out

@@ -14,6 +14,7 @@ from brats_goat.stages.tumour import (
     fill_enclosed,
     fill_tumour,
     grow,
+    non_enhancing_core,
     tumour_record,
     whole_tumour,
 )
@@ -107,7 +108,27 @@ def test_whole_tumour_is_the_chosen_candidate_and_its_core_is_filled() -> None:
 
 def test_the_healthy_record_says_how_it_was_measured() -> None:
     record = tumour_record()
-    assert record["thresholds"]["t2w_z_p50"] < 0.5
+    assert record["thresholds"]["t2w_z_p50"] < 0.5 and record["thresholds"]["t1c_z_p10"] < 0
     assert "command" in record and record["subjects"]
     with pytest.raises(ValueError, match="choose"):
         TumourConfig(choose="biggest")
+
+
+def test_a_tumour_without_et_keeps_its_t1c_dark_part_as_core() -> None:
+    labels = np.zeros((30, 30, 10), dtype=np.uint8)
+    labels[5:25, 5:25, 2:8] = LABEL_SNFH
+    t1c_z = np.zeros(labels.shape, dtype=np.float32)
+    t1c_z[10:20, 10:20, 3:7] = -1.5  # takes up no contrast: non-enhancing core
+    t1c_z[0:3, 0:3, 0:3] = -3.0  # dark, but outside the tumour
+    t1c_z[22:24, 22:24, 3:5] = -1.5  # a smaller dark part: not the core
+    cfg = TumourConfig(netc_t1c_z=-0.95)
+    out = non_enhancing_core(labels, t1c_z, cfg)
+    assert (out[10:20, 10:20, 3:7] == LABEL_NETC).all()
+    assert (out == LABEL_NETC).sum() == 400 and (out[22:24, 22:24, 3:5] == LABEL_SNFH).all()
+    # With ET the core is what ET encloses: nothing changes; likewise with the rule off.
+    labels[12, 12, 4] = LABEL_ET
+    assert np.array_equal(non_enhancing_core(labels, t1c_z, cfg), labels)
+    off = dataclasses.replace(cfg, netc_t1c_z=None)
+    assert np.array_equal(
+        non_enhancing_core(labels * 0 + (labels > 0) * 2, t1c_z, off) > 0, labels > 0
+    )
