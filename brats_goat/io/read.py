@@ -28,6 +28,7 @@ from brats_goat.io.budget import check_memory
 from brats_goat.io.discover import Case, other_format_files
 from brats_goat.io.errors import CaseError
 from brats_goat.io.intensity import sanitise_intensities
+from brats_goat.io.sequences import swap_warning
 from brats_goat.io.stripped import check_stripped
 from brats_goat.parallel import channel_results
 
@@ -343,6 +344,8 @@ def load_case(
     files = {m: str(case.files[m]) for m in arrays}
     check_distinct(case.case_id, arrays, files)
     check_overlap(case.case_id, arrays, files)
+    if swapped := swap_warning(arrays, files):
+        warnings.append(swapped)
     return CaseVolumes(case.case_id, arrays, reference, transform, warnings, files)
 
 
