@@ -302,7 +302,7 @@ class Segmenter:
             score = case_score(maps, box.crop(brain))
             scores = channel_scores(maps, box.crop(brain))
         with timer.stage("threshold"):
-            binary = self.threshold(maps, mask, present, channels)
+            binary = self.threshold(maps, mask, present, channels, box.crop(normalised))
             maps, mask = {k: box.paste(v) for k, v in maps.items()}, box.paste(mask)
             binary = {k: box.paste(v) for k, v in binary.items()}
         left = round(float(left_out.sum() / max(int(brain.sum()), 1)), 4)
@@ -325,15 +325,28 @@ class Segmenter:
         mask: np.ndarray,
         present: tuple[str, ...],
         channels: tuple[str, ...] = ("t1c", "t2f"),
+        normalised: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """The threshold stage: fixed + Otsu threshold, morphology and the component rule per
-        map of ``channels``, then the ET minimum; any other channel gets an empty mask."""
+        map of ``channels``, then the ET minimum; any other channel gets an empty mask.
+        Given the case's ``normalised`` stack, the FLAIR map's component is the whole
+        tumour's (``whole_tumour``: chosen by anomaly mass and T2w support), so that
+        refinement refines the component the labels are made of."""
         post = self.postprocess
         fixed, peaks = self.thresholds(present), self.peak_thresholds(present)
         binary = {name: np.zeros(mask.shape, dtype=bool) for name in ("t1c", "t2f")}
         names = [name for name in maps if name in channels]
-        found = channel_map(lambda n: binarise(maps[n], mask, fixed[n], post, peaks[n]), names)
-        binary.update(zip(names, found, strict=True))
+
+        def one(name: str) -> np.ndarray:
+            if name != "t2f" or normalised is None or not self.config.tumour.enabled:
+                return binarise(maps[name], mask, fixed[name], post, peaks[name])
+            chosen = self.whole_tumour(maps[name], normalised, mask, present)
+            if peaks[name] is None:
+                return chosen
+            # The opt-in peak rule's further lesions stay (its largest may differ).
+            return chosen | binarise(maps[name], mask, fixed[name], post, peaks[name])
+
+        binary.update(zip(names, channel_map(one, names), strict=True))
         if binary["t1c"].any():
             binary["t1c"] = drop_up_to(binary["t1c"], self.et_min_voxels(present))
         return binary
@@ -361,11 +374,6 @@ class Segmenter:
         wt, mask = box.crop(binary["t2f"]), box.crop(cand.mask)
         post, cfg = self.postprocess, self.config.labels
         t1c = box.crop(binary["t1c"])
-        if self.config.tumour.enabled and "t2f" in present:
-            flair_map, normalised = box.crop(cand.maps["t2f"]), box.crop(cand.normalised)
-            wt = self.whole_tumour(flair_map, normalised, mask, present)
-            if any(v is not None for v in self.peak_thresholds(present).values()):
-                wt |= box.crop(binary["t2f"])  # the opt-in rule's further lesions
         if cfg.et_rule == "near-wt" and "t1c" in present:
             t1c_z = z_map(box.crop(cand.normalised), mask, post)
             # Without t2f the t1c component says where the tumour is (issue 27: searching

@@ -50,7 +50,7 @@ def candidates(seg: Segmenter, d: dict) -> Candidates:
     present = d["present"]
     recon = d["recon"] if seg.method == "mvitae" else np.zeros_like(d["stack"])
     maps, mask = seg.anomaly(d["stack"], recon, d["brain"], present)
-    binary = seg.threshold(maps, mask, present, ("t1c", "t2f"))
+    binary = seg.threshold(maps, mask, present, ("t1c", "t2f"), d["stack"])
     return Candidates(d["stack"], d["brain"], mask, maps, 0.0, binary)
 
 

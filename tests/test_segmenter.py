@@ -158,9 +158,9 @@ def test_segment_thresholds_only_the_channels_its_labels_and_refinement_read(
     thresholded: list[tuple[str, ...]] = []
     real_threshold = Segmenter.threshold
 
-    def threshold(self, maps, mask, present, channels=("t1c", "t2f")):
+    def threshold(self, maps, mask, present, channels=("t1c", "t2f"), normalised=None):
         thresholded.append(tuple(name for name in maps if name in channels))
-        return real_threshold(self, maps, mask, present, channels)
+        return real_threshold(self, maps, mask, present, channels, normalised)
 
     monkeypatch.setattr(Segmenter, "threshold", threshold)
     labels = seg.segment(volumes).labels
@@ -249,3 +249,19 @@ def test_a_t2f_only_case_gets_the_papers_core_and_no_et(case_writer) -> None:
     assert (labels[lesion & ~hole] == 2).mean() > 0.7
     cli_doc = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
     assert "Without t1c** there is no ET (label 3). The core (1) is then the paper's" in cli_doc
+
+
+def test_the_labels_are_made_of_the_threshold_stages_whole_tumour(case_writer) -> None:
+    """The whole tumour is chosen in the threshold stage, so what refinement makes of that
+    component is what the labels show (a rule applied later from the maps ignored it)."""
+    (case,) = discover_cases(case_writer("WT-1"))
+    volumes = load_case(case)
+    seg = make_segmenter("intensity")
+    cand = seg.candidates(volumes)
+    assert cand.binary["t2f"].any()
+    labels = seg.labels(cand.binary, cand, volumes.present)
+    assert ((labels > 0) >= cand.binary["t2f"]).all()
+    empty = np.zeros_like(cand.binary["t2f"])
+    # No whole tumour left (a refinement that rejected it all): no labels at all, since ET
+    # is only looked for in and around the whole tumour.
+    assert labels.any() and not seg.labels({**cand.binary, "t2f": empty}, cand, volumes.present).any()
