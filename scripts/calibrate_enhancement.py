@@ -24,31 +24,11 @@ import argparse
 import json
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
-from brats_goat import discover_cases, load_case
-from brats_goat.conventions import MODALITIES
-from brats_goat.segmenter import PipelineConfig, intensity_baseline
-from brats_goat.stages.anomaly import analysis_mask, z_map
-from brats_goat.stages.normalise import normalise_case
+from brats_goat.training.healthy_levels import healthy_pool
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def healthy_t1c(case_dir: Path) -> np.ndarray | None:
-    """The t1c map values of one subject inside its eroded brain, lesions left out."""
-    case = discover_cases(case_dir)[0]
-    if "t1c" not in case.files:
-        return None
-    volumes = load_case(case, allow_missing=True)
-    post = intensity_baseline()
-    normalised, brain, _ = normalise_case(volumes.stack(MODALITIES), PipelineConfig().normalise)
-    mask = analysis_mask(brain, post.brain_erosion)
-    lesion_file = case_dir / f"{case.case_id}-lesion.nii.gz"
-    if lesion_file.is_file():  # stored LPS, like the canonical arrays (healthy-real README)
-        mask &= ~(np.asarray(nib.load(lesion_file).dataobj) > 0)
-    return z_map(normalised, mask, post)[mask]
 
 
 def main() -> None:
@@ -58,18 +38,13 @@ def main() -> None:
     parser.add_argument("--grow-percentile", type=float, default=85.0)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    used, pooled = [], []
-    for folder in sorted(p for p in args.data.iterdir() if p.is_dir()):
-        values = healthy_t1c(folder)
-        if values is not None:
-            used.append(folder.name)
-            pooled.append(values)
-            print(f"{folder.name}: {np.percentile(values, args.percentile):.2f}")
-    if not pooled:
-        raise SystemExit(f"no subject with a t1c in {args.data}")
+    pool = healthy_pool(args.data, "t1c")
+    for name, subject in pool.items():
+        print(f"{name}: {np.percentile(subject, args.percentile):.2f}")
+    used = list(pool)
     if args.grow_percentile > args.percentile:
         raise SystemExit("--grow-percentile must not exceed --percentile")
-    values = np.concatenate(pooled)
+    values = np.concatenate(list(pool.values()))
     value = round(float(np.percentile(values, args.percentile)), 2)
     grow = round(float(np.percentile(values, args.grow_percentile)), 2)
     print(f"et_threshold_z = {value}  # {args.percentile}th percentile, {len(used)} subjects")

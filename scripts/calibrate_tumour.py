@@ -19,45 +19,19 @@ import argparse
 import json
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
-from brats_goat import discover_cases, load_case
-from brats_goat.conventions import MODALITIES
-from brats_goat.segmenter import intensity_baseline
-from brats_goat.stages.anomaly import analysis_mask, median3_inplane
-from brats_goat.stages.normalise import NormaliseConfig, normalise_case
+from brats_goat.training.healthy_levels import healthy_pool
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def healthy_values(case_dir: Path, modality: str) -> np.ndarray | None:
-    """One subject's z-scored, median-filtered ``modality`` inside its eroded brain,
-    lesions left out (None: the subject lacks it)."""
-    case = discover_cases(case_dir)[0]
-    if modality not in case.files:
-        return None
-    volumes = load_case(case, allow_missing=True)
-    normalised, brain, _ = normalise_case(volumes.stack(MODALITIES), NormaliseConfig())
-    mask = analysis_mask(brain, intensity_baseline().brain_erosion)
-    lesion_file = case_dir / f"{case.case_id}-lesion.nii.gz"
-    if lesion_file.is_file():  # stored LPS, like the canonical arrays (healthy-real README)
-        mask &= ~(np.asarray(nib.load(lesion_file).dataobj) > 0)
-    return median3_inplane(normalised[MODALITIES.index(modality)])[mask]
-
-
-def pooled_percentile(folders: list[Path], modality: str, q: float) -> tuple[list[str], float]:
+def pooled_percentile(data: Path, modality: str, q: float) -> tuple[list[str], float]:
     """The ``q``th percentile of ``modality`` pooled over the subjects that have it."""
-    used, pooled = [], []
-    for folder in folders:
-        values = healthy_values(folder, modality)
-        if values is not None:
-            used.append(folder.name)
-            pooled.append(values)
-            print(f"{folder.name}: {modality} p{q:g} {np.percentile(values, q):.2f} z")
-    if not pooled:
-        raise SystemExit(f"no subject with a {modality} in {folders[0].parent}")
-    return used, round(float(np.percentile(np.concatenate(pooled), q)), 2)
+    pool = healthy_pool(data, modality)
+    for name, values in pool.items():
+        print(f"{name}: {modality} p{q:g} {np.percentile(values, q):.2f} z")
+    return list(pool), round(float(np.percentile(np.concatenate(list(pool.values())), q)), 2)
 
 
 def main() -> None:
@@ -65,9 +39,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/healthy-real")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    folders = sorted(p for p in args.data.iterdir() if p.is_dir())
-    t2w_used, t2w_value = pooled_percentile(folders, "t2w", 50)
-    t1c_used, t1c_value = pooled_percentile(folders, "t1c", 10)
+    t2w_used, t2w_value = pooled_percentile(args.data, "t2w", 50)
+    t1c_used, t1c_value = pooled_percentile(args.data, "t1c", 10)
     print(f"t2w_z_p50 = {t2w_value}  # {len(t2w_used)} subjects")
     print(f"t1c_z_p10 = {t1c_value}  # {len(t1c_used)} subjects")
     if args.write:
