@@ -400,16 +400,13 @@ class Segmenter:
         post = self.postprocess
         threshold = self.thresholds(present)["t2f"]
         candidates = candidate_mask(flair_map, mask, threshold, post)
-        images = {
-            name: median3_inplane(normalised[MODALITIES.index(name)])
-            for name in present
-            if name != "t2f"
-        }
+        # Only T2w's support is read: filtering the other sequences here was work for nothing.
+        t2w = normalised[MODALITIES.index("t2w")] if "t2w" in present else None
         return whole_tumour(
             candidates,
             flair_map,
             threshold,
-            images,
+            None if t2w is None else median3_inplane(t2w),
             mask,
             post.min_component_voxels,
             self.config.tumour,

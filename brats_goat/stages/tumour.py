@@ -1,15 +1,12 @@
-"""The whole tumour from every sequence (issue 26): choose, grow, fill.
+"""The whole tumour and its core beyond the paper's rule (issue 26): choose, grow, fill.
 
-The paper's whole tumour is the largest FLAIR-residual component. On real gliomas that
-misses twice: the largest component is sometimes healthy tissue (choroid plexus, a bright
-rim of cortex) while the tumour is the more abnormal one, and a large tumour is cut short
-because only its FLAIR-brightest part passes a threshold calibrated on healthy tissue.
-
-Here the FLAIR candidates are scored by the evidence of the other sequences (T2w
-hyperintensity, T1 hypointensity, t1c enhancement), the best one seeds the tumour, which
-then grows into the connected tissue that is abnormal at a lower, still healthy-calibrated
-level, and what it encloses is filled. Every threshold is a percentile of healthy tissue
-(``tumour.json``); labels chose only between designs.
+The paper's whole tumour is the largest FLAIR-residual component, though the largest may be
+healthy tissue (choroid plexus, a bright rim of cortex) while the tumour is the more
+abnormal one. Here the FLAIR candidate with the most anomaly mass is the tumour, provided
+T2w supports it (tumour and oedema are T2-bright); it may grow (off by default: it found as
+much bright white matter as oedema), and what it encloses is filled. A tumour without ET
+gets its t1c-dark part as core. Every threshold is a level of healthy tissue
+(``tumour.json``, ``scripts/calibrate_tumour.py``); labels chose only between designs.
 """
 
 from __future__ import annotations
@@ -23,6 +20,8 @@ import numpy as np
 from scipy import ndimage
 
 from brats_goat.conventions import LABEL_ET, LABEL_NETC, LABEL_SNFH
+from brats_goat.stages.labels import enclosed_by
+from brats_goat.stages.threshold import select_components
 
 #: Healthy-tissue percentiles of the evidence maps, with their provenance.
 TUMOUR = "tumour.json"
@@ -33,7 +32,7 @@ CHOOSE_RULES: tuple[str, ...] = ("mass", "size")
 
 @functools.cache
 def tumour_record() -> dict:
-    """``TUMOUR``: healthy percentiles of every sequence's z-scored image and residual."""
+    """``TUMOUR``: the healthy T2w median and t1c 10th percentile, with their provenance."""
     return json.loads(resources.files("brats_goat").joinpath(TUMOUR).read_text())
 
 
@@ -76,12 +75,13 @@ def choose_seed(
     candidates: np.ndarray,
     flair_map: np.ndarray,
     threshold: float,
-    images: dict[str, np.ndarray],
+    t2w_z: np.ndarray | None,
     min_voxels: int,
     cfg: TumourConfig,
 ) -> np.ndarray:
     """The FLAIR candidate component with the largest anomaly mass (its summed excess over
-    the threshold) among those the other sequences support (``supported``)."""
+    the threshold) among those whose median ``t2w_z`` exceeds ``support_t2w_median`` (all,
+    without a T2w)."""
     labels, n = ndimage.label(candidates, CONNECTIVITY)
     if n == 0:
         return np.zeros_like(candidates)
@@ -90,8 +90,8 @@ def choose_seed(
     excess = np.clip(flair_map - threshold, 0.0, None)
     score = ndimage.sum_labels(excess, labels, index) if cfg.choose == "mass" else sizes
     score = np.where(sizes >= min_voxels, score, -1.0)
-    if "t2w" in images and cfg.support_t2w_median is not None:
-        t2w = ndimage.median(images["t2w"], labels, index)
+    if t2w_z is not None and cfg.support_t2w_median is not None:
+        t2w = ndimage.median(t2w_z, labels, index)
         score = np.where(t2w > cfg.support_t2w_median, score, -1.0)
     if score.max() < 0:
         return np.zeros_like(candidates)
@@ -105,34 +105,21 @@ def grow(seed: np.ndarray, allowed: np.ndarray, steps: int) -> np.ndarray:
     return ndimage.binary_dilation(seed, CONNECTIVITY, iterations=steps, mask=allowed | seed)
 
 
-def fill_enclosed(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with what it encloses in 3D or in an axial slice (a necrotic core)."""
-    if not mask.any():
-        return mask
-    box = ndimage.find_objects(mask.astype(np.uint8))[0]
-    part = mask[box]
-    filled = ndimage.binary_fill_holes(part)
-    for z in range(part.shape[2]):
-        filled[..., z] |= ndimage.binary_fill_holes(part[..., z])
-    out = mask.copy()
-    out[box] = filled
-    return out
-
-
 def whole_tumour(
     candidates: np.ndarray,
     flair_map: np.ndarray,
     threshold: float,
-    images: dict[str, np.ndarray],
+    t2w_z: np.ndarray | None,
     mask: np.ndarray,
     min_voxels: int,
     cfg: TumourConfig,
 ) -> np.ndarray:
     """The whole tumour's FLAIR part: the best-supported candidate, grown
     (``fill_tumour`` adds what it encloses once ET is known)."""
-    seed = choose_seed(candidates, flair_map, threshold, images, min_voxels, cfg)
-    allowed = (flair_map > threshold) & mask
-    return grow(seed, allowed, cfg.grow_steps)
+    seed = choose_seed(candidates, flair_map, threshold, t2w_z, min_voxels, cfg)
+    if cfg.grow_steps <= 0:
+        return seed
+    return grow(seed, (flair_map > threshold) & mask, cfg.grow_steps)
 
 
 def fill_tumour(labels: np.ndarray, cfg: TumourConfig) -> np.ndarray:
@@ -143,7 +130,7 @@ def fill_tumour(labels: np.ndarray, cfg: TumourConfig) -> np.ndarray:
     if not cfg.fill:
         return labels
     tumour = labels > 0
-    holes = fill_enclosed(tumour) & ~tumour
+    holes = enclosed_by(tumour, 0) & ~tumour
     out = labels.copy()
     out[holes] = LABEL_SNFH if (labels == LABEL_ET).any() else LABEL_NETC
     return out
@@ -156,9 +143,9 @@ def non_enhancing_core(labels: np.ndarray, t1c_z: np.ndarray, cfg: TumourConfig)
     tumour = labels > 0
     if cfg.netc_t1c_z is None or not tumour.any() or (labels == LABEL_ET).any():
         return labels
-    dark, n = ndimage.label(tumour & (t1c_z < cfg.netc_t1c_z), CONNECTIVITY)
-    if n == 0:
+    dark = select_components(tumour & (t1c_z < cfg.netc_t1c_z), 1, keep_largest=True)
+    if not dark.any():
         return labels
     out = labels.copy()
-    out[fill_enclosed(dark == int(np.argmax(np.bincount(dark.ravel())[1:])) + 1)] = LABEL_NETC
+    out[enclosed_by(dark, 0)] = LABEL_NETC
     return out

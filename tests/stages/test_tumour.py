@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from brats_goat.conventions import LABEL_ET, LABEL_NETC, LABEL_SNFH
+from brats_goat.stages.labels import enclosed_by
 from brats_goat.stages.tumour import (
     TumourConfig,
     choose_seed,
-    fill_enclosed,
     fill_tumour,
     grow,
     non_enhancing_core,
@@ -36,9 +36,10 @@ def two_blobs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_the_most_abnormal_candidate_wins_over_the_largest() -> None:
     flair, big, small = two_blobs()
     cfg = TumourConfig(support_t2w_median=None)
-    seed = choose_seed(big | small, flair, 1.0, {}, 50, cfg)
+    seed = choose_seed(big | small, flair, 1.0, None, 50, cfg)
     assert np.array_equal(seed, small)
-    by_size = choose_seed(big | small, flair, 1.0, {}, 50, dataclasses.replace(cfg, choose="size"))
+    size = dataclasses.replace(cfg, choose="size")
+    by_size = choose_seed(big | small, flair, 1.0, None, 50, size)
     assert np.array_equal(by_size, big)
 
 
@@ -48,18 +49,18 @@ def test_a_candidate_that_t2w_does_not_support_is_not_the_tumour() -> None:
     t2w[big] = 1.0  # T2-bright like oedema
     t2w[small] = -1.0  # darker than healthy tissue: a FLAIR artefact, not a tumour
     cfg = TumourConfig(support_t2w_median=-0.2)
-    seed = choose_seed(big | small, flair, 1.0, {"t2w": t2w}, 50, cfg)
+    seed = choose_seed(big | small, flair, 1.0, t2w, 50, cfg)
     assert np.array_equal(seed, big)
     # No candidate supported: no tumour rather than the least bad one.
     t2w[big] = -1.0
-    assert not choose_seed(big | small, flair, 1.0, {"t2w": t2w}, 50, cfg).any()
+    assert not choose_seed(big | small, flair, 1.0, t2w, 50, cfg).any()
 
 
 def test_candidates_under_the_minimum_size_are_never_chosen() -> None:
     flair, big, small = two_blobs()
     cfg = TumourConfig(support_t2w_median=None)
-    assert np.array_equal(choose_seed(big | small, flair, 1.0, {}, 600, cfg), big)
-    assert not choose_seed(np.zeros_like(big), flair, 1.0, {}, 50, cfg).any()
+    assert np.array_equal(choose_seed(big | small, flair, 1.0, None, 600, cfg), big)
+    assert not choose_seed(np.zeros_like(big), flair, 1.0, None, 50, cfg).any()
 
 
 def test_growth_stays_inside_allowed_tissue_and_within_its_reach() -> None:
@@ -78,13 +79,13 @@ def test_what_the_tumour_encloses_is_filled() -> None:
     shell = np.zeros((20, 20, 20), dtype=bool)
     shell[4:16, 4:16, 4:16] = True
     shell[6:14, 6:14, 6:14] = False  # a necrotic core, dark on FLAIR
-    filled = fill_enclosed(shell)
+    filled = enclosed_by(shell, 0)
     assert filled[4:16, 4:16, 4:16].all() and filled.sum() == 12**3
     # Open in 3D but closed in one axial slice: that slice's hole is filled.
     ring = np.zeros((20, 20, 3), dtype=bool)
     ring[5:15, 5:15, 1] = True
     ring[7:13, 7:13, 1] = False
-    assert fill_enclosed(ring)[5:15, 5:15, 1].all()
+    assert enclosed_by(ring, 0)[5:15, 5:15, 1].all()
 
 
 def test_whole_tumour_is_the_chosen_candidate_and_its_core_is_filled() -> None:
@@ -94,7 +95,7 @@ def test_whole_tumour_is_the_chosen_candidate_and_its_core_is_filled() -> None:
     flair[core] = 0.0  # the core: not FLAIR-bright
     mask = np.ones(flair.shape, dtype=bool)
     cfg = TumourConfig(support_t2w_median=None)
-    wt = whole_tumour(flair > 1.0, flair, 1.0, {}, mask, 50, cfg)
+    wt = whole_tumour(flair > 1.0, flair, 1.0, None, mask, 50, cfg)
     assert np.array_equal(wt, small & ~core)
     labels = wt.astype(np.uint8) * LABEL_SNFH
     # Without ET the enclosed centre is the core (necrosis or a cyst) ...
