@@ -155,15 +155,23 @@ def tumour_like(
 
 def near_largest(mask: np.ndarray, gap: int | None) -> np.ndarray:
     """The largest 26-connected component of ``mask`` and every other within ``gap`` voxels
-    of it (Euclidean, on the components' box); ``mask`` itself where ``gap`` is None."""
+    of it (Euclidean); ``mask`` itself where ``gap`` is None."""
     if gap is None or not mask.any():
         return mask
     labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
     if n == 1:
         return mask
-    largest = labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
-    near = ndimage.distance_transform_edt(~largest) <= gap
-    return components_touching(mask, near & mask)
+    largest = int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+    # Within ``gap`` of it = its dilation by a ball of that radius, on its own box grown by
+    # ``gap`` (a distance transform of the whole grid cost 0.7 s a case).
+    box = tuple(
+        slice(max(s.start - gap, 0), min(s.stop + gap, size))
+        for s, size in zip(ndimage.find_objects(labels)[largest - 1], mask.shape, strict=True)
+    )
+    part = labels[box]
+    near = ndimage.binary_dilation(part == largest, ball(gap)) if gap > 0 else part == largest
+    hit = np.unique(part[near])
+    return np.isin(labels, hit[hit > 0])
 
 
 def grow_from(seeds: np.ndarray, allowed: np.ndarray) -> np.ndarray:
