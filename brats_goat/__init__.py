@@ -16,30 +16,27 @@ The data flow lives in the sub-packages: ``io`` (discover, read, write), ``stage
 
 __version__ = "0.1.0"
 
-# First, before anything imports torch: large tensors on huge pages (brats_goat.memory).
-import brats_goat.memory  # noqa: F401
-
-# isort: split
-
-# After __version__: the run report imports it from here.
 import importlib
 from typing import Any
 
-from brats_goat.io.discover import Case, discover_cases
-from brats_goat.io.read import CaseError, CaseVolumes, load_case
-from brats_goat.run.predict import InputError, predict
-from brats_goat.segmenter import (
-    IntensitySegmenter,
-    MViTAESegmenter,
-    PipelineConfig,
-    Segmentation,
-    Segmenter,
-    make_segmenter,
-)
-
-#: Imported on first use (PEP 562): the scorer and the phantoms pull libraries (scipy.spatial,
-#: the metric code) that ``predict`` never needs, and every run's start-up would pay for them.
+#: The user API, imported on first use (PEP 562): importing the package loads nothing
+#: heavy (no torch) and changes nothing process-wide, so the command line can opt into its
+#: process settings first (``brats_goat.cli``), and ``evaluate`` and ``synthesize`` (the
+#: scorer's and the phantoms' libraries) cost nothing until used.
 _LAZY = {
+    "Case": ("brats_goat.io.discover", "Case"),
+    "discover_cases": ("brats_goat.io.discover", "discover_cases"),
+    "CaseError": ("brats_goat.io.read", "CaseError"),
+    "CaseVolumes": ("brats_goat.io.read", "CaseVolumes"),
+    "load_case": ("brats_goat.io.read", "load_case"),
+    "InputError": ("brats_goat.run.predict", "InputError"),
+    "predict": ("brats_goat.run.predict", "predict"),
+    "IntensitySegmenter": ("brats_goat.segmenter", "IntensitySegmenter"),
+    "MViTAESegmenter": ("brats_goat.segmenter", "MViTAESegmenter"),
+    "PipelineConfig": ("brats_goat.segmenter", "PipelineConfig"),
+    "Segmentation": ("brats_goat.segmenter", "Segmentation"),
+    "Segmenter": ("brats_goat.segmenter", "Segmenter"),
+    "make_segmenter": ("brats_goat.segmenter", "make_segmenter"),
     "evaluate": ("brats_goat.evaluation.evaluate", "evaluate_folder"),
     "synthesize": ("brats_goat.synth", "synthesize"),
 }

@@ -15,6 +15,10 @@ pairs, OpenVINO's) each kept hundreds of MB that way: with LiteMedSAM the peak o
 4 real cases was 1.83-2.14 GB with one heap per thread and 1.66 GB with one heap for all,
 in the same time (issue 18). One heap is the default here (``MALLOC_ARENA_MAX`` set by the
 user wins).
+
+Both change the whole process, so importing the package does neither: the ``brats-goat``
+command (and so the container) opts in through ``tune_process``, before torch is imported.
+A notebook user who wants the same calls it first thing.
 """
 
 from __future__ import annotations
@@ -30,12 +34,8 @@ THP_ENV = "THP_MEM_ALLOC_ENABLE"
 
 def prefer_huge_pages() -> None:
     """Turn torch's huge-page tensors on unless the user set ``THP_MEM_ALLOC_ENABLE``
-    (to 0 to turn them off). Must run before torch is imported to take effect: it runs
-    when this module is imported, which ``brats_goat/__init__.py`` does first."""
+    (to 0 to turn them off). Must run before torch is imported to take effect."""
     os.environ.setdefault(THP_ENV, "1")
-
-
-prefer_huge_pages()
 
 
 @functools.cache
@@ -55,15 +55,19 @@ ARENA_ENV = "MALLOC_ARENA_MAX"
 
 def one_heap() -> bool:
     """One glibc heap for every thread, unless the user set ``MALLOC_ARENA_MAX`` (glibc
-    reads it itself). Runs when this module is imported, before any helper thread
-    exists. False where the C library has no ``mallopt`` (nothing is done)."""
+    reads it itself). Must run before any helper thread exists. False where the C library
+    has no ``mallopt`` (nothing is done)."""
     mallopt = _glibc("mallopt")
     if ARENA_ENV in os.environ or mallopt is None:
         return False
     return bool(mallopt(M_ARENA_MAX, 1))
 
 
-one_heap()
+def tune_process() -> None:
+    """What the command line opts into for the whole process, before torch is imported:
+    huge-page tensors and one glibc heap (see the module's docstring)."""
+    prefer_huge_pages()
+    one_heap()
 
 
 def release_free_memory() -> bool:

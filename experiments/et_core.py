@@ -24,7 +24,7 @@ from brats_goat.evaluation.metrics import score_case
 from brats_goat.io.read import CaseVolumes, load_reference_labels
 from brats_goat.segmenter import Candidates, Segmenter
 from brats_goat.stages.labels import fill_holes_axial, fuse_labels
-from brats_goat.stages.refine import RefineConfig
+from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.stages.threshold import component_peaks, select_components
 from brats_goat.synth import synthesize
 

@@ -37,12 +37,12 @@ from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case, load_reference_labels
 from brats_goat.model.checkpoint import load_checkpoint
 from brats_goat.model.network import MViTAE
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, PipelineConfig, Segmenter
 from brats_goat.stages.labels import fuse_labels
 from brats_goat.stages.normalise import NormaliseConfig, normalise_stack
-from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
-from brats_goat.stages.refine import RefineConfig
+from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.stages.restore import restore_volume
 from brats_goat.stages.threshold import healthy_peak, largest_component_voxels
 from brats_goat.synth import synthesize

@@ -29,7 +29,7 @@ import numpy as np
 from brats_goat import PipelineConfig, discover_cases, make_segmenter
 from brats_goat.evaluation.metrics import score_case
 from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, Segmenter
-from brats_goat.stages.refine import RefineConfig
+from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.training.calibrate_tissue import calibrate_on_tissue, with_thresholds
 from experiments.et_core import scored_cases
 

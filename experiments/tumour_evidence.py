@@ -37,7 +37,7 @@ def cache_case(seg, case, out: Path) -> None:
     recon = seg.reconstruct(norm.stack, norm.brain, volumes.present)
     _, mask = seg.anomaly(norm.stack, recon, norm.brain, volumes.present)
     labels = seg.segment(volumes).labels
-    box = bounding_box(norm.brain)
+    box = bounding_box(norm.brain, seg.crop_margin)
     arrays = {
         "stack": box.crop(norm.stack),
         "recon": box.crop(recon).astype(np.float32),

@@ -39,7 +39,7 @@ from brats_goat.conventions import MODALITIES
 from brats_goat.io.discover import discover_cases
 from brats_goat.segmenter import IntensitySegmenter, PipelineConfig
 from brats_goat.stages.normalise import normalise_case
-from brats_goat.stages.refine import RefineConfig
+from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.stages.threshold import healthy_peak, largest_component_voxels
 from brats_goat.synth import generate_case
 from brats_goat.training.calibrate_tissue import TissueCalibrationConfig, calibrate_on_tissue

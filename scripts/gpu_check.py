@@ -50,12 +50,12 @@ import torch
 from brats_goat.evaluation.metrics import DEFAULT_RULES, dice, region_mask
 from brats_goat.io.discover import Case, discover_cases
 from brats_goat.model.network import MODEL_PRESETS
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.run.predict import predict
 from brats_goat.segmenter import PipelineConfig
 from brats_goat.stages.normalise import NormaliseConfig
-from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
-from brats_goat.stages.refine import RefineConfig
+from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.stages.sam_backends import Prompts, litemedsam_backend, official_sam
 from brats_goat.stages.sam_imports import import_segment_anything
 from brats_goat.training.config import TrainConfig

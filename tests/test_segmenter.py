@@ -147,7 +147,7 @@ def test_segment_thresholds_only_the_channels_its_labels_and_refinement_read(
     ``segment`` leaves that map unthresholded, with the labels of thresholding both; the
     ``channel`` rule and a refinement of t1c threshold it."""
     from brats_goat.segmenter import Segmenter
-    from brats_goat.stages.refine import RefineConfig
+    from brats_goat.stages.refine_config import RefineConfig
 
     (case,) = discover_cases(case_writer("CH-1"))
     volumes = load_case(case)

@@ -33,7 +33,7 @@ from brats_goat.run.report import REPORT_BEGIN, REPORT_END, RunReport
 from brats_goat.run.shard import Shard
 from brats_goat.segmenter import COMPONENT_RULES, METHODS, PipelineConfig
 from brats_goat.stages.reconstruct import InferenceConfig
-from brats_goat.stages.refine import REFINE_BACKENDS, SAM_MODELS, RefineConfig
+from brats_goat.stages.refine_config import REFINE_BACKENDS, SAM_MODELS, RefineConfig
 from brats_goat.stages.runtime import RUNTIMES
 from brats_goat.stages.sam_backends import SAM_CHECKPOINT_ENV
 

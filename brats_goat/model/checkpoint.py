@@ -28,8 +28,8 @@ from brats_goat.model.manifest import (
     resolve_checkpoint,
 )
 from brats_goat.model.network import ModelConfig, MViTAE
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.serialise import from_dict, to_dict
-from brats_goat.stages.postprocess import PostprocessConfig
 
 FORMAT_VERSION = 1
 

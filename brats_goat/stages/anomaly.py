@@ -6,9 +6,10 @@ import numpy as np
 from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.parallel import channel_map
 from brats_goat.stages.morphology import erode
-from brats_goat.stages.postprocess import PostprocessConfig
+from brats_goat.stages.reference import reference_on
 
 
 def inplane_cross() -> np.ndarray:
@@ -63,6 +64,9 @@ def median3_inplane(volume: np.ndarray) -> np.ndarray:
     (issue 18). Each window's three columns are sorted once, shared by the windows that
     overlap them; the median of the 9 values is then the median of (the largest column
     minimum, the median of the column medians, the smallest column maximum)."""
+    if reference_on():
+        size = (3, 3) + (1,) * (volume.ndim - 2)
+        return ndimage.median_filter(volume, size=size, mode="reflect")
     x, y = volume.shape[:2]
     padded = np.pad(volume, ((1, 1), (1, 1)) + ((0, 0),) * (volume.ndim - 2), mode="symmetric")
     a, b, c = padded[:x], padded[1 : x + 1], padded[2 : x + 2]

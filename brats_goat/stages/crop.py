@@ -14,10 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Voxels added on each side of the box: more than any stage reaches past the mask it
-#: works in (median 3 -> 1, opening/closing radius 1 -> 2, lesion erosion 3 and dilation 2,
-#: ET search dilation 3, hole filling 1).
-MARGIN = 8
+from brats_goat.stages.reference import reference_on
 
 
 @dataclass(frozen=True)
@@ -38,7 +35,22 @@ class Box:
         return out
 
 
-def bounding_box(mask: np.ndarray, margin: int = MARGIN) -> Box:
+def margin_for(reaches: dict[str, int]) -> int:
+    """The box's margin for stages whose operations reach ``reaches`` voxels past the
+    mask they start from (name -> voxels): the farthest reach, one voxel more so that no
+    window ends on the box's edge, and one more of background all round, which keeps every
+    outer region connected to the border (hole filling)."""
+    return max(reaches.values(), default=0) + 2
+
+
+def stage_box(mask: np.ndarray, margin: int) -> Box:
+    """``bounding_box``, or the whole grid on the reference path (``stages.reference``)."""
+    if reference_on():
+        return Box((slice(None),) * 3, mask.shape)
+    return bounding_box(mask, margin)
+
+
+def bounding_box(mask: np.ndarray, margin: int) -> Box:
     """The box around ``mask``'s voxels grown by ``margin`` (clipped to the grid); the
     whole grid when ``mask`` is empty, so an empty case behaves as before."""
     region = []

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from brats_goat.stages.reference import reference_on
+
 
 def _offsets(structure: np.ndarray, ndim: int) -> list[tuple[int, ...]]:
     """The structuring element's offsets from its centre; only odd, symmetric elements of
@@ -50,6 +52,8 @@ def dilate(
     mask: np.ndarray, structure: np.ndarray | None = None, iterations: int = 1
 ) -> np.ndarray:
     """``ndimage.binary_dilation(mask, structure, iterations)`` (``iterations`` >= 1)."""
+    if reference_on():
+        return ndimage.binary_dilation(mask, structure, max(iterations, 1))
     offsets = _prepare(mask, structure, iterations)
     for _ in range(iterations):
         grown = np.zeros(mask.shape, dtype=bool)
@@ -62,6 +66,8 @@ def dilate(
 
 def erode(mask: np.ndarray, structure: np.ndarray | None = None, iterations: int = 1) -> np.ndarray:
     """``ndimage.binary_erosion(mask, structure, iterations)`` (``iterations`` >= 1)."""
+    if reference_on():
+        return ndimage.binary_erosion(mask, structure, max(iterations, 1))
     offsets = _prepare(mask, structure, iterations)
     for _ in range(iterations):
         kept = mask.astype(bool, copy=True)

@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES
 from brats_goat.parallel import channel_map
-from brats_goat.stages.crop import bounding_box
+from brats_goat.stages.crop import stage_box
 from brats_goat.stages.morphology import dilate, erode
 
 
@@ -207,8 +207,9 @@ def normalise_case(
         raise ValueError(f"expected channels {MODALITIES}, got {stack.shape[0]} channels")
     mask = brain_mask(stack)
     # On the brain's box (brats_goat.stages.crop): the statistics see the same voxels in
-    # the same order, and the erosion and dilation of the lesion mask reach past no edge.
-    box = bounding_box(mask)
+    # the same order, and every operation here (the lesion mask's erosion, components and
+    # dilation, the z-scores) is confined to the brain, so no margin is needed.
+    box = stage_box(mask, margin=0)
     inner, part = box.crop(mask), box.crop(stack)
     excluded = lesion_mask(part, inner, cfg)
     healthy = inner & ~excluded

@@ -19,10 +19,10 @@ import torch
 
 from brats_goat.conventions import MODALITIES
 from brats_goat.model.network import MViTAE
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.stages.anomaly import inplane_cross
 from brats_goat.stages.crop import bounding_box
 from brats_goat.stages.morphology import dilate
-from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig, SliceStack, run_network, slices_to_run
 from brats_goat.stages.runtime import Network
 

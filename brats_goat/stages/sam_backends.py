@@ -15,7 +15,7 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -25,15 +25,13 @@ from torch import nn
 from brats_goat.device import autocast, autocast_dtype
 from brats_goat.memory import release_free_memory
 from brats_goat.model.checkpoint import sha256_file
+from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.stages.runtime import (
     OpenVINOImageEncoder,
     encoder_runtime_that_runs,
     warn_fallback,
 )
 from brats_goat.stages.sam_imports import import_medsam_lite, import_segment_anything
-
-if TYPE_CHECKING:  # refine.py imports this module; the config is only a type here
-    from brats_goat.stages.refine import RefineConfig
 
 #: Environment variable with the official SAM checkpoint (the CUDA image sets it).
 SAM_CHECKPOINT_ENV = "BRATS_GOAT_SAM_CHECKPOINT"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.stages.morphology import closing, opening
-from brats_goat.stages.postprocess import PostprocessConfig
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 128) -> float:

@@ -19,11 +19,11 @@ from brats_goat.device import pick_device
 from brats_goat.io.discover import Case
 from brats_goat.model.checkpoint import load_verified, save_checkpoint
 from brats_goat.model.network import MViTAE
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.segmenter import MViTAESegmenter, PipelineConfig, Segmenter
 from brats_goat.stages.normalise import NormaliseConfig
-from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
-from brats_goat.stages.refine import RefineConfig
+from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.stages.threshold import healthy_peak, largest_component_voxels
 from brats_goat.training.config import TrainConfig
 from brats_goat.training.healthy import collect_healthy_slices

@@ -31,10 +31,10 @@ from brats_goat.device import pick_device
 from brats_goat.io.discover import Case
 from brats_goat.io.read import CaseError, CaseVolumes, load_case
 from brats_goat.model.checkpoint import load_verified
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, PipelineConfig, Segmenter
 from brats_goat.stages.normalise import normalise_case
-from brats_goat.stages.postprocess import PostprocessConfig
-from brats_goat.stages.refine import RefineConfig
+from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.stages.threshold import healthy_peak, largest_component_voxels
 from brats_goat.training.calibrate import SUBSETS, save_recalibrated, with_calibration
 from brats_goat.training.config import TrainConfig

@@ -17,7 +17,7 @@ import torch
 
 from brats_goat.model.checkpoint import load_checkpoint, save_checkpoint
 from brats_goat.model.network import MViTAE
-from brats_goat.stages.postprocess import PostprocessConfig
+from brats_goat.model.postprocess import PostprocessConfig
 
 
 @dataclass

@@ -12,8 +12,8 @@ import torch
 
 from brats_goat.device import pick_device
 from brats_goat.model.network import ModelConfig, MViTAE
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.stages.normalise import NormaliseConfig
-from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.training.checkpointing import (
     TrainState,
     init_from,

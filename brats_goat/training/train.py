@@ -30,9 +30,9 @@ from tqdm import tqdm
 from brats_goat.io.discover import Case
 from brats_goat.model.checkpoint import load_checkpoint, save_checkpoint
 from brats_goat.model.network import ModelConfig, count_parameters
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.serialise import to_dict
 from brats_goat.stages.normalise import NormaliseConfig
-from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.training.calibrate import calibrate_thresholds
 from brats_goat.training.checkpointing import TrainState, init_from, save_state, state_path

@@ -19,7 +19,7 @@ from brats_goat.model.checkpoint import (
     sha256_file,
 )
 from brats_goat.model.network import MODEL_PRESETS, MViTAE
-from brats_goat.stages.postprocess import PostprocessConfig
+from brats_goat.model.postprocess import PostprocessConfig
 
 REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 

@@ -7,8 +7,8 @@ import pytest
 from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.stages.anomaly import analysis_mask, case_score, median3_inplane, residual_maps
-from brats_goat.stages.postprocess import PostprocessConfig
 
 
 def test_residual_maps_signed_and_masked() -> None:

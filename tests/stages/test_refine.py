@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.segmenter import PipelineConfig
-from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.refine import (
     RefineConfig,
     candidate_slices,

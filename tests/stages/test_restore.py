@@ -16,7 +16,7 @@ from brats_goat.cli.main import main
 from brats_goat.conventions import MODALITIES
 from brats_goat.model.checkpoint import load_checkpoint
 from brats_goat.model.network import MODEL_PRESETS, MViTAE
-from brats_goat.stages.postprocess import PostprocessConfig
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig, reconstruct_volume
 from brats_goat.stages.restore import restore_volume, suspect_voxels
 

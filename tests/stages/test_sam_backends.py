@@ -16,7 +16,7 @@ import torch
 from click.testing import CliRunner
 
 from brats_goat.cli.main import main
-from brats_goat.stages.refine import RefineConfig
+from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.stages.sam_backends import (
     REFINE_ENV,
     SAM_CHECKPOINT_ENV,

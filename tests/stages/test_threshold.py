@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from brats_goat.stages.postprocess import PostprocessConfig
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.stages.threshold import (
     drop_up_to,
     healthy_peak,

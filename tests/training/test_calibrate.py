@@ -15,8 +15,8 @@ from brats_goat.cli.main import main
 from brats_goat.io.discover import discover_cases
 from brats_goat.model.checkpoint import load_checkpoint, register_in_manifest, save_checkpoint
 from brats_goat.model.network import MODEL_PRESETS, MViTAE
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.stages.normalise import NormaliseConfig
-from brats_goat.stages.postprocess import PostprocessConfig
 from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.threshold import binarise, largest_component_voxels
 from brats_goat.training.calibrate import calibrate_thresholds, healthy_maps, healthy_segmenter

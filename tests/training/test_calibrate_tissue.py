@@ -17,10 +17,10 @@ from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import CaseError, load_case, load_reference_labels
 from brats_goat.model.checkpoint import load_checkpoint, register_in_manifest, save_checkpoint
 from brats_goat.model.network import MODEL_PRESETS, MViTAE
+from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, PipelineConfig
 from brats_goat.stages.anomaly import residual_maps
-from brats_goat.stages.postprocess import PostprocessConfig
-from brats_goat.stages.refine import RefineConfig
+from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.training.calibrate_tissue import (
     TissueCalibrationConfig,
     calibrate_on_tissue,
