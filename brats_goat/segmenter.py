@@ -9,16 +9,15 @@ read -> normalise -> reconstruct -> anomaly -> threshold -> refine -> labels -> 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from brats_goat.calibrated import stored_result
 from brats_goat.conventions import MODALITIES, subset_key
 from brats_goat.device import autocast_dtype, compute_path, pick_device
 from brats_goat.io.read import CaseError, CaseVolumes
@@ -69,7 +68,7 @@ INTENSITY_BASELINE = "intensity_baseline.json"
 
 def intensity_baseline() -> PostprocessConfig:
     """The intensity baseline's label-free post-processing (``INTENSITY_BASELINE``)."""
-    data = json.loads(resources.files("brats_goat").joinpath(INTENSITY_BASELINE).read_text())
+    data = stored_result("intensity")
     post = data["postprocess"]
     for key in ("thresholds_by_subset", "peak_thresholds_by_subset"):
         post[key] = {subset: tuple(pair) for subset, pair in post.get(key, {}).items()}
@@ -87,7 +86,7 @@ class PipelineConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     #: Thresholds of the training-free intensity baseline (``--method intensity``), in z
     #: units of the image itself: measured data with their provenance, read from
-    #: ``intensity_baseline.json`` (``scripts/calibrate_intensity.py``).
+    #: ``intensity_baseline.json`` (``brats-goat calibrate intensity``).
     intensity: PostprocessConfig = field(default_factory=intensity_baseline)
     #: Which 3D components each channel keeps. ``largest`` (paper, default): one. With
     #: ``largest+peaks`` also every component more abnormal than healthy calibration data
