@@ -208,7 +208,7 @@ def library_with(**changes: object) -> Rule:
 
 
 #: Hysteresis growth thresholds: percentiles of real healthy t1c (pooled over the three
-#: healthy-real subjects with a t1c; `scripts/calibrate_enhancement.py --percentile P`).
+#: healthy-real subjects with a t1c; `brats-goat calibrate enhancement HEALTHY --percentile P`).
 GROW_Z = {95.0: 1.0, 97.0: 1.1, 98.0: 1.18, 99.0: 1.46, 99.25: 1.72}
 
 RULES: dict[str, Rule] = {

@@ -10,7 +10,7 @@ settings; everything after the map is the library's: each variant builds the seg
 ``predict --method mvitae|intensity`` would build with its post-processing, and runs that
 segmenter's anomaly stage (mask, median filter), threshold stage (fixed + Otsu threshold,
 morphology, component rule, ET minimum) and label fusion. Calibration collects the same
-statistics as ``brats_goat.training.calibrate.subset_statistics``, from the variant's maps.
+statistics as ``brats_goat.calibration.thresholds.subset_statistics``, from the variant's maps.
 
     python -m experiments.experiment_postprocess --weights runs/v2/mvitae-small-v2.pt
 """

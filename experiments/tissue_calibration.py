@@ -1,7 +1,7 @@
 """Real-tissue calibration and late fusion on the development cases (issue 15).
 
 Each variant is calibrated label-free on real healthy tissue
-(``brats_goat.training.calibrate_tissue``: ../shared/data/healthy-real with lesions left
+(``brats_goat.calibration.tissue``: ../shared/data/healthy-real with lesions left
 out, and the far slices of ../shared/data/real), then scored on the development cases
 (real cases with a ``-ref``, the expert gliomas of ../shared/data/real-expert) with the
 library's own ``Segmenter.segment``, refinement off. Variants:
@@ -27,10 +27,10 @@ from typing import ClassVar
 import numpy as np
 
 from brats_goat import PipelineConfig, discover_cases, make_segmenter
+from brats_goat.calibration.tissue import calibrate_on_tissue, with_thresholds
 from brats_goat.evaluation.metrics import score_case
 from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, Segmenter
 from brats_goat.stages.refine_config import RefineConfig
-from brats_goat.training.calibrate_tissue import calibrate_on_tissue, with_thresholds
 from experiments.et_core import scored_cases
 
 ROOT = Path(__file__).resolve().parents[1]

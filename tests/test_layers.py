@@ -3,6 +3,7 @@
 Layers, bottom up (a module may import its own layer's and lower layers' modules):
 
 0. shared helpers: ``conventions``, ``device``, ``memory``, ``parallel``, ``serialise``,
+   ``calibrated`` (the stored calibration results),
    ``timing``, ``masks``, ``_version``;
 1. data and model: ``io``, ``model``, ``evaluation``;
 2. the method's stages, and the phantoms: ``stages``, ``synth``;
@@ -24,7 +25,17 @@ import brats_goat
 PACKAGE = Path(brats_goat.__file__).parent
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
-        ("conventions", "device", "memory", "parallel", "serialise", "timing", "masks"), 0
+        (
+            "conventions",
+            "device",
+            "memory",
+            "parallel",
+            "serialise",
+            "timing",
+            "masks",
+            "calibrated",
+        ),
+        0,
     ),
     "_version": 0,
     **dict.fromkeys(("io", "model", "evaluation"), 1),

@@ -1,5 +1,8 @@
-"""``brats-goat calibrate``: new thresholds from a site's healthy scans, via
-``brats_goat.training.calibrate.recalibrate_checkpoint``. Exit 2 on a usage error.
+"""``brats-goat calibrate``: one subcommand per stored calibration result. ``thresholds``
+(also what ``brats-goat calibrate DATA...`` runs) re-derives a checkpoint's thresholds from
+a site's healthy scans (``brats_goat.calibration.thresholds`` and ``.tissue``); the others
+(``brats_goat.cli.calibrate_results``) measure the JSON files the package ships. Exit 2 on
+a usage error.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from typing import Any
 
 import click
 
+from brats_goat.cli.calibrate_results import RESULT_COMMANDS
 from brats_goat.cli.options import (
     checkpoint_output_option,
     data_argument,
@@ -51,7 +55,7 @@ def echo_calibration(info: dict[str, Any], output: Path, sha: str) -> None:
     click.echo(f"checkpoint: {output} sha256 {sha}")
 
 
-@click.command("calibrate")
+@click.command("thresholds")
 @data_argument(required=True)
 @weights_option("Checkpoint (or weights folder) to calibrate (default: the shipped weights).")
 @checkpoint_output_option("Where to write the re-calibrated checkpoint.")
@@ -107,7 +111,7 @@ def echo_calibration(info: dict[str, Any], output: Path, sha: str) -> None:
 )
 @device_option()
 @register_option("the new checkpoint")
-def calibrate_cmd(
+def thresholds_cmd(
     data: tuple[Path, ...],
     weights: Path | None,
     output: Path,
@@ -128,8 +132,8 @@ def calibrate_cmd(
     Writes a new checkpoint with the thresholds.
     """
     # Imported when run: the calibration code is not needed for --help or the other commands.
-    from brats_goat.training.calibrate import recalibrate_checkpoint
-    from brats_goat.training.calibrate_tissue import TissueCalibrationConfig, recalibrate_on_tissue
+    from brats_goat.calibration.thresholds import recalibrate_checkpoint
+    from brats_goat.calibration.tissue import TissueCalibrationConfig, recalibrate_on_tissue
 
     cases = [case for folder in data for case in discover_cases(folder)]
     if not cases:
@@ -154,3 +158,27 @@ def calibrate_cmd(
     if register:
         register_calibrated(output, sha, info)
     echo_calibration(info, output, sha)
+
+
+class CalibrateGroup(click.Group):
+    """``calibrate`` with a subcommand per stored result; arguments that do not start with
+    a subcommand's name go to ``thresholds``, so ``brats-goat calibrate DATA...`` keeps its
+    meaning (a DATA folder named like a subcommand needs ``calibrate thresholds`` first)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = ["thresholds", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("calibrate", cls=CalibrateGroup)
+def calibrate_cmd() -> None:
+    """Measure label-free thresholds on healthy scans: one subcommand per stored result.
+
+    Without a subcommand: thresholds (brats-goat calibrate DATA... -o CHECKPOINT).
+    """
+
+
+calibrate_cmd.add_command(thresholds_cmd)
+for _command in RESULT_COMMANDS:
+    calibrate_cmd.add_command(_command)

@@ -17,7 +17,8 @@ class PostprocessConfig:
 
     #: Signed residual (input - reconstruction) threshold per channel, in z units.
     #: Defaults are the paper's; a trained checkpoint stores its own, calibrated on
-    #: held-out healthy slices (``brats_goat.training.calibrate``), never fitted on tumour labels.
+    #: held-out healthy slices (``brats_goat.calibration.thresholds``), never fitted on
+    #: tumour labels.
     threshold_t1c: float = 1.2
     threshold_t2f: float = 1.5
     #: Calibrated (t1c, t2f) thresholds per modality subset (e.g. ``'t1c+t2f'``), used

@@ -3,10 +3,9 @@ every stage's own configuration, and the intensity baseline's stored thresholds.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from importlib import resources
 
+from brats_goat.calibrated import stored_result
 from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.serialise import from_dict
 from brats_goat.stages.labels import LabelsConfig
@@ -25,7 +24,7 @@ INTENSITY_BASELINE = "intensity_baseline.json"
 
 def intensity_baseline() -> PostprocessConfig:
     """The intensity baseline's label-free post-processing (``INTENSITY_BASELINE``)."""
-    data = json.loads(resources.files("brats_goat").joinpath(INTENSITY_BASELINE).read_text())
+    data = stored_result("intensity")
     post = data["postprocess"]
     for key in ("thresholds_by_subset", "peak_thresholds_by_subset"):
         post[key] = {subset: tuple(pair) for subset, pair in post.get(key, {}).items()}
@@ -43,7 +42,7 @@ class PipelineConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     #: Thresholds of the training-free intensity baseline (``--method intensity``), in z
     #: units of the image itself: measured data with their provenance, read from
-    #: ``intensity_baseline.json`` (``scripts/calibrate_intensity.py``).
+    #: ``intensity_baseline.json`` (``brats-goat calibrate intensity``).
     intensity: PostprocessConfig = field(default_factory=intensity_baseline)
     #: Which 3D components each channel keeps. ``largest`` (paper, default): one. With
     #: ``largest+peaks`` also every component more abnormal than healthy calibration data

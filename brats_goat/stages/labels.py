@@ -9,13 +9,12 @@ enhancement, and several enhancing parts are all kept.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field
-from importlib import resources
 
 import numpy as np
 from scipy import ndimage
 
+from brats_goat.calibrated import stored_result
 from brats_goat.conventions import LABEL_ET, LABEL_NETC, LABEL_SNFH
 from brats_goat.stages.morphology import dilate
 from brats_goat.stages.threshold import select_components
@@ -30,7 +29,7 @@ ET_RULES: tuple[str, ...] = ("near-wt", "channel")
 def enhancement_record() -> dict:
     """``ENHANCEMENT``: the calibrated t1c thresholds and how they were measured (read once
     per process: every ``LabelsConfig`` takes two values from it)."""
-    return json.loads(resources.files("brats_goat").joinpath(ENHANCEMENT).read_text())
+    return stored_result("enhancement")
 
 
 def enhancement_threshold() -> float:
@@ -53,7 +52,7 @@ class LabelsConfig:
     #: ``et_min_voxels``. ``channel`` (paper): the method's own t1c component, kept where it
     #: touches the whole tumour (``PostprocessConfig.et_within_wt_dilation``).
     et_rule: str = "near-wt"
-    #: Label-free: the 99.5th percentile of real healthy t1c (``scripts/calibrate_enhancement.py``).
+    #: Label-free: the 99.5th percentile of real healthy t1c (``brats-goat calibrate enhancement``).
     et_threshold_z: float = field(default_factory=enhancement_threshold)
     et_search_dilation: int = 3
     et_min_voxels: int = 50

@@ -6,19 +6,18 @@ abnormal one. Here the FLAIR candidate with the most anomaly mass is the tumour,
 T2w supports it (tumour and oedema are T2-bright); it may grow (off by default: it found as
 much bright white matter as oedema), and what it encloses is filled. A tumour without ET
 gets its t1c-dark part as core. Every threshold is a level of healthy tissue
-(``tumour.json``, ``scripts/calibrate_tumour.py``); labels chose only between designs.
+(``tumour.json``, ``brats-goat calibrate tumour``); labels chose only between designs.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field
-from importlib import resources
 
 import numpy as np
 from scipy import ndimage
 
+from brats_goat.calibrated import stored_result
 from brats_goat.conventions import LABEL_ET, LABEL_NETC, LABEL_SNFH
 from brats_goat.stages.labels import enclosed_by
 from brats_goat.stages.threshold import select_components
@@ -33,7 +32,7 @@ CHOOSE_RULES: tuple[str, ...] = ("mass", "size")
 @functools.cache
 def tumour_record() -> dict:
     """``TUMOUR``: the healthy T2w median and t1c 10th percentile, with their provenance."""
-    return json.loads(resources.files("brats_goat").joinpath(TUMOUR).read_text())
+    return stored_result("tumour")
 
 
 def _healthy(key: str) -> float:

@@ -27,6 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from brats_goat.calibration.thresholds import calibrate_thresholds
 from brats_goat.io.discover import Case
 from brats_goat.model.checkpoint import load_checkpoint, save_checkpoint
 from brats_goat.model.network import ModelConfig, count_parameters
@@ -34,7 +35,6 @@ from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.serialise import to_dict
 from brats_goat.stages.normalise import NormaliseConfig
 from brats_goat.stages.reconstruct import InferenceConfig
-from brats_goat.training.calibrate import calibrate_thresholds
 from brats_goat.training.checkpointing import TrainState, init_from, save_state, state_path
 from brats_goat.training.config import TrainConfig
 from brats_goat.training.distributed import DistContext, barrier, init_distributed

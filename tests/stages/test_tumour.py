@@ -110,7 +110,7 @@ def test_whole_tumour_is_the_chosen_candidate_and_its_core_is_filled() -> None:
 def test_the_healthy_record_says_how_it_was_measured() -> None:
     record = tumour_record()
     assert record["thresholds"]["t2w_z_p50"] < 0.5 and record["thresholds"]["t1c_z_p10"] < 0
-    assert "command" in record and record["subjects"]
+    assert record["provenance"]["command"] and record["provenance"]["data"]
     with pytest.raises(ValueError, match="choose"):
         TumourConfig(choose="biggest")
 

@@ -1,4 +1,4 @@
-"""Healthy-tissue levels for the label-free thresholds (``training.healthy_levels``), read
+"""Healthy-tissue levels for the label-free thresholds (``calibration.healthy_levels``), read
 from real NIfTI phantoms the tests write."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from brats_goat.calibration.healthy_levels import healthy_pool
 from brats_goat.conventions import MODALITIES
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case
 from brats_goat.segmenter import intensity_baseline
 from brats_goat.stages.anomaly import analysis_mask, median3_inplane
 from brats_goat.stages.normalise import NormaliseConfig, normalise_case
-from brats_goat.training.healthy_levels import healthy_pool
 from tests.conftest import write_case
 
 

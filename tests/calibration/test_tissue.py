@@ -11,6 +11,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from brats_goat.calibration.tissue import (
+    TissueCalibrationConfig,
+    calibrate_on_tissue,
+    case_maps,
+    healthy_tissue,
+)
 from brats_goat.cli.main import main
 from brats_goat.conventions import MODALITIES
 from brats_goat.io.discover import discover_cases
@@ -21,12 +27,6 @@ from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, PipelineConfig
 from brats_goat.stages.anomaly import residual_maps
 from brats_goat.stages.refine_config import RefineConfig
-from brats_goat.training.calibrate_tissue import (
-    TissueCalibrationConfig,
-    calibrate_on_tissue,
-    case_maps,
-    healthy_tissue,
-)
 from brats_goat.training.config import TrainConfig
 from tests.conftest import write_case
 

@@ -1,6 +1,6 @@
 """Thresholds from real healthy *tissue*: whole volumes through ``predict``'s own stages.
 
-Slice calibration (``calibrate.py``) stacks held-out training slices into a pseudo-volume;
+Slice calibration (``thresholds.py``) stacks held-out training slices into a pseudo-volume;
 this one reads each real case as ``predict`` would (normalisation included) and measures
 the maps only where the tissue is known to be healthy:
 
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from brats_goat.calibration.thresholds import SUBSETS, save_recalibrated, with_calibration
 from brats_goat.conventions import MODALITIES, subset_key
 from brats_goat.device import pick_device
 from brats_goat.io.discover import Case
@@ -36,7 +37,6 @@ from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, PipelineCo
 from brats_goat.stages.normalise import normalise_case
 from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.stages.threshold import healthy_peak, largest_component_voxels
-from brats_goat.training.calibrate import SUBSETS, save_recalibrated, with_calibration
 from brats_goat.training.config import TrainConfig
 from brats_goat.training.healthy import has_lesion_mask, healthy_indices, reference_mask
 
@@ -235,7 +235,7 @@ def calibrate_on_tissue(
     calibrated = with_calibration(post, thresholds, peaks, et_min)
     used_ids = {c for u in used.values() for c in u["cases"]}
     info = {
-        "statistics": "whole volumes, healthy tissue (brats_goat.training.calibrate_tissue)",
+        "statistics": "whole volumes, healthy tissue (brats_goat.calibration.tissue)",
         "percentile": cfg.percentile,
         "lesion_margin": cfg.lesion_margin,
         "tumour_margin_slices": cfg.selection.healthy_margin,

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from click.testing import CliRunner
 
+from brats_goat.calibration.thresholds import calibrate_thresholds, healthy_maps, healthy_segmenter
 from brats_goat.cli.main import main
 from brats_goat.io.discover import discover_cases
 from brats_goat.model.checkpoint import load_checkpoint, register_in_manifest, save_checkpoint
@@ -19,7 +20,6 @@ from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.stages.normalise import NormaliseConfig
 from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.threshold import binarise, largest_component_voxels
-from brats_goat.training.calibrate import calibrate_thresholds, healthy_maps, healthy_segmenter
 from brats_goat.training.config import TrainConfig
 from brats_goat.training.healthy import collect_healthy_slices
 

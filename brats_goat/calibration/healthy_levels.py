@@ -1,7 +1,7 @@
 """Levels of healthy tissue in the z-scored images, as ``predict`` sees them: the label-free
 thresholds of ET (``enhancement.json``) and of the whole tumour and its core
-(``tumour.json``) are percentiles of these values (``scripts/calibrate_enhancement.py``,
-``scripts/calibrate_tumour.py``)."""
+(``tumour.json``) are percentiles of these values (``brats-goat calibrate enhancement``
+and ``brats-goat calibrate tumour``)."""
 
 from __future__ import annotations
 

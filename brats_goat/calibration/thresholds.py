@@ -2,7 +2,8 @@
 
 No tumour label is involved: a voxel is called abnormal when its residual is larger than
 what the model leaves on healthy tissue ``percentile`` % of the time. A new site runs
-``brats-goat calibrate`` on its own healthy scans to re-derive them for its scanners.
+``brats-goat calibrate thresholds`` on its own healthy scans to re-derive them for its
+scanners; training calibrates its held-out slices with the same code.
 """
 
 from __future__ import annotations
