@@ -2,32 +2,31 @@
 
 The user API, importable from here::
 
-    from brats_goat import predict, make_segmenter, discover_cases, load_case
+    from brats_goat import predict, make_segmenter, segment_case
 
     report = predict("cases/", "labels/")                  # a folder, as the CLI does
     segmenter = make_segmenter("mvitae")                   # or "intensity"
-    result = segmenter.segment(load_case(discover_cases("cases/")[0], allow_missing=True))
-    result.labels                                          # 1 NETC, 2 SNFH, 3 ET
+    result = segment_case("cases/BraTS-001/", segmenter)   # one case, as predict runs it
+    result.labels                                          # 1 NETC, 2 SNFH, 3 ET, input grid
 
 The data flow lives in the sub-packages: ``io`` (discover, read, write), ``stages``
 (normalise -> reconstruct -> restore -> anomaly -> threshold -> refine -> labels), ``run``
 (the folder runner and its reports), ``model``, ``training``, ``evaluation``, ``synth``.
 """
 
-__version__ = "0.1.0"
-
 # First, before anything imports torch: large tensors on huge pages (brats_goat.memory).
 import brats_goat.memory  # noqa: F401
+from brats_goat._version import __version__
 
 # isort: split
 
-# After __version__: the run report imports it from here.
 import importlib
 from typing import Any
 
 from brats_goat.io.discover import Case, discover_cases
 from brats_goat.io.read import CaseError, CaseVolumes, load_case
 from brats_goat.run.predict import InputError, predict
+from brats_goat.run.segment_case import SegmentedCase, segment_case
 from brats_goat.segmenter import (
     IntensitySegmenter,
     MViTAESegmenter,
@@ -63,6 +62,7 @@ __all__ = [
     "MViTAESegmenter",
     "PipelineConfig",
     "Segmentation",
+    "SegmentedCase",
     "Segmenter",
     "__version__",
     "discover_cases",
@@ -70,5 +70,6 @@ __all__ = [
     "load_case",
     "make_segmenter",
     "predict",
+    "segment_case",
     "synthesize",
 ]
