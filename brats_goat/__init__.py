@@ -2,22 +2,22 @@
 
 The user API, importable from here::
 
-    from brats_goat import predict, make_segmenter, discover_cases, load_case
+    from brats_goat import predict, make_segmenter, segment_case
 
     report = predict("cases/", "labels/")                  # a folder, as the CLI does
     segmenter = make_segmenter("mvitae")                   # or "intensity"
-    result = segmenter.segment(load_case(discover_cases("cases/")[0], allow_missing=True))
-    result.labels                                          # 1 NETC, 2 SNFH, 3 ET
+    result = segment_case("cases/BraTS-001/", segmenter)   # one case, as predict runs it
+    result.labels                                          # 1 NETC, 2 SNFH, 3 ET, input grid
 
 The data flow lives in the sub-packages: ``io`` (discover, read, write), ``stages``
 (normalise -> reconstruct -> restore -> anomaly -> threshold -> refine -> labels), ``run``
 (the folder runner and its reports), ``model``, ``training``, ``evaluation``, ``synth``.
 """
 
-__version__ = "0.1.0"
-
 import importlib
 from typing import Any
+
+from brats_goat._version import __version__
 
 #: The user API, imported on first use (PEP 562): importing the package loads nothing
 #: heavy (no torch) and changes nothing process-wide, so the command line can opt into its
@@ -31,6 +31,8 @@ _LAZY = {
     "load_case": ("brats_goat.io.read", "load_case"),
     "InputError": ("brats_goat.run.predict", "InputError"),
     "predict": ("brats_goat.run.predict", "predict"),
+    "SegmentedCase": ("brats_goat.run.segment_case", "SegmentedCase"),
+    "segment_case": ("brats_goat.run.segment_case", "segment_case"),
     "IntensitySegmenter": ("brats_goat.segmenter", "IntensitySegmenter"),
     "MViTAESegmenter": ("brats_goat.segmenter", "MViTAESegmenter"),
     "PipelineConfig": ("brats_goat.segmenter", "PipelineConfig"),
@@ -60,6 +62,7 @@ __all__ = [
     "MViTAESegmenter",
     "PipelineConfig",
     "Segmentation",
+    "SegmentedCase",
     "Segmenter",
     "__version__",
     "discover_cases",
@@ -67,5 +70,6 @@ __all__ = [
     "load_case",
     "make_segmenter",
     "predict",
+    "segment_case",
     "synthesize",
 ]

@@ -31,7 +31,8 @@ from brats_goat.conventions import MODALITIES
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case
 from brats_goat.stages.normalise import NormaliseConfig, normalise_case
-from brats_goat.stages.refine import RefineConfig, window
+from brats_goat.stages.refine import window
+from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.stages.runtime import cpu_config, export_image_encoder
 from brats_goat.stages.sam_backends import SamFamilyBackend, litemedsam_backend
 

@@ -10,7 +10,7 @@ import importlib
 
 import click
 
-from brats_goat import __version__
+from brats_goat._version import __version__
 from brats_goat.io.discover import DiscoveryError
 from brats_goat.model.manifest import WeightsError
 

@@ -10,7 +10,7 @@ failures are still named in the log and report.
 
 from __future__ import annotations
 
-import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -27,63 +27,23 @@ from brats_goat.cli.options import (
 from brats_goat.device import PRECISIONS
 from brats_goat.io.discover import DiscoveryError
 from brats_goat.model.manifest import WeightsError
+from brats_goat.run.folders import InputError, missing_folders, remove_empty
 from brats_goat.run.interrupt import RunInterrupted
-from brats_goat.run.predict import InputError, predict
-from brats_goat.run.report import REPORT_BEGIN, REPORT_END, RunReport
+from brats_goat.run.predict import predict
+from brats_goat.run.report import (
+    EXIT_NO_REPORT,
+    REPORT_BEGIN,
+    REPORT_END,
+    RunReport,
+    exit_status,
+)
+from brats_goat.run.settings import pipeline_config, run_settings
 from brats_goat.run.shard import Shard
-from brats_goat.segmenter import COMPONENT_RULES, METHODS, PipelineConfig
+from brats_goat.segmenter import COMPONENT_RULES, METHODS, PipelineConfig, make_segmenter
 from brats_goat.stages.reconstruct import InferenceConfig
 from brats_goat.stages.refine_config import REFINE_BACKENDS, SAM_MODELS, RefineConfig
 from brats_goat.stages.runtime import RUNTIMES
 from brats_goat.stages.sam_backends import SAM_CHECKPOINT_ENV
-
-
-def pipeline_config(
-    device: str,
-    batch_size: int | None,
-    refine: str,
-    sam_model: str,
-    sam_checkpoint: Path | None,
-    refine_max_slices: int | None,
-    component_rule: str,
-    runtime: str = InferenceConfig.runtime,
-    precision: str = InferenceConfig.precision,
-) -> PipelineConfig:
-    """The pipeline settings the options ask for; unset options keep the library defaults."""
-    inference = InferenceConfig(device=device, runtime=runtime, precision=precision)
-    if batch_size is not None:
-        inference = dataclasses.replace(inference, batch_size=batch_size)
-    refine_cfg = RefineConfig(
-        backend=refine,
-        sam_model=sam_model,
-        sam_checkpoint=str(sam_checkpoint) if sam_checkpoint else None,
-    )
-    if refine_max_slices is not None:
-        refine_cfg = dataclasses.replace(
-            refine_cfg, max_slices=refine_max_slices, max_slices_gpu=refine_max_slices
-        )
-    return PipelineConfig(inference=inference, refine=refine_cfg, component_rule=component_rule)
-
-
-def missing_folders(*folders: Path | None) -> list[Path]:
-    """Each of ``folders`` that does not exist yet, and its missing parents, deepest first:
-    what a run may create and must remove again when it ends in a usage error."""
-    missing: set[Path] = set()
-    for folder in folders:
-        while folder is not None and not folder.exists():
-            missing.add(folder)
-            folder = folder.parent
-    return sorted(missing, key=lambda p: len(p.absolute().parts), reverse=True)
-
-
-def remove_empty(folders: list[Path]) -> None:
-    """Remove the folders a failed run created, as long as they are still empty (a folder
-    something else wrote into in the meantime is left alone)."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:
-            continue
 
 
 def warn_unused_weights(method: str, weights: Path | None) -> None:
@@ -117,10 +77,6 @@ def echo_report(report: RunReport, report_path: Path | None, quiet: bool, full: 
                 click.echo(f"{word} {case.case_id}: {case.error}", err=True)
 
 
-#: Exit code when the report file could not be written (its error is on stderr).
-EXIT_NO_REPORT = 3
-
-
 def print_results(report: RunReport, report_path: Path | None, quiet: bool, full: bool) -> str:
     """``echo_report``; an empty string, or why stdout could not take it (a closed pipe,
     ``> /dev/full``). A run whose cases are done must not end in a traceback, or exit 1
@@ -143,31 +99,6 @@ def silence_stdout() -> None:
         os.close(devnull)
     except (OSError, AttributeError, ValueError):
         sys.stdout = None  # type: ignore[assignment]
-
-
-def exit_code(report: RunReport, on_case_failure: str) -> int:
-    """0 all cases segmented; 1 a case failed (``exit-1``), or a failed case has no file in
-    OUTPUT (``placeholder``). Failures are announced on stderr whatever the code."""
-    if report.ok:
-        return 0
-    failed = [c for c in report.cases if c.status != "ok"]
-    names = ", ".join(c.case_id for c in failed)
-    click.echo(
-        f"brats-goat predict: {len(failed)} of {len(report.cases)} cases FAILED: {names}",
-        err=True,
-    )
-    if on_case_failure == "exit-1":
-        return 1
-    missing = [c.case_id for c in failed if not c.placeholder]
-    if missing:
-        click.echo(f"brats-goat predict: no output file at all for {', '.join(missing)}", err=True)
-        return 1
-    click.echo(
-        "brats-goat predict: each failed case has an EMPTY label map (placeholder) in OUTPUT; "
-        "exit 0 because every case has its file (--on-case-failure placeholder)",
-        err=True,
-    )
-    return 0
 
 
 @click.command("predict")
@@ -270,6 +201,12 @@ def exit_code(report: RunReport, on_case_failure: str) -> int:
     help="Skip cases whose label map an earlier run left valid in OUTPUT (reported ok, "
     "marked skipped); a placeholder or invalid file is segmented again.",
 )
+@click.option(
+    "--print-config",
+    is_flag=True,
+    help="Print the configuration the run would use (JSON: the report's header) and exit "
+    "without running.",
+)
 @quiet_option("No progress bars or summary table.")
 def predict_cmd(
     input_dir: Path,
@@ -293,6 +230,7 @@ def predict_cmd(
     print_report: bool,
     on_case_failure: str,
     resume: bool,
+    print_config: bool,
     quiet: bool,
 ) -> None:
     """Segment every case in INPUT (a folder of case folders, or one case folder).
@@ -315,6 +253,9 @@ def predict_cmd(
         precision,
     )
     warn_unused_weights(method, weights)
+    if print_config:
+        sys.exit(print_settings(method, weights, config))
+    report_folder = None if no_report_file else report_dir or output_dir
     created = missing_folders(output_dir, None if no_report_file else report_dir)
     try:
         report = predict(
@@ -332,24 +273,54 @@ def predict_cmd(
             placeholders=on_case_failure == "placeholder",
             resume=resume,
         )
-    except (InputError, DiscoveryError, WeightsError, RuntimeError) as exc:
+    except USAGE_ERRORS as exc:
         remove_empty(created)  # a usage error leaves nothing behind
         raise click.UsageError(str(exc)) from exc
     except RunInterrupted as exc:
-        folder = None if no_report_file else report_dir or output_dir
-        sys.exit(interrupted(exc, folder, quiet, print_report))
-    report_path = None if no_report_file else (report_dir or output_dir) / report.file_name
-    not_printed = print_results(report, report_path, quiet, print_report)
-    code = exit_code(report, on_case_failure)
+        sys.exit(interrupted(exc, report_folder, quiet, print_report))
+    sys.exit(finished(report, report_folder, quiet, print_report, on_case_failure))
+
+
+#: What ``predict`` raises for a run that cannot start: exit 2, with the message.
+USAGE_ERRORS = (InputError, DiscoveryError, WeightsError, RuntimeError)
+
+
+def print_settings(method: str, weights: Path | None, config: PipelineConfig) -> int:
+    """``--print-config``: the settings the run would use (``run_settings``, which its
+    report's header holds) as JSON on stdout, from the segmenter it would build; nothing
+    is read from INPUT or created in OUTPUT."""
+    try:
+        segmenter = make_segmenter(method, weights, config)
+    except USAGE_ERRORS as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(json.dumps(run_settings(segmenter), indent=2))
+    return 0
+
+
+def finished(
+    report: RunReport,
+    report_folder: Path | None,
+    quiet: bool,
+    full: bool,
+    on_case_failure: str,
+) -> int:
+    """The end of a run that went through its cases: the report printed, the failures named
+    on stderr, and the exit code (``exit_status``; 3 when the run's only record is missing:
+    its report file, or the printed report without one)."""
+    report_path = report_folder / report.file_name if report_folder else None
+    not_printed = print_results(report, report_path, quiet, full)
+    code, lines = exit_status(report, on_case_failure == "placeholder")
+    for line in lines:
+        click.echo(line, err=True)
     if not_printed:
         where = f"the report is {report_path}" if report_path else "no report file was written"
         click.echo(f"brats-goat predict: WARNING: {not_printed}; {where}", err=True)
-        if report_path is None and print_report:  # the printed report was the only record
+        if report_path is None and full:  # the printed report was the only record
             code = EXIT_NO_REPORT
     if report.report_file_error:  # the run's only record would be missing: never exit 0
         click.echo(f"brats-goat predict: exit 3: {report.report_file_error}", err=True)
         code = EXIT_NO_REPORT
-    sys.exit(code)
+    return code
 
 
 def interrupted(exc: RunInterrupted, report_folder: Path | None, quiet: bool, full: bool) -> int:

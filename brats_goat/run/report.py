@@ -1,9 +1,11 @@
-"""The run report: one entry per input case, so no case is ever lost silently."""
+"""The run report: one entry per input case, so no case is ever lost silently; written
+after every case, and the exit code it makes."""
 
 from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any
 
 import torch
 
-from brats_goat import __version__
+from brats_goat._version import __version__
 from brats_goat.io.write import write_text_atomic
 from brats_goat.run.shard import Shard
 
@@ -80,6 +82,9 @@ class RunReport:
     host: str = field(default_factory=platform.node)
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     config: dict[str, Any] = field(default_factory=dict)
+    #: The ``BRATS_GOAT_*`` variables a run reads, as they were set (None: unset); with the
+    #: fields above, what ``predict --print-config`` prints (``brats_goat.run.settings``).
+    environment: dict[str, str | None] = field(default_factory=dict)
     #: ``{"index": K, "count": N, "cases_total": T}`` when the run is shard K of N.
     shard: dict[str, int] | None = None
     #: One of ``STATES``: a report read at any moment says whether the run is complete.
@@ -184,3 +189,49 @@ class RunReport:
         if not_started > 0:
             line += f", {not_started} not started"
         return line
+
+
+def save_report(report: RunReport, folder: Path) -> None:
+    """Rewrite the report; when that fails (a full disk), say so on stderr, remove the
+    previous file (it would claim fewer cases than were run: a stale report is worse than
+    none) and keep the error in ``report_file_error``, which makes the exit code 3."""
+    path = folder / report.file_name
+    report.report_file_error = None
+    try:
+        report.write(folder)
+        return
+    except OSError as exc:
+        report.report_file_error = f"cannot write the report {path}: {exc}"
+    try:
+        path.unlink(missing_ok=True)
+        what = "the out-of-date report there was removed"
+    except OSError as exc:
+        what = f"the out-of-date report there could not be removed either ({exc})"
+    print(f"brats-goat predict: ERROR: {report.report_file_error}; {what}", file=sys.stderr)
+
+
+#: Exit code when the report file could not be written (its error is on stderr). The
+#: others: 0 every case has its label map, 1 a case failed, 2 a usage error, 128 + the
+#: signal's number when a signal stopped the run.
+EXIT_NO_REPORT = 3
+
+
+def exit_status(report: RunReport, placeholders: bool) -> tuple[int, list[str]]:
+    """The exit code of a finished run, and what to say of its failures on stderr: 0 all
+    cases segmented; 1 a case failed, unless each failed case has its placeholder
+    (``--on-case-failure placeholder``, then 0). Failures are named whatever the code."""
+    if report.ok:
+        return 0, []
+    failed = [c for c in report.cases if c.status != "ok"]
+    names = ", ".join(c.case_id for c in failed)
+    lines = [f"brats-goat predict: {len(failed)} of {len(report.cases)} cases FAILED: {names}"]
+    if not placeholders:
+        return 1, lines
+    missing = [c.case_id for c in failed if not c.placeholder]
+    if missing:
+        return 1, [*lines, f"brats-goat predict: no output file at all for {', '.join(missing)}"]
+    lines.append(
+        "brats-goat predict: each failed case has an EMPTY label map (placeholder) in OUTPUT; "
+        "exit 0 because every case has its file (--on-case-failure placeholder)"
+    )
+    return 0, lines

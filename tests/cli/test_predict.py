@@ -400,6 +400,7 @@ def test_the_next_case_is_read_while_one_is_segmented(
     import time
 
     from brats_goat.run import predict as run_predict
+    from brats_goat.run import read_ahead
     from brats_goat.segmenter import MViTAESegmenter, Segmenter
 
     for k in (1, 2, 3):
@@ -407,7 +408,7 @@ def test_the_next_case_is_read_while_one_is_segmented(
     for modality in ("t1c", "t2f"):  # neither left: the case fails
         (tmp_path / "in" / "Case-2" / f"Case-2-{modality}.nii.gz").write_bytes(b"not a nifti")
     events: list[tuple[str, str, float]] = []
-    real_read, real_segment = run_predict.read_case, Segmenter.segment
+    real_read, real_segment = read_ahead.read_case, Segmenter.segment
 
     def read(case, atol):
         events.append(("read", case.case_id, time.perf_counter()))
@@ -434,7 +435,7 @@ def test_the_next_case_is_read_while_one_is_segmented(
         events.append(("built", "", time.perf_counter()))
         return out
 
-    monkeypatch.setattr(run_predict, "read_case", read)
+    monkeypatch.setattr(read_ahead, "read_case", read)
     monkeypatch.setattr(run_predict, "make_segmenter", make_segmenter)
     monkeypatch.setattr(Segmenter, "segment", segment)
     monkeypatch.setattr(MViTAESegmenter, "reconstruct", reconstruct)
