@@ -14,7 +14,7 @@ BRATS_PKG ?= brats==0.1.14
 BRATS_PYTHON ?= $(PYTHON)
 LINTED   = brats_goat tests scripts experiments
 
-.PHONY: setup setup-eval setup-brats demo test lint container-test image benchmark gpu-carry gpu-wheels clean
+.PHONY: setup setup-eval setup-brats demo check test lint typecheck container-test image benchmark gpu-carry gpu-wheels clean
 
 setup: $(VENV)/.installed
 
@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,plots,openvino]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,plots,phantoms,openvino]"
 	$(BIN)/python -m pip install --quiet --no-deps $$($(BIN)/python scripts/extra_pins.py sam)
 	touch $@
 
@@ -51,10 +51,19 @@ demo: setup
 	$(BIN)/brats-goat synth demo/input --cases 3 --kind mixed --seed 0
 	$(BIN)/brats-goat predict demo/input demo/output --save-maps --qc-png
 
-## test: lint, then the whole test suite (real-data tests run when ../shared/data/real exists;
-## the cross-check against the official brats-evaluation package runs in .venv-eval), then
-## the container test (with the official brats orchestrator from .venv-brats)
-test: setup setup-eval setup-brats lint
+## check: while working, under 2 minutes: lint (ruff), types (mypy) and the fast tests (not
+## marked slow or real; tests/conftest.py lists the slow ones). `make test` runs everything.
+check: setup
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -m "not slow and not real"
+
+## test: lint and types, then the whole test suite (real-data tests run when
+## ../shared/data/real exists; the cross-check against the official brats-evaluation package
+## runs in .venv-eval), then the container test (with the official brats orchestrator from
+## .venv-brats)
+test: setup setup-eval setup-brats lint typecheck
 	BRATS_EVAL_PYTHON=$(CURDIR)/$(EVAL_VENV)/bin/python $(BIN)/python -m pytest
 	$(MAKE) container-test
 
@@ -62,6 +71,10 @@ lint: setup
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/hadolint Dockerfile
+
+## typecheck: mypy on brats_goat (settings in pyproject.toml)
+typecheck: setup
+	$(BIN)/mypy
 
 ## container-test: build the image with a locally built base and wheels, run it as organisers
 ## do on phantom cases, by hand and through the official brats orchestrator (starts a Docker
@@ -89,4 +102,4 @@ gpu-carry gpu-wheels: setup
 	$(BIN)/python scripts/gpu_carry.py
 
 clean:
-	rm -rf $(VENV) $(EVAL_VENV) $(BRATS_VENV) .gpu-carry demo .pytest_cache .ruff_cache build docker/wheelhouse/*.whl
+	rm -rf $(VENV) $(EVAL_VENV) $(BRATS_VENV) .gpu-carry demo .pytest_cache .ruff_cache .mypy_cache build docker/wheelhouse/*.whl

@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import signal
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TypeVar, cast
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,7 +46,9 @@ def channel_map(fn: Callable[[T], R], items: Iterable[T], pool: str = "channel")
         return list(results)
 
 
-def channel_results(fn: Callable[[T], R], items: Iterable[T], pool: str = "channel") -> Iterator[R]:
+def channel_results(
+    fn: Callable[[T], R], items: Iterable[T], pool: str = "channel"
+) -> Generator[R, None, None]:
     """``fn(item)`` for each item, two at a time, yielded in the items' order: the caller
     checks each result as it comes (an exception is raised at its item), and closing the
     iterator early cancels the items not yet started. ``pool`` names the two threads: the
@@ -55,4 +57,6 @@ def channel_results(fn: Callable[[T], R], items: Iterable[T], pool: str = "chann
     items = list(items)
     if len(items) < 2:
         return (fn(item) for item in items)
-    return _pool(pool).map(fn, items)
+    # Executor.map submits every item now and returns a generator whose close() cancels the
+    # items not yet started; typeshed calls it an Iterator, which has no close().
+    return cast("Generator[R, None, None]", _pool(pool).map(fn, items))

@@ -39,4 +39,5 @@ def _dataclass_for(owner: type, name: str) -> type | None:
     so every config can nest another without a registry here."""
     hint = typing.get_type_hints(owner).get(name)
     candidates = typing.get_args(hint) or (hint,)
-    return next((c for c in candidates if dataclasses.is_dataclass(c)), None)
+    dataclass_types = (c for c in candidates if isinstance(c, type) and dataclasses.is_dataclass(c))
+    return next(dataclass_types, None)

@@ -44,19 +44,24 @@ def test_helper_threads_leave_signals_to_the_main_thread() -> None:
 
 def test_channel_results_come_in_order_on_the_named_pair_and_stop_early() -> None:
     """Results are yielded in the items' order, on the pair of threads ``pool`` names; an
-    error is raised at its item, and closing the iterator there cancels what is queued."""
-    import contextlib
-    import time
+    error is raised at its item, and closing the iterator there cancels what is queued.
 
-    from brats_goat.parallel import channel_results
+    No sleeps: items after the first two wait for ``release``, set only once the iterator
+    is closed, so at most items 0-3 (one per thread after 0 and 1) can have started by
+    then; two barrier items queued behind them show when the pair has drained the queue."""
+    import contextlib
+
+    from brats_goat.parallel import _pool, channel_results
 
     started: list[int] = []
+    release = threading.Event()
 
     def work(k: int) -> tuple[int, str]:
         started.append(k)
         if k == 1:
             raise ValueError("item 1 failed")
-        time.sleep(0.05)
+        if k >= 2:
+            assert release.wait(timeout=60), "never released"
         return k, threading.current_thread().name
 
     with contextlib.closing(channel_results(work, range(8), pool="test")) as results:
@@ -64,5 +69,10 @@ def test_channel_results_come_in_order_on_the_named_pair_and_stop_early() -> Non
         assert first[0] == 0 and first[1].startswith("brats-goat-test")
         with pytest.raises(ValueError, match="item 1"):
             next(results)
-    time.sleep(0.2)
-    assert len(started) < 8  # the queued items were cancelled
+    release.set()
+    # Both threads inside the barrier: every item queued before it has run or was dropped.
+    barrier = threading.Barrier(2, timeout=60)
+    drained = [_pool("test").submit(barrier.wait) for _ in range(2)]
+    for future in drained:
+        future.result(timeout=60)
+    assert {0, 1} <= set(started) <= {0, 1, 2, 3}, f"queued items were not cancelled: {started}"

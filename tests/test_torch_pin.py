@@ -3,7 +3,7 @@
 The image installs the Dockerfile's ``TORCH`` (by default the CUDA 12.6 build of that release
 from PyTorch's index, ``+cu126``); ``make setup`` installs the Makefile's ``TORCH`` (here the CPU
 build of the same release) for the tests, and the container test's base holds it too. One
-release in four places, each free to name its own build (``+cu126``, ``+cpu``): if the releases
+release in five places, each free to name its own build (``+cu126``, ``+cpu``): if the releases
 drift apart, the tests stop covering what organisers run. The container test also checks,
 inside the built image, that the report's ``torch_version`` is this release.
 """
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def pins() -> dict[str, str]:
     sources = {
         "Makefile": (ROOT / "Makefile", r"^TORCH\s*\?=\s*(\S+)"),
+        "pyproject.toml": (ROOT / "pyproject.toml", r'^\s*"(torch==[^"]+)"'),
         "Dockerfile": (ROOT / "Dockerfile", r'^ARG TORCH="?([^"\s]+)"?'),
         "docker/local-base.sh": (ROOT / "docker/local-base.sh", r'TORCH="\$\{TORCH:-([^}]+)\}"'),
         "scripts/container_test.py": (ROOT / "scripts/container_test.py", r'^TORCH_PIN = "(.+)"'),

@@ -10,7 +10,7 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -38,7 +38,7 @@ def train_configs(
     modality_dropout: float,
     noise_std: float,
     no_augment: bool,
-    **train_options: int | float,
+    **train_options: Any,
 ) -> tuple[ModelConfig, TrainConfig]:
     """Model and training configs; a model trained with modality dropout learns to be masked."""
     augment = AugmentConfig.none() if no_augment else AugmentConfig()

@@ -24,6 +24,7 @@ from brats_goat.model.manifest import (
     WeightsError,
     default_weights_dir,
     read_manifest,
+    refuse_if_removed,
     register_in_manifest,
     resolve_checkpoint,
 )
@@ -98,6 +99,8 @@ def load_checkpoint(
     ``WeightsError`` that names the file and the entry, never a ``KeyError``.
     """
     path = Path(path)
+    if not path.is_file():  # a superseded one (``--init``) names its way back from git
+        refuse_if_removed(path)
     if expected_sha256 is not None:
         actual = sha256_file(path)
         if actual != expected_sha256:

@@ -2,8 +2,10 @@
 
 ``<folder>/manifest.json`` lists every checkpoint with its sha256 and provenance and names the
 ``default`` one. Loading goes through it so a file nobody listed, or one whose hash changed,
-is refused; training and calibration add their output to it on request. Kept apart from
-``checkpoint`` (torch serialisation) so reading or writing a manifest needs no torch.
+is refused; training and calibration add their output to it on request. A superseded
+checkpoint that left the folder keeps its entry, with ``removed.restore``: the command that
+gets it back from git history, which the refusal quotes. Kept apart from ``checkpoint``
+(torch serialisation) so reading or writing a manifest needs no torch.
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ def resolve_checkpoint(weights: str | Path | None = None) -> tuple[Path, str]:
     """
     target = Path(weights) if weights is not None else default_weights_dir()
     if not target.exists():
+        refuse_if_removed(target)
         raise WeightsError(f"weights not found at {target}: pass --weights or set ${WEIGHTS_ENV}")
     if target.is_dir():
         folder = target
@@ -140,8 +143,30 @@ def resolve_checkpoint(weights: str | Path | None = None) -> tuple[Path, str]:
     if entry is None:
         raise WeightsError(f"{path.name} is not listed in {folder / MANIFEST_NAME}")
     if not path.is_file():
+        refuse_if_removed(path, manifest)
         raise WeightsError(f"checkpoint {path} listed in the manifest does not exist")
     return path, entry["sha256"].lower()
+
+
+def refuse_if_removed(path: Path, manifest: dict[str, Any] | None = None) -> None:
+    """A superseded checkpoint left the folder but kept its entry: say how to get it back.
+
+    Called for a checkpoint that is not there; does nothing unless the manifest of its
+    folder (``manifest``, else read here, if readable) records it as removed.
+    """
+    if manifest is None:
+        try:
+            manifest = read_manifest(path.parent)
+        except WeightsError:  # no manifest, or a broken one: the caller's message stands
+            return
+    entry = manifest.get("files", {}).get(path.name)
+    removed = entry.get("removed") if isinstance(entry, dict) else None
+    restore = removed.get("restore") if isinstance(removed, dict) else None
+    if isinstance(restore, str):
+        raise WeightsError(
+            f"checkpoint {path.name} is superseded and no longer ships in {path.parent}; "
+            f"get it back from git history with: {restore}"
+        )
 
 
 def register_in_manifest(

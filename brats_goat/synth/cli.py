@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import click
 
 from brats_goat.synth.config import KIND_CHOICES
+
+#: Said, alone, when the phantoms' template package is missing: it is an optional extra, so
+#: that `predict` installs do not pull pandas and scikit-learn (exit 2: a usage error).
+NEEDS_NILEARN = (
+    "brats-goat synth: the phantoms need nilearn (its MNI152 templates); "
+    'install them with: pip install "brats-goat[phantoms]"'
+)
+
+
+def require_nilearn() -> None:
+    """Exit 2 with one line, before any work, when nilearn cannot be imported."""
+    try:
+        found = importlib.util.find_spec("nilearn") is not None
+    except ValueError:  # sys.modules["nilearn"] is None: an import that is known to fail
+        found = False
+    if not found:
+        click.echo(NEEDS_NILEARN, err=True)
+        sys.exit(2)
 
 
 def check_writable(out: Path) -> None:
@@ -53,6 +73,7 @@ def synth(out: Path, n_cases: int, healthy: bool, seed: int, kind: str, quiet: b
     Cases are 240x240x155 at 1 mm on the BraTS grid; tumour cases get an exact label map
     (1 NETC, 2 SNFH, 3 ET). The same seed always gives the same cases.
     """
+    require_nilearn()
     from brats_goat.synth.generate import synthesize  # keeps `--help` fast
 
     check_writable(out)

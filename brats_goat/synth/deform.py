@@ -115,7 +115,9 @@ def mass_displacement(
     return u
 
 
-def coarse_axes(start: Sequence[int], stop: Sequence[int], step: int) -> list[np.ndarray]:
+def coarse_axes(
+    start: Sequence[int] | np.ndarray, stop: Sequence[int] | np.ndarray, step: int
+) -> list[np.ndarray]:
     """Node positions covering [start, stop) with about ``step`` spacing, ends included."""
     axes = []
     for a, b in zip(start, stop, strict=True):

@@ -226,7 +226,7 @@ def generate_case(
         if mod == "t1c":
             img = img * (1 - shell) + shell * draws.shell_ratio
             img = img * (1 - vessels) + vessels * draws.vessel_ratio
-        if fractions:
+        if texture is not None:  # there are lesion fractions
             img[lesion_box] = _mix_lesions(
                 img[lesion_box],
                 brain_p[lesion_box],

@@ -63,7 +63,7 @@ def calibration_rows(present: np.ndarray, ignore: np.ndarray | None) -> np.ndarr
     """(N,) bool: slices with every modality and no ignored voxel. The thresholds are
     percentiles of healthy residuals for the full set and for t1c+t2f, so a zero t1c or a
     lesion would bias them."""
-    rows = present.all(axis=1)
+    rows = np.asarray(present.all(axis=1))
     if ignore is not None:
         rows &= ~ignore.reshape(len(ignore), -1).any(axis=1)
     return rows
@@ -107,9 +107,9 @@ def healthy_indices(brain: np.ndarray, tumour: np.ndarray | None, cfg: TrainConf
     """Axial slices with enough brain and no tumour within ``healthy_margin`` slices."""
     depth = brain.shape[2]
     enough = brain.reshape(-1, depth).sum(axis=0) >= cfg.min_brain_voxels
-    blocked = np.zeros(depth, dtype=bool)
+    blocked: np.ndarray = np.zeros(depth, dtype=bool)
     if tumour is not None and tumour.any():
-        hit = tumour.reshape(-1, depth).any(axis=0)
+        hit = np.asarray(tumour.reshape(-1, depth).any(axis=0))
         blocked = (
             ndimage.binary_dilation(hit, iterations=cfg.healthy_margin)
             if cfg.healthy_margin

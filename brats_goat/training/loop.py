@@ -69,7 +69,7 @@ def end_epoch(s: TrainSession, state: TrainState, epoch: int, train_loss: float)
     row = {
         "epoch": epoch + 1,
         "step": state.step,
-        "lr": round(s.sched.get_last_lr()[0], 8),
+        "lr": round(float(s.sched.get_last_lr()[0]), 8),
         "train_loss": round(train_loss, 5),
         "val_loss": round(val, 5),
         "elapsed_s": round(time.time() - state.started, 1),

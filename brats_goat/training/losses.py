@@ -47,6 +47,8 @@ def spatial_mean(values: torch.Tensor, keep: torch.Tensor | None) -> torch.Tenso
 class ReconstructionLoss(torch.nn.Module):
     """MSE + ``ssim_weight`` x (1 - SSIM); SSIM's data range is the z-score clip range."""
 
+    window: torch.Tensor  # a buffer (registered below): it follows the module to its device
+
     def __init__(
         self, channels: int, window: int, sigma: float, ssim_weight: float, data_range: float
     ) -> None:

@@ -409,14 +409,21 @@ def test_the_next_case_is_read_while_one_is_segmented(
         (tmp_path / "in" / "Case-2" / f"Case-2-{modality}.nii.gz").write_bytes(b"not a nifti")
     events: list[tuple[str, str, float]] = []
     real_read, real_segment = read_ahead.read_case, Segmenter.segment
+    # No sleeps: the build and case 1's segmentation each wait (60 s at most) for the read
+    # that must overlap them, so the order below holds however loaded the machine is; a read
+    # that does not overlap leaves the wait to time out and the order assertion to fail.
+    read_started = {case_id: threading.Event() for case_id in ("Case-1", "Case-2", "Case-3")}
 
     def read(case, atol):
         events.append(("read", case.case_id, time.perf_counter()))
         events.append(("thread", threading.current_thread().name, 0.0))
+        read_started[case.case_id].set()
         return real_read(case, atol)
 
     def segment(self, volumes, *args):
         out = real_segment(self, volumes, *args)
+        if volumes.case_id == "Case-1":
+            read_started["Case-2"].wait(timeout=60)
         events.append(("segmented", "", time.perf_counter()))
         return out
 
@@ -430,7 +437,9 @@ def test_the_next_case_is_read_while_one_is_segmented(
     real_make = run_predict.make_segmenter
 
     def make_segmenter(*args, **kwargs):
-        time.sleep(0.5)  # a segmenter that takes a while to build (the OpenVINO export)
+        # A segmenter that takes a while to build (the OpenVINO export): here until case 1
+        # has started to be read beside it.
+        read_started["Case-1"].wait(timeout=60)
         out = real_make(*args, **kwargs)
         events.append(("built", "", time.perf_counter()))
         return out

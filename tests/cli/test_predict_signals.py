@@ -107,7 +107,12 @@ def test_a_signal_taken_by_another_thread_waits_for_the_deferred_block() -> None
     a helper thread sends it to the process while the main thread is in the block)."""
     import threading
 
-    from brats_goat.run.interrupt import RunInterrupted, signals_deferred, stop_on_signals
+    from brats_goat.run.interrupt import (
+        RunInterrupted,
+        _Signals,
+        signals_deferred,
+        stop_on_signals,
+    )
 
     steps: list[str] = []
     with pytest.raises(RunInterrupted) as caught, stop_on_signals():
@@ -115,7 +120,14 @@ def test_a_signal_taken_by_another_thread_waits_for_the_deferred_block() -> None
             sender = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM))
             sender.start()
             sender.join()
-            time.sleep(0.05)  # the handler has run by now, and held the signal back
+            # Python runs the handler in the main thread at its next check, whichever thread
+            # the kernel gave the signal to: wait until it has (and held the signal back),
+            # however loaded the machine, instead of guessing a time.
+            deadline = time.monotonic() + 60
+            while _Signals.pending is None:
+                assert time.monotonic() < deadline, "the handler never ran"
+                time.sleep(0.001)
+            assert _Signals.pending == signal.SIGTERM
             steps.append("block finished")
         steps.append("after the block")  # never: the signal is raised as the block ends
     assert steps == ["block finished"] and caught.value.name == "SIGTERM"

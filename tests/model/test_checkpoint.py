@@ -61,6 +61,8 @@ def test_shipped_weights_verify_and_carry_provenance() -> None:
     manifest = json.loads((REPO_WEIGHTS / "manifest.json").read_text())
     for name, entry in manifest["files"].items():
         path = REPO_WEIGHTS / name
+        if "removed" in entry and not path.exists():  # superseded: in git history only
+            continue
         assert path.stat().st_size < 60 * 2**20, f"{name} over the 60 MB limit"
         assert sha256_file(path) == entry["sha256"]
         for key in ("command", "seed", "data", "cases"):
