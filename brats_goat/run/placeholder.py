@@ -13,6 +13,7 @@ the log names it, and the orchestrator warns that the file holds only zeros.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -37,7 +38,7 @@ def geometry_source(case: Case) -> nib.Nifti1Image | None:
         if path is None:
             continue
         try:
-            image = nib.load(str(path))
+            image = cast(nib.Nifti1Image, nib.load(str(path)))
         except Exception:  # any unreadable header: try the next modality
             continue
         if usable_header(image, f"case {case.case_id}: {modality} file {path}"):
@@ -90,5 +91,5 @@ def write_placeholder(case: Case, output_dir: Path) -> tuple[Path, bool]:
 
 def is_placeholder(path: str | Path) -> bool:
     """True for a label map written by ``write_placeholder``."""
-    descrip = nib.load(str(path)).header["descrip"].item()
+    descrip = cast(nib.Nifti1Image, nib.load(str(path))).header["descrip"].item()
     return descrip.decode(errors="replace").strip() == PLACEHOLDER_DESCRIP

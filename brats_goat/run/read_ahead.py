@@ -56,7 +56,12 @@ class ReadAhead:
             self.normalise(index, segmenter)
 
         if segmenter.refiner is None:
-            return {Stage.RECONSTRUCT: lambda: (read(), normalise())}
+
+            def both() -> None:
+                read()
+                normalise()
+
+            return {Stage.RECONSTRUCT: both}
         return {Stage.RECONSTRUCT: read, Stage.REFINE: normalise}
 
     def take(self, index: int) -> tuple[Future[CaseVolumes], Future[Normalised] | None]:

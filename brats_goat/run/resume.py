@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -42,7 +43,7 @@ def label_map_problem(
     if reference is None:
         return "no input header of the case to check it against", {}
     try:
-        image = nib.load(str(path))
+        image = cast(nib.Nifti1Image, nib.load(str(path)))
         data = np.asanyarray(image.dataobj)
     except Exception as exc:  # truncated, not NIfTI: segment the case again
         return f"it cannot be read ({type(exc).__name__}: {exc})", {}

@@ -10,6 +10,7 @@ array) each take their part, the parts are disjoint, and together they cover eve
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -79,7 +80,9 @@ def shard_of_report_name(name: str) -> Shard | None:
 
 
 def select_shard(
-    items: Sequence[T], shard: Shard | None, key: Callable[[T], str] = lambda c: c.case_id
+    items: Sequence[T],
+    shard: Shard | None,
+    key: Callable[[T], str] = operator.attrgetter("case_id"),
 ) -> list[T]:
     """The items of ``shard`` (all of them for ``None``), in sorted-ID order."""
     ordered = sorted(items, key=key)

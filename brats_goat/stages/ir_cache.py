@@ -82,7 +82,7 @@ def entry_key(name: str, module: nn.Module, signature: object) -> str:
     for tensor_name, tensor in tensors:
         digest.update(f"{tensor_name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
         flat = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(flat.view(torch.uint8).numpy())
+        digest.update(flat.view(torch.uint8).numpy().data)
     return digest.hexdigest()
 
 

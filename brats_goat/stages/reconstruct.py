@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -99,7 +100,7 @@ def brain_window(
     part of the plane that maps back to the input grid; None when there is nothing."""
     if not todo:
         return None
-    footprint = brain[..., as_slice(todo)].any(axis=2)[src[0], src[1]]
+    footprint = np.asarray(brain[..., as_slice(todo)].any(axis=2))[src[0], src[1]]
     spans = []
     for axis, sl in enumerate(dst):
         hit = np.flatnonzero(footprint.any(axis=1 - axis))
@@ -176,6 +177,7 @@ class SliceStack:
         """The slices ``z``, read from ``volume`` unless their ``inputs`` are given."""
         box = output_box(model, brain, z)
         if inputs is None:
+            assert volume is not None, "the slices' inputs or their volume"
             inputs = network_input(volume, z, model.cfg.image_size)
         inside = brain[box.grid[0], box.grid[1]][..., as_slice(z)].transpose(2, 0, 1)
         return cls(z, inputs, inside, box)
@@ -221,7 +223,8 @@ def run_network(
         present_b = None if mask is None else mask.expand(len(batch), -1)
         with autocast(dtype, device):
             if stack.box.windowed:
-                y = model(batch, present_b, stack.box.plane)
+                # Windowed only where the torch module runs, the one that takes a plane.
+                y = cast(Any, model)(batch, present_b, stack.box.plane)
             else:
                 y = model(batch, present_b)[:, :, r0:r1, c0:c1]
         # 0 outside the brain, written as the batch is copied out (one pass, not two).

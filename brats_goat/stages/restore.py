@@ -40,8 +40,8 @@ def suspect_voxels(
     lesion reaches past the voxels that already stand out. Computed on the brain's box
     (nothing outside it can be suspect)."""
     box = bounding_box(brain, margin=0)
-    channels = range(len(normalised)) if channels is None else channels
-    pairs = ((box.crop(normalised[c]), box.crop(recon[c])) for c in channels)
+    chosen = range(len(normalised)) if channels is None else channels
+    pairs = ((box.crop(normalised[c]), box.crop(recon[c])) for c in chosen)
     return box.paste(stand_out(pairs, box.crop(brain), z, dilation, inplane_cross()))
 
 

@@ -27,7 +27,7 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -226,7 +226,7 @@ def fold_batchnorm(model: MViTAE) -> MViTAE:
             and layers
             and isinstance(layers[0], nn.BatchNorm2d)
         ):
-            layer = fuse_conv_bn_eval(layer, layers.pop(0), transpose=True)
+            layer = fuse_conv_bn_eval(layer, cast(nn.BatchNorm2d, layers.pop(0)), transpose=True)
         out.append(layer)
     folded.decoder = nn.Sequential(*out)
     return folded

@@ -15,7 +15,7 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -112,14 +112,15 @@ class SamFamilyBackend:
         device: torch.device,
         *,
         pixel_scale: float = 1.0,
-        pixel_mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
-        pixel_std: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        pixel_mean: tuple[float, ...] = (0.0, 0.0, 0.0),
+        pixel_std: tuple[float, ...] = (1.0, 1.0, 1.0),
         batch_size: int = 1,
         precision: str = "auto",
         runtime: str = "auto",
     ) -> None:
         self.name = name
-        self.model = model.to(device).eval()
+        #: The SAM-family module; Any: its parts are other packages' classes.
+        self.model: Any = cast(Any, model).to(device).eval()
         self.input_size = input_size
         self.device = device
         self.pixel_scale = pixel_scale
@@ -183,6 +184,7 @@ class SamFamilyBackend:
             points = None
             if prompts.points is not None and prompts.points.shape[1] > 0:
                 coords = torch.as_tensor(prompts.points[sel] * scale, dtype=torch.float32)
+                assert prompts.point_labels is not None  # given with the points
                 labels = torch.as_tensor(prompts.point_labels[sel], dtype=torch.int64)
                 points = (coords.to(self.device), labels.to(self.device))
             with autocast(self.dtype, self.device):
@@ -242,14 +244,15 @@ def official_sam(
     runtime: str = "auto",
 ) -> SamFamilyBackend:
     """Wrap an official ``segment_anything`` ``Sam`` module (any size, e.g. a test build)."""
+    sam = cast(Any, model)  # its parts are segment_anything's classes
     return SamFamilyBackend(
         name,
         model,
-        int(model.image_encoder.img_size),
+        int(sam.image_encoder.img_size),
         device,
         pixel_scale=255.0,
-        pixel_mean=tuple(float(v) for v in model.pixel_mean.flatten()),
-        pixel_std=tuple(float(v) for v in model.pixel_std.flatten()),
+        pixel_mean=tuple(float(v) for v in sam.pixel_mean.flatten()),
+        pixel_std=tuple(float(v) for v in sam.pixel_std.flatten()),
         batch_size=batch_size,
         precision=precision,
         runtime=runtime,
