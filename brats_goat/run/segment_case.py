@@ -22,7 +22,7 @@ from brats_goat.io.discover import Case, discover_cases
 from brats_goat.io.read import CaseError, CaseVolumes, load_case
 from brats_goat.io.resample import to_model_frame
 from brats_goat.io.write import as_label_map, like_reference
-from brats_goat.segmenter import Normalised, Segmentation, Segmenter
+from brats_goat.segmenter import Normalised, PipelineConfig, Segmentation, Segmenter
 from brats_goat.timing import Stage, StageTimer
 
 
@@ -125,7 +125,7 @@ def segmentation_notes(
     notes = list(seg.warnings)
     if not seg.labels.any():
         notes.append("no anomaly found: the label map is all zero")
-    elif (flag := healthy_like(seg, config.healthy_abnormality)) is not None:
+    elif (flag := abnormality_flag(seg, config)) is not None:
         notes.append(flag)
     peaks = segmenter.peak_thresholds(present)
     if config.component_rule != "largest" and all(v is None for v in peaks.values()):
@@ -136,15 +136,23 @@ def segmentation_notes(
     return notes
 
 
-def healthy_like(seg: Segmentation, limit: float) -> str | None:
-    """A warning when the labels' whole tumour is no more abnormal than healthy brains are
-    (t2f ``abnormality`` below ``limit``): the component rule labels something in every
-    case, a tumour-free one too."""
+def abnormality_flag(seg: Segmentation, config: PipelineConfig) -> str | None:
+    """A warning when the labels' whole tumour is not as abnormal as a tumour: the component
+    rule labels something in every case, a tumour-free one too. Below
+    ``healthy_abnormality`` (t2f) the case is within healthy variation; below
+    ``tumour_abnormality`` it is within the range of small non-tumour lesions."""
     value = seg.abnormality.get("t2f")
-    if value is None or value >= limit:
+    if value is None or value >= config.tumour_abnormality:
         return None
+    if value < config.healthy_abnormality:
+        return (
+            f"t2f abnormality {value:.2f} is below {config.healthy_abnormality:g}: this "
+            "case's residual is within the variation of healthy brains, so its labels may "
+            'mark no tumour (docs/cli.md, "abnormality")'
+        )
     return (
-        f"t2f abnormality {value:.2f} is below {limit:g}: this case's residual is within "
-        "the variation of healthy brains, so its labels may mark no tumour (docs/cli.md, "
-        '"abnormality")'
+        f"t2f abnormality {value:.2f} is below {config.tumour_abnormality:g}: abnormal, but "
+        "within the range of small non-tumour lesions (white-matter lesions) and below "
+        "every tumour measured, so its labels may mark such a lesion and no tumour "
+        '(docs/cli.md, "abnormality")'
     )

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from brats_goat.cli.main import main
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case
 from brats_goat.run.predict import predict
-from brats_goat.segmenter import PipelineConfig, make_segmenter
+from brats_goat.run.segment_case import abnormality_flag
+from brats_goat.segmenter import PipelineConfig, Segmentation, make_segmenter
 from brats_goat.stages.anomaly import channel_scores
 from tests.conftest import write_case
 
@@ -62,7 +64,7 @@ def test_labels_no_more_abnormal_than_healthy_brains_are_flagged(tmp_path: Path)
     write_case(tmp_path / "in", "TUMOUR")
     runs = {}
     for name, limit in (("default", PipelineConfig().healthy_abnormality), ("high", 100.0)):
-        config = PipelineConfig(healthy_abnormality=limit)
+        config = PipelineConfig(healthy_abnormality=limit, tumour_abnormality=max(limit, 1.9))
         out = tmp_path / name
         report = predict(tmp_path / "in", out, method="intensity", config=config, quiet=True)
         (runs[name],) = report.cases
@@ -81,3 +83,23 @@ def test_summary_table_shows_the_t2f_figure(tmp_path: Path) -> None:
     head, _, row = report.summary_table().splitlines()[:3]
     assert " abn " in head
     assert f" {case.abnormality['t2f']:.2f} " in row
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [(1.2, "healthy brains"), (1.605, "non-tumour lesions"), (1.95, None), (3.0, None)],
+)
+def test_a_finding_below_every_tumour_is_flagged(value: float, said: str | None) -> None:
+    """Issue 27: a mirrored healthy brain read 1.605, inside the white-matter lesions'
+    range and below every development tumour, and got no flag."""
+    seg = Segmentation(np.ones((2, 2, 2), np.uint8), {}, 0.0, abnormality={"t2f": value})
+    flag = abnormality_flag(seg, PipelineConfig())
+    if said is None:
+        assert flag is None
+    else:
+        assert flag is not None and said in flag and f"{value:.2f}" in flag
+
+
+def test_the_limits_must_be_in_order() -> None:
+    with pytest.raises(ValueError, match="tumour_abnormality"):
+        PipelineConfig(healthy_abnormality=2.0, tumour_abnormality=1.9)
