@@ -25,7 +25,8 @@ from nibabel.orientations import (
 
 from brats_goat.conventions import MODALITIES
 from brats_goat.io.budget import check_memory
-from brats_goat.io.discover import Case, other_format_files
+from brats_goat.io.case_folder import other_format_files
+from brats_goat.io.discover import Case
 from brats_goat.io.errors import CaseError
 from brats_goat.io.intensity import sanitise_intensities
 from brats_goat.io.sequences import swap_warning
