@@ -22,8 +22,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from brats_goat.io.discover import discover_cases
 from brats_goat.io.consistency import CORRELATION_STRIDE
+from brats_goat.io.discover import discover_cases
 from brats_goat.io.stripped import StrippedCheck, bright_surface_share
 
 
