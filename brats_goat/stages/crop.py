@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from brats_goat import masks
+
 #: Voxels added on each side of the box: more than any stage reaches past the mask it
 #: works in (median 3 -> 1, opening/closing radius 1 -> 2, lesion erosion 3 and dilation 2,
 #: ET search dilation 3, hole filling 1).
@@ -41,12 +43,5 @@ class Box:
 def bounding_box(mask: np.ndarray, margin: int = MARGIN) -> Box:
     """The box around ``mask``'s voxels grown by ``margin`` (clipped to the grid); the
     whole grid when ``mask`` is empty, so an empty case behaves as before."""
-    region = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=other))
-        if hit.size == 0:
-            return Box((slice(None),) * 3, mask.shape)
-        lo, hi = max(int(hit[0]) - margin, 0), min(int(hit[-1]) + margin + 1, mask.shape[axis])
-        region.append(slice(lo, hi))
+    region = masks.bounding_box(mask, margin)
     return Box((region[0], region[1], region[2]), mask.shape)
