@@ -19,9 +19,8 @@ from nibabel.orientations import apply_orientation
 
 from brats_goat.conventions import MODALITIES
 from brats_goat.io.budget import check_memory
-from brats_goat.io.case_folder import other_format_files
+from brats_goat.io.case_folder import Case, other_format_files
 from brats_goat.io.consistency import affine_gap, check_distinct, check_overlap, same_grid
-from brats_goat.io.discover import Case
 from brats_goat.io.errors import CaseError
 from brats_goat.io.image import MAX_VOXELS, CorruptFileError, load_image
 from brats_goat.io.orientation import (
