@@ -7,7 +7,7 @@ and the largest share per checked modality over all cases: the limit
 shares of each case with a bright shell added (6 voxels, 1.3x the brain's 99.5th
 percentile, around the brain in every image; the background outside stays 0).
 ``--correlations`` also prints the largest correlation between two sequences of a case
-over the brain (``brats_goat.io.read.SAME_IMAGE_CORRELATION`` must stay well above it).
+over the brain (``brats_goat.io.consistency.SAME_IMAGE_CORRELATION`` must stay well above it).
 
     python scripts/measure_skull_strip.py \
         ../shared/data/{real,real-expert,brats18-dev,healthy-real} [--shell] [--correlations]
@@ -22,8 +22,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from brats_goat.io.consistency import CORRELATION_STRIDE
 from brats_goat.io.discover import discover_cases
-from brats_goat.io.read import CORRELATION_STRIDE
 from brats_goat.io.stripped import StrippedCheck, bright_surface_share
 
 

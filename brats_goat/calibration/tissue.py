@@ -31,6 +31,7 @@ from brats_goat.conventions import MODALITIES, subset_key
 from brats_goat.device import pick_device
 from brats_goat.io.discover import Case
 from brats_goat.io.read import CaseError, CaseVolumes, load_case
+from brats_goat.masks import bounding_box
 from brats_goat.model.checkpoint import load_verified
 from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.segmenter import IntensitySegmenter, MViTAESegmenter, PipelineConfig, Segmenter
@@ -106,15 +107,6 @@ def case_maps(
     healthy = mask & healthy_tissue(case, volumes, brain, cfg, subject_healthy)
     box = bounding_box(brain)  # keep only the brain's box: 18 cases x 2 subsets in memory
     return TissueMaps(case.case_id, {k: v[box] for k, v in maps.items()}, healthy[box])
-
-
-def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    """Slices of the smallest box holding ``mask`` (the whole array if it is empty)."""
-    if not mask.any():
-        return tuple(slice(None) for _ in mask.shape)
-    found = ndimage.find_objects(mask.astype(np.uint8))[0]
-    assert found is not None
-    return tuple(found)
 
 
 def subset_thresholds(samples: list[TissueMaps], percentile: float) -> dict[str, float]:

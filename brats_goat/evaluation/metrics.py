@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from brats_goat.masks import bounding_box, dice
+
 
 @dataclass(frozen=True)
 class Cohort:
@@ -150,26 +152,6 @@ def region_mask(labels: np.ndarray, region: str, rules: ScoringRules = DEFAULT_R
     return np.isin(labels, table[region])
 
 
-def dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    """Dice of two binary masks; both empty -> 1 (nothing to find, nothing found)."""
-    n_pred, n_ref = int(np.count_nonzero(pred)), int(np.count_nonzero(ref))
-    if n_pred + n_ref == 0:
-        return 1.0
-    return 2.0 * int(np.count_nonzero(pred & ref)) / (n_pred + n_ref)
-
-
-def _bbox(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...] | None:
-    """Bounding box of a mask plus ``margin`` voxels (clipped), or None when empty."""
-    if not mask.any():
-        return None
-    out = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        idx = np.flatnonzero(mask.any(axis=other))
-        out.append(slice(max(int(idx[0]) - margin, 0), int(idx[-1]) + 1 + margin))
-    return tuple(out)
-
-
 def hd95(
     pred: np.ndarray,
     ref: np.ndarray,
@@ -188,7 +170,7 @@ def hd95(
         return 0.0
     if not (has_pred and has_ref):
         return float(rules.hd95_penalty)
-    box = _bbox(pred | ref)
+    box = bounding_box(pred | ref, margin=1)
     pred, ref = pred[box], ref[box]
     footprint = ndimage.generate_binary_structure(pred.ndim, rules.border_connectivity)
     pred_border = pred & ~ndimage.binary_erosion(pred, structure=footprint)
@@ -241,8 +223,8 @@ def lesionwise_region(
     for k in range(1, n_zone + 1):
         box = zone_boxes[k - 1]
         in_zone = zone_cc[box] == k
-        hits = np.unique(pred_cc[box][in_zone])
-        hits = tuple(int(h) for h in hits[hits > 0])
+        found = np.unique(pred_cc[box][in_zone])
+        hits = tuple(int(h) for h in found[found > 0])
         hit_any.update(hits)
         volume = int(np.count_nonzero(ref[box] & in_zone)) * voxel_volume
         is_kept = volume > cohort.min_lesion_voxels

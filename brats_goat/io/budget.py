@@ -18,6 +18,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 
@@ -102,10 +103,11 @@ def check_memory(
     than the limit. Headers that cannot be read, or that claim more than ``max_voxels``,
     are left to the reader, which names what is wrong with them."""
     budget = budget or MemoryBudget()
-    largest, largest_path, shape = 0, None, ()
+    largest, largest_path = 0, None
+    shape: tuple[int, ...] = ()
     for path in files.values():
         try:
-            image_shape = nib.load(str(path)).shape
+            image_shape = cast(nib.Nifti1Image, nib.load(str(path))).shape
         except Exception:  # the reader reports the file's own error
             continue
         voxels = math.prod(image_shape)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from brats_goat.io.grid import BRATS_SHAPE
 from brats_goat.io.read import CaseError, CaseVolumes
+from brats_goat.masks import bounding_box
 
 #: In-plane size of the frame: the BraTS grid, which the model's slices are (image_size).
 FRAME_SIZE = BRATS_SHAPE[0]
@@ -53,7 +54,7 @@ class Frame:
     @property
     def origin(self) -> Vec3:
         """Frame voxel 0 in the input's index space scaled to mm (origin at input voxel 0)."""
-        return tuple(o * s for o, s in zip(self.offset, self.spacing, strict=True))
+        return cast(Vec3, tuple(o * s for o, s in zip(self.offset, self.spacing, strict=True)))
 
     def to_frame(self, data: np.ndarray, nearest: bool = False) -> np.ndarray:
         """An array on the input's canonical grid, resampled onto the frame."""
@@ -158,7 +159,8 @@ def plan_frame(case_id: str, brain: np.ndarray, spacing: Vec3) -> Frame:
     """The frame centred on the bounding box of ``brain`` (the non-zero voxels), so a large
     field of view with the brain off-centre is not cut; ``CaseError`` when the brain does
     not fit in 240 x 240 mm in-plane."""
-    lo, hi = bounding_box(brain)
+    box = bounding_box(brain)
+    lo, hi = np.array([s.start for s in box]), np.array([s.stop - 1 for s in box])
     step = np.asarray(spacing)
     extent = (hi - lo + 1) * step
     shape = np.array([FRAME_SIZE, FRAME_SIZE, math.ceil(extent[2] - 1e-6) + 2 * Z_MARGIN])
@@ -171,18 +173,9 @@ def plan_frame(case_id: str, brain: np.ndarray, spacing: Vec3) -> Frame:
             "mm at 1 mm; a skull-stripped brain fits (are the background zero and the voxel "
             "size in the header right?)"
         )
-    sizes = tuple(int(n) for n in shape)
-    return Frame(spacing, tuple(int(o) for o in offset), sizes, tuple(brain.shape))
-
-
-def bounding_box(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First and last index of ``mask``'s true voxels along each axis."""
-    lo, hi = [], []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        lo.append(hit[0])
-        hi.append(hit[-1])
-    return np.array(lo), np.array(hi)
+    sizes = cast(tuple[int, int, int], tuple(int(n) for n in shape))
+    start = cast(tuple[int, int, int], tuple(int(o) for o in offset))
+    return Frame(spacing, start, sizes, cast(tuple[int, int, int], tuple(brain.shape)))
 
 
 def to_model_frame(volumes: CaseVolumes) -> CaseVolumes:

@@ -22,7 +22,7 @@ from brats_goat.conventions import MODALITIES
 from brats_goat.io.discover import Case
 from brats_goat.io.errors import CaseError
 from brats_goat.io.grid import BRATS_SHAPE, brats_affine
-from brats_goat.io.read import check_header, check_size
+from brats_goat.io.image import check_header, check_size
 from brats_goat.io.write import as_label_map, like_reference, write_nifti_atomic
 
 #: The NIfTI header description of a placeholder (the field holds 80 bytes at most).

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from brats_goat import masks
 from brats_goat.stages.reference import reference_on
 
 
@@ -53,12 +54,5 @@ def stage_box(mask: np.ndarray, margin: int) -> Box:
 def bounding_box(mask: np.ndarray, margin: int) -> Box:
     """The box around ``mask``'s voxels grown by ``margin`` (clipped to the grid); the
     whole grid when ``mask`` is empty, so an empty case behaves as before."""
-    region = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=other))
-        if hit.size == 0:
-            return Box((slice(None),) * 3, mask.shape)
-        lo, hi = max(int(hit[0]) - margin, 0), min(int(hit[-1]) + margin + 1, mask.shape[axis])
-        region.append(slice(lo, hi))
+    region = masks.bounding_box(mask, margin)
     return Box((region[0], region[1], region[2]), mask.shape)

@@ -16,6 +16,7 @@ from scipy import ndimage
 
 from brats_goat.calibrated import stored_result
 from brats_goat.conventions import LABEL_ET, LABEL_NETC, LABEL_SNFH
+from brats_goat.masks import connected_components, fill_holes_axial
 from brats_goat.stages.morphology import dilate
 from brats_goat.stages.threshold import select_components
 
@@ -157,7 +158,7 @@ def near_largest(mask: np.ndarray, gap: int | None) -> np.ndarray:
     of it (Euclidean); ``mask`` itself where ``gap`` is None."""
     if gap is None or not mask.any():
         return mask
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    labels, n = connected_components(mask)
     if n == 1:
         return mask
     largest = int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
@@ -180,17 +181,9 @@ def grow_from(seeds: np.ndarray, allowed: np.ndarray) -> np.ndarray:
 
 def components_touching(mask: np.ndarray, marker: np.ndarray) -> np.ndarray:
     """The 26-connected components of ``mask`` that hold a voxel of ``marker``."""
-    labels, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    labels, _ = connected_components(mask)
     hit = np.unique(labels[marker])
     return np.isin(labels, hit[hit > 0])
-
-
-def fill_holes_axial(mask: np.ndarray) -> np.ndarray:
-    """Fill holes slice by slice: a necrotic core is enclosed in-plane by its rim."""
-    out = np.empty_like(mask)
-    for z in range(mask.shape[2]):
-        out[..., z] = ndimage.binary_fill_holes(mask[..., z])
-    return out
 
 
 def et_near_wt(et: np.ndarray, wt: np.ndarray, dilation: int) -> np.ndarray:

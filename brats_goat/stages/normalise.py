@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES
+from brats_goat.masks import connected_components
 from brats_goat.parallel import channel_map
 from brats_goat.stages.crop import stage_box
 from brats_goat.stages.morphology import dilate, erode
@@ -98,7 +98,7 @@ def bright_clusters(
     """3D (26-connected) clusters of ``z > z_min`` inside ``inner`` with at least
     ``min_voxels`` voxels: a lesion, not the scattered bright voxels of healthy tissue."""
     bright = (z > z_min) & inner
-    labels, n = ndimage.label(bright, structure=np.ones((3, 3, 3), dtype=bool))
+    labels, n = connected_components(bright)
     if n == 0:
         return bright
     sizes = np.bincount(labels.ravel())

@@ -19,6 +19,7 @@ import torch
 from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES
+from brats_goat.masks import dice
 from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.stages.sam_backends import PromptableBackend, Prompts
@@ -160,11 +161,6 @@ def to_prompts(prompts: list[SlicePrompt], zs: list[int]) -> Prompts:
         points=points if k else None,
         point_labels=labels if k else None,
     )
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 2.0 * int((a & b).sum()) / total if total else 1.0
 
 
 def refine_channel(

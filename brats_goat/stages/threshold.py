@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from brats_goat.masks import connected_components
 from brats_goat.model.postprocess import PostprocessConfig
 from brats_goat.stages.morphology import closing, opening
 
@@ -58,7 +59,7 @@ def open_close(mask: np.ndarray, radius: int) -> np.ndarray:
 
 def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """26-connected 3D components (the connectivity of the BraTS lesion-wise metric)."""
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    labels, n = connected_components(mask)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     return labels, sizes
 

@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from brats_goat.calibrated import stored_result
 from brats_goat.conventions import LABEL_ET, LABEL_NETC, LABEL_SNFH
+from brats_goat.masks import connected_components
 from brats_goat.stages.labels import enclosed_by
 from brats_goat.stages.threshold import select_components
 
@@ -81,7 +82,7 @@ def choose_seed(
     """The FLAIR candidate component with the largest anomaly mass (its summed excess over
     the threshold) among those whose median ``t2w_z`` exceeds ``support_t2w_median`` (all,
     without a T2w)."""
-    labels, n = ndimage.label(candidates, CONNECTIVITY)
+    labels, n = connected_components(candidates)
     if n == 0:
         return np.zeros_like(candidates)
     index = np.arange(1, n + 1)

@@ -20,13 +20,8 @@ import numpy as np
 from scipy import ndimage
 
 from brats_goat.conventions import MODALITIES
-from brats_goat.io.discover import (
-    LESION_SUFFIX,
-    REFERENCE_SUFFIXES,
-    Case,
-    nifti_files,
-    split_suffix,
-)
+from brats_goat.io.discover import Case
+from brats_goat.io.names import LESION_SUFFIX, REFERENCE_SUFFIXES, nifti_files, split_suffix
 from brats_goat.io.read import CaseError, CaseVolumes, load_case, load_reference_labels
 from brats_goat.stages.normalise import NormaliseConfig, bright_clusters, normalise_stack
 from brats_goat.training.config import TrainConfig

@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from brats_goat.cli.evaluate import evaluate
-from brats_goat.evaluation.evaluate import LabelError, evaluate_folder, score_pair
+from brats_goat.evaluation.evaluate import evaluate_folder, score_pair
+from brats_goat.evaluation.label_maps import LabelError
 
 SHAPE = (32, 32, 32)
 

@@ -10,7 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from brats_goat.evaluation.evaluate import evaluate_folder, find_references
+from brats_goat.evaluation.evaluate import evaluate_folder
+from brats_goat.evaluation.pairing import find_references
 from brats_goat.io.grid import brats_affine
 
 

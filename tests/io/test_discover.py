@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from brats_goat.io.discover import MAX_CASE_DEPTH, DiscoveryError, discover_cases, split_suffix
+from brats_goat.io.discover import MAX_CASE_DEPTH, DiscoveryError, discover_cases
+from brats_goat.io.names import split_suffix
 from brats_goat.io.read import CaseError, load_case
 from tests.conftest import NAMES_LEGACY, write_case
 from tests.unprivileged import requires_file_modes, run_unprivileged

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from brats_goat.io.discover import discover_cases
-from brats_goat.io.read import MIN_VOXELS_PER_AXIS, CaseError, load_case
+from brats_goat.io.image import MIN_VOXELS_PER_AXIS
+from brats_goat.io.read import CaseError, load_case
 from tests.conftest import load_error, write_case
 from tests.unprivileged import requires_file_modes, run_unprivileged
 
@@ -329,7 +330,7 @@ def test_files_on_an_orientations_edge_follow_the_first_files_order(case_writer)
     every modality ends in the first file's order, as one reorientation of all gave."""
     from nibabel.orientations import apply_orientation
 
-    from brats_goat.io.read import canonical_transform
+    from brats_goat.io.orientation import canonical_transform
 
     folder = case_writer("OB-1")
     stored = {}
