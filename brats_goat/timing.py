@@ -1,5 +1,5 @@
 """Seconds per stage: what the run report records for every case, and what moves a
-case's progress bar (``run/predict.py`` passes one; in memory there is none)."""
+case's progress bar (``run/case.py`` passes one; in memory there is none)."""
 
 from __future__ import annotations
 

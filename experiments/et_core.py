@@ -22,8 +22,9 @@ from scipy import ndimage
 from brats_goat import PipelineConfig, discover_cases, load_case, make_segmenter
 from brats_goat.evaluation.metrics import score_case
 from brats_goat.io.read import CaseVolumes, load_reference_labels
+from brats_goat.masks import fill_holes_axial
 from brats_goat.segmenter import Candidates, Segmenter
-from brats_goat.stages.labels import fill_holes_axial, fuse_labels
+from brats_goat.stages.labels import fuse_labels
 from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.stages.threshold import component_peaks, select_components
 from brats_goat.synth import synthesize

@@ -19,7 +19,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-sys.path.insert(0, os.environ["PYTHONPATH"].split(":")[0])
+# The checkout whose CLI runs: the first PYTHONPATH entry, else the one holding this file.
+sys.path.insert(0, os.environ.get("PYTHONPATH", "").split(":")[0] or str(Path(__file__).parents[1]))
 from brats_goat.io.grid import brats_affine
 from tests.conftest import rewrite_header_raw, synthetic_volumes, write_case
 

@@ -29,15 +29,10 @@ import torch
 from brats_goat.conventions import LABEL_ET, MODALITIES
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case, load_reference_labels
+from brats_goat.masks import dice
 from brats_goat.segmenter import PipelineConfig, make_segmenter
-from brats_goat.stages.refine import (
-    RefineConfig,
-    candidate_slices,
-    dice,
-    slice_prompts,
-    to_prompts,
-    window,
-)
+from brats_goat.stages.refine import candidate_slices, slice_prompts, to_prompts, window
+from brats_goat.stages.refine_config import RefineConfig
 from brats_goat.stages.sam_backends import litemedsam_backend
 from brats_goat.synth import synthesize
 

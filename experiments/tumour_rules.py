@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from brats_goat.evaluation.metrics import score_case
+from brats_goat.masks import connected_components
 from brats_goat.segmenter import Candidates, Segmenter, make_segmenter
 from brats_goat.stages.tumour import TumourConfig
 
@@ -64,7 +65,7 @@ def labels_for(seg: Segmenter, d: dict, rule: str) -> np.ndarray:
 def fp_components(labels: np.ndarray, lesion: np.ndarray | None) -> int:
     """Components of the whole tumour that touch no known lesion (grown by 3 voxels, as
     lesion-wise scoring groups a reference): the false positives that scoring would charge."""
-    found, n = ndimage.label(labels > 0, np.ones((3, 3, 3), bool))
+    found, n = connected_components(labels > 0)
     if lesion is None or n == 0:
         return n
     hit = np.unique(found[ndimage.binary_dilation(lesion, iterations=3)])

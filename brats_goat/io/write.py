@@ -40,7 +40,7 @@ def temp_key(name: str) -> str:
     """What a temporary file's name says of its target ``name``: the name itself, or, when
     that would make the temporary name longer than ``NAME_MAX`` bytes (a legal 240-character
     case ID, issue 27), a digest of it with its extension. ``owned_by`` in
-    ``brats_goat.run.predict`` computes the same key to recognise a run's own files."""
+    ``brats_goat.run.stale`` computes the same key to recognise a run's own files."""
     if len(name.encode()) + _TEMP_EXTRA <= NAME_MAX:
         return name
     match = _EXTENSION.search(name)
