@@ -162,3 +162,23 @@ def test_signal_between_cases_marks_the_next_case_to_run(
         ("C-3", "interrupted"),
     ]
     assert report.cases[0].skipped and report.progress_line().endswith("1 interrupted")
+
+
+def file_counts(path: Path) -> dict[str, int]:
+    counts = np.bincount(np.asarray(nib.load(path).dataobj).ravel(), minlength=4)
+    return {str(k): int(counts[k]) for k in (1, 2, 3)}
+
+
+def test_a_resampled_case_reports_the_counts_of_its_file_in_both_runs(tmp_path: Path) -> None:
+    """Probe round 3, F4: a case off the 1 mm grid reported the 1 mm frame's voxel counts
+    (a 0.5 mm case a quarter of its file's), and --continue then the file's: the numbers
+    changed between two runs of one label map. Both now count the file as written."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_case(inp, "H-1", affine=np.diag([-2.0, -2.0, 2.0, 1.0]) @ np.eye(4))
+    assert predict(inp, out, "--quiet").exit_code == 0
+    first = cases(out)["H-1"]
+    assert first["resampled"] and sum(first["voxels_per_label"].values()) > 0
+    assert first["voxels_per_label"] == file_counts(out / "H-1.nii.gz")
+    assert predict(inp, out, "--quiet", "--continue").exit_code == 0
+    second = cases(out)["H-1"]
+    assert second["skipped"] and second["voxels_per_label"] == first["voxels_per_label"]
