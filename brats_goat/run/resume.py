@@ -4,7 +4,7 @@ not segmented again (as nnU-Net's ``--continue_prediction``), so that a long run
 
 Valid means what a finished case of ours leaves: a readable 3D uint8 NIfTI holding only
 the labels 0-3, in the shape and affine of the case's input, that is no ``FAILED``
-placeholder; with ``--save-maps`` and ``--qc-png`` its anomaly maps and QC picture exist
+placeholder and is newer than each of the case's input files; with ``--save-maps`` and ``--qc-png`` its anomaly maps and QC picture exist
 too. Anything else (a placeholder, a truncated file, another case's grid) is segmented
 again and says why in its warnings. A skipped case stays in the report, ``ok`` with
 ``skipped`` saying why, so that nothing is silent and the exit code counts it as done.
@@ -63,6 +63,25 @@ def label_map_problem(
     return "", {str(v): int(counts[v]) for v in config.labels if v}
 
 
+def newer_input(case: Case, path: Path) -> str:
+    """Why the label map ``path`` is older than an input of ``case`` ("" when it is not):
+    a sequence replaced (or a link to it retargeted) since that run was not segmented into
+    it (probe round 3, F5). Both the file and a link to it count; one that cannot be
+    stat'ed is left to reading, which fails the case with its error."""
+    try:
+        made = path.stat().st_mtime_ns
+    except OSError:
+        return ""
+    for file in case.files.values():
+        try:
+            changed = max(file.stat().st_mtime_ns, file.lstat().st_mtime_ns)
+        except OSError:
+            continue
+        if changed > made:
+            return f"its input {file} was modified after it"
+    return ""
+
+
 def missing_extras(
     case_id: str, output_dir: Path, maps: tuple[str, ...], qc_png: bool
 ) -> list[str]:
@@ -81,6 +100,7 @@ def earlier_result(case: Case, output_dir: Path, maps: tuple[str, ...], qc_png: 
     if case.problems or not path.exists():
         return result  # no earlier output, or a case that fails whatever is there
     problem, counts = label_map_problem(case, path)
+    problem = problem or newer_input(case, path)
     if not problem:
         missing = missing_extras(case.case_id, output_dir, maps, qc_png)
         problem = f"{', '.join(missing)} missing" if missing else ""

@@ -8,6 +8,7 @@ The intensity method (no weights) keeps these runs fast; what they test is the s
 from __future__ import annotations
 
 import json
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -182,3 +183,27 @@ def test_a_resampled_case_reports_the_counts_of_its_file_in_both_runs(tmp_path: 
     assert predict(inp, out, "--quiet", "--continue").exit_code == 0
     second = cases(out)["H-1"]
     assert second["skipped"] and second["voxels_per_label"] == first["voxels_per_label"]
+
+
+def test_continue_segments_again_a_case_whose_input_changed_after_its_label_map(
+    tmp_path: Path,
+) -> None:
+    """Probe round 3, F5: a case's t2f replaced after the run (another patient's) kept the
+    earlier label map under --continue. An input file newer than the label map (or a link
+    to one, retargeted) now has the case segmented again, saying which file."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_case(inp, "A-1")
+    write_case(inp, "B-2", seed=1)
+    assert predict(inp, out, "--quiet").exit_code == 0
+    later = (out / "A-1.nii.gz").stat().st_mtime + 5
+    changed = inp / "A-1" / "A-1-t2f.nii.gz"
+    os.utime(changed, (later, later))
+    result = predict(inp, out, "--continue")
+    assert result.exit_code == 0, result.output
+    second = cases(out)
+    assert second["B-2"]["skipped"]
+    a = second["A-1"]
+    assert a["skipped"] is None and "read" in a["timings_s"]
+    assert a["warnings"][0].startswith("--continue: segmented again")
+    assert f"its input {changed} was modified after it" in a["warnings"][0]
+    assert (out / "A-1.nii.gz").stat().st_mtime > later - 5
