@@ -4,9 +4,10 @@ not segmented again (as nnU-Net's ``--continue_prediction``), so that a long run
 
 Valid means what a finished case of ours leaves: a readable 3D uint8 NIfTI holding only
 the labels 0-3, in the shape and affine of the case's input, that is no ``FAILED``
-placeholder and is newer than each of the case's input files; with ``--save-maps`` and ``--qc-png`` its anomaly maps and QC picture exist
-too. Anything else (a placeholder, a truncated file, another case's grid) is segmented
-again and says why in its warnings. A skipped case stays in the report, ``ok`` with
+placeholder and is newer than each of the case's input files; with ``--save-maps`` and
+``--qc-png`` its anomaly maps and QC picture exist too. Anything else (a placeholder, a
+truncated file, another case's grid, an input changed since) is segmented again and says
+why in its warnings. A skipped case stays in the report, ``ok`` with
 ``skipped`` saying why, so that nothing is silent and the exit code counts it as done.
 """
 
