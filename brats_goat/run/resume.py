@@ -67,19 +67,20 @@ def label_map_problem(
 def newer_input(case: Case, path: Path) -> str:
     """Why the label map ``path`` is older than an input of ``case`` ("" when it is not):
     a sequence replaced (or a link to it retargeted) since that run was not segmented into
-    it (probe round 3, F5). Both the file and a link to it count; one that cannot be
-    stat'ed is left to reading, which fails the case with its error."""
+    it (probe round 3, F5). The change time counts too: a file moved into place (``mv``)
+    keeps its old modification time. Both the file and a link to it count; one that cannot
+    be stat'ed is left to reading, which fails the case with its error."""
     try:
         made = path.stat().st_mtime_ns
     except OSError:
         return ""
     for file in case.files.values():
         try:
-            changed = max(file.stat().st_mtime_ns, file.lstat().st_mtime_ns)
+            stats = (file.stat(), file.lstat())
         except OSError:
             continue
-        if changed > made:
-            return f"its input {file} was modified after it"
+        if max(max(s.st_mtime_ns, s.st_ctime_ns) for s in stats) > made:
+            return f"its input {file} was changed (written, replaced or moved) after it"
     return ""
 
 

@@ -205,5 +205,23 @@ def test_continue_segments_again_a_case_whose_input_changed_after_its_label_map(
     a = second["A-1"]
     assert a["skipped"] is None and "read" in a["timings_s"]
     assert a["warnings"][0].startswith("--continue: segmented again")
-    assert f"its input {changed} was modified after it" in a["warnings"][0]
+    assert f"its input {changed} was changed (written, replaced or moved)" in a["warnings"][0]
     assert (out / "A-1.nii.gz").stat().st_mtime > later - 5
+
+
+def test_continue_segments_again_a_case_whose_input_was_moved_in_after_it(
+    tmp_path: Path,
+) -> None:
+    """F5 as the probe did it: another patient's t2f put in place of the case's. Moved in
+    (``mv``), the file keeps its modification time from before the run: its change time
+    says it is new."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_case(inp, "A-1")
+    write_case(tmp_path / "other", "Z-9", seed=5)
+    assert predict(inp, out, "--quiet").exit_code == 0
+    moved = tmp_path / "other" / "Z-9" / "Z-9-t2f.nii.gz"
+    assert moved.stat().st_mtime < (out / "A-1.nii.gz").stat().st_mtime
+    os.replace(moved, inp / "A-1" / "A-1-t2f.nii.gz")
+    assert predict(inp, out, "--quiet", "--continue").exit_code == 0
+    a = cases(out)["A-1"]
+    assert a["skipped"] is None and "A-1-t2f.nii.gz was changed" in a["warnings"][0]
