@@ -19,7 +19,16 @@ from brats_goat.io.names import (
     nifti_files,
     other_format_modality,
     other_format_modality_files,
+    read_names,
     split_suffix,
+)
+
+#: BIDS keeps a subject's anatomical images in ``sub-<label>/[ses-<label>/]anat/``.
+BIDS_DATATYPE_FOLDER = "anat"
+#: The file names a case folder's sequences are read from, for a warning (docs/cli.md).
+READ_NAMES = (
+    "<ID>-t1n/-t1c/-t2w/-t2f, <ID>_t1/_t1ce/_t1gd/_t2/_flair, <ID>_T2_FLAIR, BIDS "
+    "<ID>_T1w/_ce-<label>_T1w/_T2w/_FLAIR (.nii or .nii.gz)"
 )
 
 
@@ -53,37 +62,21 @@ def scan_case(folder: Path, case_id: str | None = None, prefix: str | None = Non
     except PermissionError as exc:
         case.problems.append(unreadable_problem(folder, exc))
         return case
+    names = read_names(files)
     for path in files:
-        parts = split_suffix(path.name)
+        parts = names.get(path)
         if parts is None or (prefix is not None and parts[0] != prefix):
             continue
-        _, suffix = parts
-        if suffix in REFERENCE_SUFFIXES:
-            if case.reference is None and path.is_file():
-                case.reference = path
-            continue
-        modality = MODALITY_ALIASES.get(suffix)
-        if modality is None:
-            continue
-        if modality in case.files:
-            case.problems.append(
-                f"two files for {modality}: {case.files[modality].name} and {path.name}"
-            )
-            continue
-        case.files[modality] = path
-        if _is_dangling(path):
-            case.problems.append(dangling_problem(modality, path))
-        elif not path.is_file():
-            case.problems.append(
-                f"{modality} file {path} is not a regular file (it is {_kind(path)}); "
-                "put the image file there"
-            )
+        assign(case, path, parts[1])
     if prefix is None:
-        check_one_prefix(case)
+        if case_id is None:
+            case.case_id = bids_case_id(case, names)
+        check_one_prefix(case, names)
+        note_unread(case, files)
     if prefix == "" and case.files:
-        names = ", ".join(p.name for p in case.files.values())
+        names_found = ", ".join(p.name for p in case.files.values())
         case.problems.append(
-            f"{names} in {folder}: no case ID before the modality in the file name "
+            f"{names_found} in {folder}: no case ID before the modality in the file name "
             "(expected <ID>-t1n.nii.gz, ...)"
         )
     if not case.files:
@@ -97,14 +90,64 @@ def scan_case(folder: Path, case_id: str | None = None, prefix: str | None = Non
     return case
 
 
-def check_one_prefix(case: Case) -> None:
+def assign(case: Case, path: Path, suffix: str) -> None:
+    """``path`` as the case's reference or as the modality its ``suffix`` names."""
+    if suffix in REFERENCE_SUFFIXES:
+        if case.reference is None and path.is_file():
+            case.reference = path
+        return
+    modality = MODALITY_ALIASES.get(suffix)
+    if modality is None:
+        return
+    if modality in case.files:
+        case.problems.append(
+            f"two files for {modality}: {case.files[modality].name} and {path.name}"
+        )
+        return
+    case.files[modality] = path
+    if _is_dangling(path):
+        case.problems.append(dangling_problem(modality, path))
+    elif not path.is_file():
+        case.problems.append(
+            f"{modality} file {path} is not a regular file (it is {_kind(path)}); "
+            "put the image file there"
+        )
+
+
+def bids_case_id(case: Case, names: dict[Path, tuple[str, str]]) -> str:
+    """A BIDS ``anat`` folder's case ID is its files' prefix (``sub-01/anat/sub-01_T1w``
+    is case ``sub-01``, ``sub-01_ses-1`` with a session): every subject's folder is named
+    ``anat``, and one ID for all would fail them all as duplicates."""
+    prefixes = {names[p][0] for p in case.files.values() if p in names}
+    if case.folder.name.lower() == BIDS_DATATYPE_FOLDER and len(prefixes) == 1:
+        return prefixes.pop() or case.case_id
+    return case.case_id
+
+
+def note_unread(case: Case, files: list[Path]) -> None:
+    """A case folder that lacks a sequence and holds NIfTI files nothing was read from
+    (``T1_MPRAGE.nii.gz``, ``sub-01_T1map.nii.gz``): the warning names them and the names
+    that are read, since one of them may be the missing sequence under another name."""
+    used = {*case.files.values(), case.reference}
+    unread = [p for p in files if p not in used and (split_suffix(p.name) or ("", ""))[1]
+              not in REFERENCE_SUFFIXES]  # fmt: skip
+    if not case.files or not case.missing or not unread:
+        return
+    case.warnings.append(
+        f"case {case.case_id}: no file named like a {', '.join(case.missing)} image, and "
+        f"{listed(unread)} in its folder {case.folder} were not read: the names read are "
+        f"{READ_NAMES} (docs/cli.md); rename a file that is one of these sequences"
+    )
+
+
+def check_one_prefix(case: Case, names: dict[Path, tuple[str, str]]) -> None:
     """A case folder's modality files must be one case's: files of two prefixes (``P1-t1n``
     beside ``P2-t2f``) would mix two patients in one segmentation, so they are a problem.
     One prefix unlike the folder's name is used (the case ID is the folder's), with a
     warning: the output is named after the folder, not the files."""
     prefixes: dict[str, list[str]] = {}
     for path in case.files.values():
-        parts = split_suffix(path.name)
+        parts = names.get(path)
         if parts is not None:
             prefixes.setdefault(parts[0], []).append(path.name)
     if len(prefixes) > 1:

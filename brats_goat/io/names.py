@@ -8,6 +8,7 @@ read all of them live here, apart from the folder walk (``discover``) that uses 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 #: File-name suffix (after the last ``-`` or ``_``) -> modality, lower case.
@@ -21,6 +22,17 @@ MODALITY_ALIASES: dict[str, str] = {
     "t2": "t2w",
     "t2f": "t2f",
     "flair": "t2f",
+    "t2flair": "t2f",
+    # BIDS suffixes (``sub-01_T1w``; ``_T2w`` and ``_FLAIR`` are above). A contrast-enhanced
+    # T1w is named by an entity (``sub-01_ce-gd_T1w``): ``BIDS_CONTRAST`` reads it as t1c.
+    "t1w": "t1n",
+    # Two-part names (BraTS 2015 and TCIA: ``P1_T2_FLAIR``, ``P1_T1_GD``): a name is read
+    # with its longest known suffix first, so ``P1_T2_FLAIR`` is the t2f of ``P1``, not
+    # the FLAIR of a case ``P1_T2`` beside it (that split one patient in two cases).
+    "t2_flair": "t2f",
+    "t1_ce": "t1c",
+    "t1_gd": "t1c",
+    "ce_t1w": "t1c",
 }
 
 #: Suffix of a mask of known non-tumour lesions (MS, white-matter lesions) of a near-healthy
@@ -36,6 +48,13 @@ REFERENCE_SUFFIXES: tuple[str, ...] = (
 
 # DOTALL: a name with a newline in it is still a name (it used to be skipped in silence).
 NIFTI_NAME = re.compile(r"^(?P<stem>.+?)\.nii(\.gz)?$", re.IGNORECASE | re.DOTALL)
+#: A BIDS contrast-enhanced T1w (``sub-01_ses-1_ce-gd_run-1_T1w``): its case prefix is the
+#: name without the ``ce-<label>`` entity and the suffix (``sub-01_ses-1_run-1``), the
+#: prefix of the same subject's ``sub-01_ses-1_run-1_T1w``.
+BIDS_CONTRAST = re.compile(
+    r"^(?P<before>.+?)_ce-[a-z0-9]+(?P<after>(?:_[a-z0-9]+-[a-z0-9]+)*)_t1w$",
+    re.IGNORECASE | re.DOTALL,
+)
 
 #: Folders that are never cases: ext4's ``lost+found`` is root-only on a mounted volume and
 #: would otherwise fail as an unreadable case in every non-root container run.
@@ -45,7 +64,11 @@ LISTED_NAMES = 6
 
 
 def split_suffix(name: str) -> tuple[str, str] | None:
-    """``'X-t1c.nii.gz'`` -> ``('X', 't1c')``; ``None`` for a name that is not NIfTI."""
+    """``'X-t1c.nii.gz'`` -> ``('X', 't1c')``: the first of ``name_readings``, else the part
+    after the last ``-`` or ``_`` (an unknown suffix); ``None`` for a name that is not NIfTI."""
+    readings = name_readings(name)
+    if readings:
+        return readings[0]
     match = NIFTI_NAME.match(name)
     if not match:
         return None
@@ -53,9 +76,46 @@ def split_suffix(name: str) -> tuple[str, str] | None:
     parts = re.split(r"[-_]", stem)
     if len(parts) < 2:
         return None
-    suffix = parts[-1].lower()
-    prefix = stem[: len(stem) - len(parts[-1]) - 1]
-    return prefix, suffix
+    return stem[: len(stem) - len(parts[-1]) - 1], parts[-1].lower()
+
+
+def _known(suffix: str) -> bool:
+    return suffix in MODALITY_ALIASES or suffix in REFERENCE_SUFFIXES
+
+
+def name_readings(name: str) -> list[tuple[str, str]]:
+    """Every (case prefix, known suffix) a NIfTI name reads as, the longest suffix first:
+    ``P1_T2_FLAIR`` -> ``[('P1', 't2_flair'), ('P1_T2', 'flair')]``. Two-part suffixes are
+    joined by ``_`` whatever the separator; a BIDS ``_ce-<label>_T1w`` reads as ``ce_t1w``."""
+    match = NIFTI_NAME.match(name)
+    if not match:
+        return []
+    stem = match.group("stem")
+    readings = []
+    if bids := BIDS_CONTRAST.match(stem):
+        readings.append((bids["before"] + bids["after"], "ce_t1w"))
+    cuts = [m.start() for m in re.finditer(r"[-_]", stem)]
+    for cut in cuts[-2:] if len(cuts) > 1 else cuts:
+        suffix = re.sub(r"[-_]", "_", stem[cut + 1 :]).lower()
+        if _known(suffix):
+            readings.append((stem[:cut], suffix))
+    return readings
+
+
+def read_names(paths: list[Path]) -> dict[Path, tuple[str, str]]:
+    """(case prefix, known suffix) of each of ``paths`` (one folder's files) that has one.
+
+    A name with two readings (``P1_T2_FLAIR``) takes the one whose prefix more of the other
+    files have as theirs: ``P1`` beside ``P1_T1``, ``P1_T2``; ``P1_T2`` beside
+    ``P1_T2_t1``, ``P1_T2_t2`` (a case whose ID ends in ``_T2``); the longest on a tie."""
+    readings = {p: name_readings(p.name) for p in paths}
+    firsts = Counter(r[0][0] for r in readings.values() if r)
+    chosen: dict[Path, tuple[str, str]] = {}
+    for path, options in readings.items():
+        if options:
+            own = options[0][0]
+            chosen[path] = max(options, key=lambda r: firsts[r[0]] - (r[0] == own))
+    return chosen
 
 
 def folder_id(folder: Path) -> str:
@@ -134,8 +194,7 @@ def modality_prefixes(folder: Path) -> list[str]:
 
 
 def _modality_parts(files: list[Path]) -> list[tuple[str, str]]:
-    parts = [split_suffix(p.name) for p in files]
-    return [p for p in parts if p is not None and p[1] in MODALITY_ALIASES]
+    return [p for p in read_names(files).values() if p[1] in MODALITY_ALIASES]
 
 
 def modality_files(files: list[Path]) -> list[Path]:

@@ -121,7 +121,9 @@ def note_segmented(result: CaseResult, done: SegmentedCase, out_path: Path) -> N
     result.output = str(out_path)
     result.anomaly_score = round(seg.score, 4)
     result.abnormality = seg.abnormality
-    result.voxels_per_label = voxels_per_label(seg.labels)
+    # The file's counts (the input's grid), not the 1 mm frame's: a resampled case's differ,
+    # and --continue counts the file (probe round 3, F4).
+    result.voxels_per_label = voxels_per_label(done.labels)
     result.refine = seg.refine
     result.normalise_left_out = seg.normalise_left_out
     result.warnings += done.notes

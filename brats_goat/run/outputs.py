@@ -4,8 +4,10 @@ for a case that now fails, removed; an empty placeholder in place of a failed ca
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from brats_goat.evaluation.pairing import find_predictions
 from brats_goat.io.discover import Case
 from brats_goat.io.read import CaseError, load_reference_labels
 from brats_goat.io.write import NAME_MAX, write_nifti_atomic
@@ -17,6 +19,8 @@ from brats_goat.run.segment_case import SegmentedCase
 
 #: The anomaly maps ``--save-maps`` writes per case (``<ID>-anomaly-<name>.nii.gz``).
 MAP_NAMES: tuple[str, ...] = ("t1c", "t2f")
+#: How many names of other cases' label maps the report lists (it gives the count too).
+LISTED_OTHER_MAPS = 10
 
 
 def write_outputs(done: SegmentedCase, output_dir: Path, save_maps: bool) -> Path:
@@ -136,3 +140,33 @@ def fill_in_placeholder(case: Case, result: CaseResult, output_dir: Path) -> Non
             f"placeholder {path} is on the BraTS grid (240x240x155, 1 mm): no input header "
             "of the case passed the checks reading makes"
         )
+
+
+def other_label_maps(output_dir: Path, case_ids: set[str]) -> list[str]:
+    """Names of the label maps in ``output_dir`` (as ``evaluate`` finds them) of no case of
+    INPUT: a case removed from INPUT since an earlier run left its map, which ``evaluate``
+    would score with this run's (probe round 3, F7). ``case_ids``: every case of INPUT,
+    other shards' too. They are the user's to remove: never deleted here."""
+    if not output_dir.is_dir():
+        return []
+    try:
+        found = find_predictions(output_dir)
+    except OSError:
+        return []
+    return [path.name for case_id, path in found.items() if case_id not in case_ids]
+
+
+def note_other_label_maps(output_dir: Path, case_ids: set[str]) -> dict[str, object] | None:
+    """The report's ``other_label_maps`` (count and the first names), said on stderr in
+    one line; None when OUTPUT holds none."""
+    names = other_label_maps(output_dir, case_ids)
+    if not names:
+        return None
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    print(
+        f"brats-goat predict: WARNING: OUTPUT {output_dir} holds label maps of {len(names)} "
+        f"case(s) not in this run's INPUT ({shown}): they were not made by this run, and "
+        "evaluate scores every label map in the folder; remove them before scoring",
+        file=sys.stderr,
+    )
+    return {"count": len(names), "first": names[:LISTED_OTHER_MAPS]}

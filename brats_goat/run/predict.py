@@ -29,7 +29,12 @@ from brats_goat.run.folders import (
     make_folders,
 )
 from brats_goat.run.interrupt import RunInterrupted, signals_deferred, stop_on_signals
-from brats_goat.run.outputs import MAP_NAMES, check_map_collisions, fill_in_placeholder
+from brats_goat.run.outputs import (
+    MAP_NAMES,
+    check_map_collisions,
+    fill_in_placeholder,
+    note_other_label_maps,
+)
 from brats_goat.run.progress import RunProgress
 from brats_goat.run.qc import require_matplotlib
 from brats_goat.run.read_ahead import ReadAhead
@@ -177,6 +182,7 @@ def predict(
     cases = find_cases(input_dir)
     check_map_collisions(cases, save_maps)
     label_maps = frozenset(f"{c.case_id}.nii.gz" for c in cases)  # every shard's too
+    all_ids = {c.case_id for c in cases}
     cases_total = len(cases)
     cases = select_shard(cases, shard)
     with stop_on_signals(), ExitStack() as stack:
@@ -195,6 +201,7 @@ def predict(
         report.cases += kept
         announce_kept(kept, len(cases), quiet)
         clean_up_killed_runs(report, cases, own_report_dir, exclusive=locked and shard is None)
+        report.other_label_maps = note_other_label_maps(output_dir, all_ids)
         if own_report_dir is not None:
             # First write before any case: a shard with no cases (N > cases) still has one.
             save_report(report, own_report_dir)

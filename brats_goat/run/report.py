@@ -96,6 +96,9 @@ class RunReport:
     cases_total: int = 0
     #: Temporary and lock files of earlier runs that were killed, removed at the start.
     stale_files_removed: list[str] = field(default_factory=list)
+    #: Label maps in OUTPUT of cases not in INPUT (left by an earlier run): ``{"count": N,
+    #: "first": [names]}``, else None. ``evaluate`` would score them (``run.outputs``).
+    other_label_maps: dict[str, Any] | None = None
     #: Why the report file could not be written: only ever seen in the printed report.
     report_file_error: str | None = None
     cases: list[CaseResult] = field(default_factory=list)

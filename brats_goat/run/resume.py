@@ -4,9 +4,10 @@ not segmented again (as nnU-Net's ``--continue_prediction``), so that a long run
 
 Valid means what a finished case of ours leaves: a readable 3D uint8 NIfTI holding only
 the labels 0-3, in the shape and affine of the case's input, that is no ``FAILED``
-placeholder; with ``--save-maps`` and ``--qc-png`` its anomaly maps and QC picture exist
-too. Anything else (a placeholder, a truncated file, another case's grid) is segmented
-again and says why in its warnings. A skipped case stays in the report, ``ok`` with
+placeholder and is newer than each of the case's input files; with ``--save-maps`` and
+``--qc-png`` its anomaly maps and QC picture exist too. Anything else (a placeholder, a
+truncated file, another case's grid, an input changed since) is segmented again and says
+why in its warnings. A skipped case stays in the report, ``ok`` with
 ``skipped`` saying why, so that nothing is silent and the exit code counts it as done.
 """
 
@@ -63,6 +64,26 @@ def label_map_problem(
     return "", {str(v): int(counts[v]) for v in config.labels if v}
 
 
+def newer_input(case: Case, path: Path) -> str:
+    """Why the label map ``path`` is older than an input of ``case`` ("" when it is not):
+    a sequence replaced (or a link to it retargeted) since that run was not segmented into
+    it (probe round 3, F5). The change time counts too: a file moved into place (``mv``)
+    keeps its old modification time. Both the file and a link to it count; one that cannot
+    be stat'ed is left to reading, which fails the case with its error."""
+    try:
+        made = path.stat().st_mtime_ns
+    except OSError:
+        return ""
+    for file in case.files.values():
+        try:
+            stats = (file.stat(), file.lstat())
+        except OSError:
+            continue
+        if max(max(s.st_mtime_ns, s.st_ctime_ns) for s in stats) > made:
+            return f"its input {file} was changed (written, replaced or moved) after it"
+    return ""
+
+
 def missing_extras(
     case_id: str, output_dir: Path, maps: tuple[str, ...], qc_png: bool
 ) -> list[str]:
@@ -81,6 +102,7 @@ def earlier_result(case: Case, output_dir: Path, maps: tuple[str, ...], qc_png: 
     if case.problems or not path.exists():
         return result  # no earlier output, or a case that fails whatever is there
     problem, counts = label_map_problem(case, path)
+    problem = problem or newer_input(case, path)
     if not problem:
         missing = missing_extras(case.case_id, output_dir, maps, qc_png)
         problem = f"{', '.join(missing)} missing" if missing else ""

@@ -8,6 +8,7 @@ The intensity method (no weights) keeps these runs fast; what they test is the s
 from __future__ import annotations
 
 import json
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -162,3 +163,65 @@ def test_signal_between_cases_marks_the_next_case_to_run(
         ("C-3", "interrupted"),
     ]
     assert report.cases[0].skipped and report.progress_line().endswith("1 interrupted")
+
+
+def file_counts(path: Path) -> dict[str, int]:
+    counts = np.bincount(np.asarray(nib.load(path).dataobj).ravel(), minlength=4)
+    return {str(k): int(counts[k]) for k in (1, 2, 3)}
+
+
+def test_a_resampled_case_reports_the_counts_of_its_file_in_both_runs(tmp_path: Path) -> None:
+    """Probe round 3, F4: a case off the 1 mm grid reported the 1 mm frame's voxel counts
+    (a 0.5 mm case a quarter of its file's), and --continue then the file's: the numbers
+    changed between two runs of one label map. Both now count the file as written."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_case(inp, "H-1", affine=np.diag([-2.0, -2.0, 2.0, 1.0]) @ np.eye(4))
+    assert predict(inp, out, "--quiet").exit_code == 0
+    first = cases(out)["H-1"]
+    assert first["resampled"] and sum(first["voxels_per_label"].values()) > 0
+    assert first["voxels_per_label"] == file_counts(out / "H-1.nii.gz")
+    assert predict(inp, out, "--quiet", "--continue").exit_code == 0
+    second = cases(out)["H-1"]
+    assert second["skipped"] and second["voxels_per_label"] == first["voxels_per_label"]
+
+
+def test_continue_segments_again_a_case_whose_input_changed_after_its_label_map(
+    tmp_path: Path,
+) -> None:
+    """Probe round 3, F5: a case's t2f replaced after the run (another patient's) kept the
+    earlier label map under --continue. An input file newer than the label map (or a link
+    to one, retargeted) now has the case segmented again, saying which file."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_case(inp, "A-1")
+    write_case(inp, "B-2", seed=1)
+    assert predict(inp, out, "--quiet").exit_code == 0
+    later = (out / "A-1.nii.gz").stat().st_mtime + 5
+    changed = inp / "A-1" / "A-1-t2f.nii.gz"
+    os.utime(changed, (later, later))
+    result = predict(inp, out, "--continue")
+    assert result.exit_code == 0, result.output
+    second = cases(out)
+    assert second["B-2"]["skipped"]
+    a = second["A-1"]
+    assert a["skipped"] is None and "read" in a["timings_s"]
+    assert a["warnings"][0].startswith("--continue: segmented again")
+    assert f"its input {changed} was changed (written, replaced or moved)" in a["warnings"][0]
+    assert (out / "A-1.nii.gz").stat().st_mtime > later - 5
+
+
+def test_continue_segments_again_a_case_whose_input_was_moved_in_after_it(
+    tmp_path: Path,
+) -> None:
+    """F5 as the probe did it: another patient's t2f put in place of the case's. Moved in
+    (``mv``), the file keeps its modification time from before the run: its change time
+    says it is new."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    write_case(inp, "A-1")
+    write_case(tmp_path / "other", "Z-9", seed=5)
+    assert predict(inp, out, "--quiet").exit_code == 0
+    moved = tmp_path / "other" / "Z-9" / "Z-9-t2f.nii.gz"
+    assert moved.stat().st_mtime < (out / "A-1.nii.gz").stat().st_mtime
+    os.replace(moved, inp / "A-1" / "A-1-t2f.nii.gz")
+    assert predict(inp, out, "--quiet", "--continue").exit_code == 0
+    a = cases(out)["A-1"]
+    assert a["skipped"] is None and "A-1-t2f.nii.gz was changed" in a["warnings"][0]

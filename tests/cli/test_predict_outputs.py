@@ -186,3 +186,43 @@ def test_the_label_map_does_not_copy_the_inputs_window_intent_or_description(
     anomaly = nib.load(out / "H-1-anomaly-t2f.nii.gz").header
     assert (float(anomaly["cal_min"]), float(anomaly["cal_max"])) == (0.0, 0.0)
     assert anomaly.get_intent()[0] == "none" and anomaly["descrip"].item() == b""
+
+
+def test_label_maps_of_cases_no_longer_in_input_are_reported_not_removed(
+    tmp_path: Path, case_writer
+) -> None:
+    """Probe round 3, F7: B-2 removed from INPUT after a run left its label map; the next
+    run's report did not mention it and evaluate scored it. It is kept (it may be the
+    user's), named in the report's ``other_label_maps`` and in one warning on stderr."""
+    for case_id in ("A-1", "B-2"):
+        case_writer(case_id)
+    inp, out = tmp_path / "in", tmp_path / "out"
+    intensity = ("--method", "intensity", "--refine", "none", "--quiet")
+    assert run(["predict", inp, out, *intensity]).exit_code == 0
+    assert json.loads((out / "report.json").read_text())["other_label_maps"] is None
+    for path in (inp / "B-2").iterdir():
+        path.unlink()
+    (inp / "B-2").rmdir()
+    result = run(["predict", inp, out, *intensity])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert [c["case_id"] for c in report["cases"]] == ["A-1"]
+    assert report["other_label_maps"] == {"count": 1, "first": ["B-2.nii.gz"]}
+    assert (out / "B-2.nii.gz").is_file()
+    (line,) = [line for line in result.output.splitlines() if "not in this run" in line]
+    assert "label maps of 1 case(s) not in this run's INPUT (B-2.nii.gz)" in line
+    assert "remove them before scoring" in line
+
+
+def test_a_shard_does_not_report_the_other_shards_label_maps(tmp_path: Path, case_writer) -> None:
+    """The other shards' cases are not in a shard's run but are in INPUT: their maps are
+    this run's, not other label maps."""
+    for case_id in ("A-1", "B-2", "C-3"):
+        case_writer(case_id)
+    inp, out = tmp_path / "in", tmp_path / "out"
+    intensity = ("--method", "intensity", "--refine", "none", "--quiet")
+    for shard in ("1/2", "2/2", "1/2"):
+        result = run(["predict", inp, out, *intensity, "--shard", shard])
+        assert result.exit_code == 0 and "not in this run" not in result.output
+    report = json.loads((out / "report-shard-1-of-2.json").read_text())
+    assert report["other_label_maps"] is None

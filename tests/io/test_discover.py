@@ -81,10 +81,10 @@ def test_folder_with_unrecognised_images_is_reported(tmp_path: Path, case_writer
     case_writer("A-1")
     odd = tmp_path / "in" / "B-2"
     odd.mkdir()
-    (odd / "B-2-T1w.nii.gz").write_bytes(b"")
+    (odd / "B-2-PDw.nii.gz").write_bytes(b"")
     cases = {c.case_id: c for c in discover_cases(tmp_path / "in")}
     assert not cases["A-1"].problems
-    assert any("no image named like" in p and "B-2-T1w.nii.gz" in p for p in cases["B-2"].problems)
+    assert any("no image named like" in p and "B-2-PDw.nii.gz" in p for p in cases["B-2"].problems)
 
 
 def test_flat_folder_of_several_cases_groups_by_prefix(tmp_path: Path) -> None:
