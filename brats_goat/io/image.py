@@ -197,9 +197,11 @@ def check_wraparound(where: str, image: nib.Nifti1Image, data: np.ndarray) -> No
     stored_low, stored_high = sorted(((low - inter) / slope, (high - inter) / slope))
     if stored_low > WRAP_SHARE * limits.min or stored_high < WRAP_SHARE * limits.max:
         return
-    if np.mean(border_values(data) == 0) < 0.5:  # no background of 0: not a wrapped scan
+    negative = int(np.count_nonzero(data < 0))
+    # No negative intensity (a scaled header whose 0 is stored as the type's minimum), or
+    # no background of 0: not a scan's values wrapped around.
+    if not negative or np.mean(border_values(data) == 0) < 0.5:
         return
-    negative = int(np.count_nonzero(data < min(inter, 0.0)))
     raise CorruptFileError(
         f"{where}: its intensities wrapped around the integer type ({dtype}): {negative} "
         f"voxels are negative, down to {low:g}, while the brightest reach {high:g}, near "
