@@ -1,9 +1,10 @@
-"""Checks between a case's modalities: one grid, one brain, distinct images.
+"""Checks between a case's modalities: one grid, one brain, distinct images, one side.
 
 Each file can be a valid scan and the case still wrong: a sequence on another grid or
 moved against the others puts its residual, and so the labels, in the wrong place; one
 file copied under two names gives labels unrelated to the tumour. These refuse such a case
-with a ``CaseError`` naming the files.
+with a ``CaseError`` naming the files. A sequence whose data were mirrored (header kept)
+is left out like a corrupt file (``check_mirrored``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import nibabel as nib
 import numpy as np
 
 from brats_goat.io.errors import CaseError
+from brats_goat.io.image import CorruptFileError
 
 #: Pearson correlation over the brain above which two modalities are one image rescaled
 #: (a copy saved with another scaling or type, or with noise added). Distinct sequences of
@@ -98,3 +100,127 @@ def check_distinct(case_id: str, arrays: dict[str, np.ndarray], files: dict[str,
                 "each sequence's own image in its file (or leave a sequence out: t2f or "
                 "t1c is enough)"
             )
+
+
+#: Flipping a sequence must raise its agreement with another sequence of the case by more
+#: than this for the two to look mirrored against each other. Agreement is the correlation
+#: of their gradient magnitudes inside both brains (``agreement``, at 2 mm). On the 31
+#: development cases flipping one sequence of a pair along any axis lowers it by 0.129 or
+#: more (least: Brats18_CBICA_ARW_1's t1c/t2w, left-right); with one sequence of a case
+#: mirrored left-right (or along another axis), flipping it back raises its agreement with
+#: every other sequence by 0.129 or more. Not 0: a brain symmetric along an axis (a
+#: phantom) gains about 0 either way and is no sign of a mirror.
+MIRROR_GAIN = 0.05
+#: ... and the flipped pair must agree by more than this: the sequences of one real scan
+#: agree by 0.21 or more (BrainLes-example's t1n and t2f), so a mirrored one flipped back
+#: does too; images that hardly agree either way (noise, a byte-overflowed uint8 phantom:
+#: -0.16 stored, -0.01 flipped) are no evidence of a mirror.
+MIRROR_MIN_AGREEMENT = 0.1
+#: Volumes with fewer voxels than this are compared at full resolution.
+MIRROR_FULL_RESOLUTION = 1_000_000
+#: The array axes in canonical (LPS) order, for messages.
+AXIS_NAMES = ("left-right", "front-back", "top-bottom")
+
+
+def halved(data: np.ndarray) -> np.ndarray:
+    """Half the resolution (2 mm on BraTS data: the ventricles and larger sulci, a few
+    hundredths of a second per sequence), mirror-symmetric: pairs of voxels averaged along
+    an axis of even length, every other voxel along an odd one. So flipping the result is
+    flipping the image (a plain stride would move the mirror by a voxel on even axes)."""
+    out = data
+    for axis, n in enumerate(data.shape):
+        first = [slice(None)] * 3
+        first[axis] = slice(0, None, 2)
+        if n % 2:
+            out = out[tuple(first)]
+            continue
+        second = list(first)
+        second[axis] = slice(1, None, 2)
+        out = (out[tuple(first)] + out[tuple(second)]) * np.float32(0.5)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def edge_features(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient magnitude (contrast-free: edges of one anatomy agree across sequences) and
+    the brain without its outer layer (whose edge every brain has, mirrored or not)."""
+    sample = halved(data) if data.size > MIRROR_FULL_RESOLUTION else data.astype(np.float32)
+    magnitude = np.sqrt(sum(g * g for g in np.gradient(sample)))
+    inside = sample != 0
+    core = inside.copy()
+    for axis in range(3):
+        ahead = [slice(None)] * 3
+        behind = [slice(None)] * 3
+        ahead[axis], behind[axis] = slice(1, None), slice(None, -1)
+        core[tuple(ahead)] &= inside[tuple(behind)]
+        core[tuple(behind)] &= inside[tuple(ahead)]
+    return magnitude, core
+
+
+def agreement(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
+    """Correlation of two ``edge_features`` inside both brains (0 when undefined)."""
+    both = a[1] & b[1]
+    x, y = a[0][both].astype(np.float64), b[0][both].astype(np.float64)
+    if x.size < 100 or x.std() == 0 or y.std() == 0:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def mirror_gains(arrays: dict[str, np.ndarray]) -> dict[tuple[str, str], tuple[float, int, float]]:
+    """For each pair of sequences: the largest gain in ``agreement`` from flipping the
+    first along an axis, that axis, and the agreement as stored."""
+    features = {m: edge_features(a) for m, a in arrays.items()}
+    gains = {}
+    present = list(arrays)
+    for i, first in enumerate(present):
+        for other in present[i + 1 :]:
+            stored = agreement(features[first], features[other])
+            magnitude, core = features[first]
+            flipped = [
+                agreement((np.flip(magnitude, axis), np.flip(core, axis)), features[other])
+                for axis in range(3)
+            ]
+            axis = int(np.argmax(flipped))
+            gains[first, other] = (flipped[axis] - stored, axis, stored)
+    return gains
+
+
+def check_mirrored(
+    case_id: str, arrays: dict[str, np.ndarray], files: dict[str, str]
+) -> dict[str, CorruptFileError]:
+    """The sequences whose data look mirrored against the others', each as the error of a
+    corrupt file (the reader leaves it out like one): a conversion that flipped the array
+    but kept the header puts that sequence's tumour on the wrong side without any other
+    sign. A sequence is mirrored when flipping it agrees better with more than half of the
+    others (``MIRROR_GAIN``, ``MIRROR_MIN_AGREEMENT``). When that cannot say which (two
+    sequences, or half of them): ``CaseError`` naming the files."""
+    gains = mirror_gains(arrays)
+    flips = {
+        pair: (gain, axis, stored)
+        for pair, (gain, axis, stored) in gains.items()
+        if gain > MIRROR_GAIN and stored + gain > MIRROR_MIN_AGREEMENT
+    }
+    if not flips:
+        return {}
+    count = {m: sum(m in pair for pair in flips) for m in arrays}
+    mirrored = [m for m in arrays if count[m] > (len(arrays) - 1) / 2]
+    if not mirrored or 2 * len(mirrored) >= len(arrays):
+        names = sorted({m for pair in flips for m in pair}, key=list(arrays).index)
+        (gain, axis, stored), *_ = flips.values()
+        raise CaseError(
+            f"case {case_id}: the data of "
+            + " and ".join(f"{m} file {files[m]}" for m in names)
+            + f" look mirrored {AXIS_NAMES[axis]} against each other (their edges agree by "
+            f"{stored:.2f} as stored, {stored + gain:.2f} with one flipped), and which one "
+            "is cannot be told: check the conversion of these files (a flipped array kept "
+            "with an unchanged header)"
+        )
+    found = {}
+    for m in mirrored:
+        (gain, axis, stored), *_ = [v for pair, v in flips.items() if m in pair]
+        found[m] = CorruptFileError(
+            f"case {case_id}: {m} file {files[m]}: its data look mirrored {AXIS_NAMES[axis]} "
+            f"against the case's other sequences (their edges agree by {stored:.2f} as "
+            f"stored, {stored + gain:.2f} with it flipped): check its conversion (a flipped "
+            "array kept with an unchanged header)"
+        )
+    return found

@@ -20,7 +20,13 @@ from nibabel.orientations import apply_orientation
 from brats_goat.conventions import MODALITIES
 from brats_goat.io.budget import check_memory
 from brats_goat.io.case_folder import Case, other_format_files
-from brats_goat.io.consistency import affine_gap, check_distinct, check_overlap, same_grid
+from brats_goat.io.consistency import (
+    affine_gap,
+    check_distinct,
+    check_mirrored,
+    check_overlap,
+    same_grid,
+)
 from brats_goat.io.errors import CaseError
 from brats_goat.io.image import MAX_VOXELS, CorruptFileError, load_image
 from brats_goat.io.orientation import (
@@ -97,7 +103,8 @@ def load_case(
     ``allow_missing``: accept a case without some sequences if it has t2f or t1c
     (inference, and training, which records what each slice lacks). ``skip_corrupt``
     (inference, with ``allow_missing``): a file that cannot be decoded is left out like a
-    missing one, with a warning; training and calibration fail on it instead.
+    missing one, with a warning (so is one whose data look mirrored against the
+    others'); training and calibration fail on it instead.
     """
     if case.problems:
         raise CaseError(f"case {case.case_id}: " + "; ".join(case.problems))
@@ -142,11 +149,19 @@ def load_case(
                 )
             assert transform is not None  # set with the first readable file
             arrays[modality] = in_order_of(transform, data, image)
-    warnings = absent_warnings(case, tuple(arrays), corrupt) + warnings
+    absent = absent_warnings(case, tuple(arrays), corrupt)
     assert reference is not None and transform is not None
     files = {m: str(case.files[m]) for m in arrays}
     check_distinct(case.case_id, arrays, files)
     check_overlap(case.case_id, arrays, files)
+    if mirrored := check_mirrored(case.case_id, arrays, files):
+        if not (allow_missing and skip_corrupt):
+            raise next(iter(mirrored.values()))
+        corrupt |= mirrored
+        arrays = {m: a for m, a in arrays.items() if m not in mirrored}
+        files = {m: f for m, f in files.items() if m not in mirrored}
+        absent = absent_warnings(case, tuple(arrays), corrupt)
+    warnings = absent + warnings
     if swapped := swap_warning(arrays, files):
         warnings.append(swapped)
     return CaseVolumes(case.case_id, arrays, reference, transform, warnings, files)

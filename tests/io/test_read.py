@@ -351,3 +351,52 @@ def test_files_on_an_orientations_edge_follow_the_first_files_order(case_writer)
     for modality, array in volumes.arrays.items():
         np.testing.assert_array_equal(array, apply_orientation(stored[modality], first))
         assert array.flags.c_contiguous and array.dtype == np.float32
+
+
+def _wrapped_t1c(folder: Path) -> Path:
+    """t1c scaled x45 and stored as int16 (values above 32767 wrap to negative): the
+    probe's case gave ET 0, "ok", no warning."""
+    path = folder / "C-1-t1c.nii.gz"
+    image = nib.load(path)
+    data = np.asarray(image.dataobj).astype(np.int64) * 45
+    nib.save(nib.Nifti1Image(data.astype(np.int16), image.affine), path)
+    return path
+
+
+def test_int16_wraparound_leaves_the_sequence_out_with_a_warning(tmp_path: Path) -> None:
+    folder = write_case(tmp_path, "C-1")
+    path = _wrapped_t1c(folder)
+    (case,) = discover_cases(folder)
+    volumes = load_case(case, allow_missing=True, skip_corrupt=True)
+    assert "t1c" not in volumes.present
+    (warning,) = [w for w in volumes.warnings if "wrapped around" in w]
+    assert str(path) in warning and "int16" in warning and "wider type" in warning
+
+
+def test_int16_wraparound_fails_the_case_when_nothing_is_left(tmp_path: Path) -> None:
+    folder = write_case(tmp_path, "C-1", skip=("t1n", "t2w", "t2f"))
+    _wrapped_t1c(folder)
+    (case,) = discover_cases(folder)
+    with pytest.raises(CaseError) as info:
+        load_case(case, allow_missing=True, skip_corrupt=True)
+    assert "wrapped around the integer type" in str(info.value)
+
+
+def test_signed_images_that_did_not_wrap_pass(tmp_path: Path) -> None:
+    """Small negatives (ringing) in int16, and a float image z-scored inside the brain,
+    are no wraparound."""
+    folder = write_case(tmp_path, "C-1")
+    t1c = nib.load(folder / "C-1-t1c.nii.gz")
+    data = np.asarray(t1c.dataobj).astype(np.float32)
+    ringing = data.astype(np.int16)
+    ringing.ravel()[np.flatnonzero(data)[::50]] = -122  # TCGA-DU-7294's t2w reaches -122
+    nib.save(nib.Nifti1Image(ringing, t1c.affine), folder / "C-1-t1c.nii.gz")
+    t2w = nib.load(folder / "C-1-t2w.nii.gz")
+    data = np.asarray(t2w.dataobj).astype(np.float32)
+    inside = data != 0
+    zscored = np.where(inside, (data - data[inside].mean()) / data[inside].std(), 0)
+    nib.save(nib.Nifti1Image(zscored.astype(np.float32), t2w.affine), folder / "C-1-t2w.nii.gz")
+    (case,) = discover_cases(folder)
+    volumes = load_case(case, allow_missing=True, skip_corrupt=True)
+    assert volumes.present == ("t1c", "t1n", "t2f", "t2w")
+    assert not any("wrapped" in w for w in volumes.warnings)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from brats_goat.cli.main import main
 from brats_goat.io.discover import discover_cases
-from brats_goat.io.read import load_case
+from brats_goat.io.read import CaseError, load_case
 from tests.conftest import load_error, write_case
 
 
@@ -128,3 +128,82 @@ def test_predict_fails_the_mixed_and_copied_cases_and_runs_the_good_one(tmp_path
     assert "hold the same image" in cases["C-1"]["error"]
     assert cases["G-1"]["status"] == "ok"
     assert sorted(p.name for p in out.glob("*.nii.gz")) == ["G-1.nii.gz"]
+
+
+def _mirror(path: Path, axis: int = 0) -> None:
+    """Flip a file's data along a storage axis and keep its header (a conversion bug)."""
+    image = nib.load(path)
+    flipped = np.flip(np.asarray(image.dataobj), axis).copy()
+    nib.save(nib.Nifti1Image(flipped, image.affine, image.header), path)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_a_mirrored_sequence_is_left_out_with_a_warning_naming_it(
+    tmp_path: Path, axis: int
+) -> None:
+    """t2f flipped with its header unchanged passed and was labelled on the wrong side
+    (WT Dice 0.135 against the unmodified case's output)."""
+    folder = write_case(tmp_path, "C-1")
+    _mirror(folder / "C-1-t2f.nii.gz", axis)
+    (case,) = discover_cases(folder)
+    volumes = load_case(case, allow_missing=True, skip_corrupt=True)
+    assert volumes.present == ("t1c", "t1n", "t2w")
+    (warning,) = [w for w in volumes.warnings if "mirrored" in w]
+    assert str(folder / "C-1-t2f.nii.gz") in warning and "check its conversion" in warning
+    assert "segmented without it" in warning
+
+
+def test_a_mirrored_sequence_fails_where_corrupt_files_do(tmp_path: Path) -> None:
+    """Training and calibration (no ``skip_corrupt``) fail on it, as on a corrupt file."""
+    folder = write_case(tmp_path, "C-1")
+    _mirror(folder / "C-1-t1c.nii.gz")
+    message = load_error(folder, allow_missing=True)
+    assert "C-1-t1c.nii.gz" in message and "look mirrored left-right" in message
+
+
+def test_two_sequences_mirrored_against_each_other_fail_naming_both(tmp_path: Path) -> None:
+    """With t1c and t2f alone, which one is flipped cannot be told: the case fails."""
+    folder = write_case(tmp_path, "C-1", skip=("t1n", "t2w"))
+    _mirror(folder / "C-1-t1c.nii.gz")
+    (case,) = discover_cases(folder)
+    with pytest.raises(CaseError) as info:
+        load_case(case, allow_missing=True, skip_corrupt=True)
+    message = str(info.value)
+    assert "C-1-t1c.nii.gz" in message and "C-1-t2f.nii.gz" in message
+    assert "mirrored" in message and "check the conversion" in message
+
+
+def test_a_case_left_without_t1c_and_t2f_by_a_mirror_fails(tmp_path: Path) -> None:
+    """t2f mirrored in a t1n + t2w + t2f case: nothing to segment from is left."""
+    folder = write_case(tmp_path, "C-1", skip=("t1c",))
+    _mirror(folder / "C-1-t2f.nii.gz")
+    (case,) = discover_cases(folder)
+    with pytest.raises(CaseError) as info:
+        load_case(case, allow_missing=True, skip_corrupt=True)
+    assert "look mirrored" in str(info.value) and "needs a readable t2f or t1c" in str(info.value)
+
+
+def test_an_unmirrored_symmetric_case_is_not_flagged(tmp_path: Path) -> None:
+    """The phantom is symmetric top-bottom: flipping gains about 0 there, no mirror."""
+    (case,) = discover_cases(write_case(tmp_path, "C-1", skip=("t1n", "t2w")))
+    warnings = load_case(case, allow_missing=True, skip_corrupt=True).warnings
+    assert not any("mirrored" in w for w in warnings)
+
+
+@pytest.mark.slow
+@pytest.mark.real
+def test_a_real_mirrored_t2f_is_left_out() -> None:
+    """The probe's case: BraTS-GLI-00001-000's t2f flipped left-right (its brain overlaps
+    its mirror by Dice 0.95, so the overlap check passed it)."""
+    source = REAL / "real" / "BraTS-GLI-00001-000"
+    if not source.is_dir():
+        pytest.skip(f"{source} is absent (real data lives outside the repository)")
+    from brats_goat.io.consistency import check_mirrored
+
+    (case,) = discover_cases(source)
+    volumes = load_case(case, allow_missing=True, skip_corrupt=True)
+    arrays = dict(volumes.arrays)
+    arrays["t2f"] = np.flip(arrays["t2f"], 0).copy()
+    found = check_mirrored(case.case_id, arrays, volumes.files)
+    assert list(found) == ["t2f"] and "left-right" in str(found["t2f"])
+    assert check_mirrored(case.case_id, volumes.arrays, volumes.files) == {}
