@@ -35,6 +35,7 @@ from brats_goat.io.orientation import (
     reoriented,
     stored_transform,
 )
+from brats_goat.io.same_patient import other_patient_warnings
 from brats_goat.io.sequences import swap_warning
 from brats_goat.parallel import channel_results
 
@@ -164,6 +165,7 @@ def load_case(
     warnings = absent + warnings
     if swapped := swap_warning(arrays, files):
         warnings.append(swapped)
+    warnings += other_patient_warnings(case.case_id, arrays, files)
     return CaseVolumes(case.case_id, arrays, reference, transform, warnings, files)
 
 
