@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from brats_goat.io.consistency import check_mirrored
 from brats_goat.io.discover import discover_cases
 from brats_goat.io.read import load_case
 from brats_goat.io.same_patient import SAME_SCAN_DROP, mirror_drops, other_patient_warnings
@@ -84,3 +85,16 @@ def test_another_real_patients_t2f_is_warned_through_the_reader(tmp_path: Path) 
     (swapped,) = discover_cases(case)
     (warning,) = [w for w in load_case(swapped).warnings if "another patient" in w]
     assert "t2f file" in warning and "t1c file" not in warning
+
+
+@pytest.mark.parametrize("value", [1e7, 3e38])
+def test_a_hot_voxel_is_no_sign_of_another_patient_or_a_mirror(value: float) -> None:
+    """One voxel at 1e7 owned the edge correlation (and 3e38 overflowed its squares): the
+    sequence read as another patient's, and the case failed as 'mirrored'. Edges are
+    compared on intensities clipped to the brain's 0.5-99.5th percentiles."""
+    arrays = scan(0)
+    t2f = arrays["t2f"].copy()
+    t2f[24, 28, 20] = value
+    arrays["t2f"] = t2f
+    assert other_patient_warnings("P", arrays, files(arrays)) == []
+    assert check_mirrored("P", arrays, files(arrays)) == {}
