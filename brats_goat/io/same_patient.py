@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from brats_goat.io.consistency import without_spikes
+from brats_goat.io.consistency import agreement, without_spikes
 
 #: A sequence whose edge agreement with the case's others drops by less than this when it
 #: is mirrored left-right is warned about: halfway between the development data's own
@@ -43,15 +43,6 @@ def fine_edges(data: np.ndarray) -> Features:
     return np.sqrt(gx * gx + gy * gy), ndimage.binary_erosion(sample != 0)
 
 
-def edge_agreement(a: Features, b: Features) -> float:
-    """Correlation of two ``fine_edges`` inside both brains (0 when undefined)."""
-    both = a[1] & b[1]
-    x, y = a[0][both].astype(np.float64), b[0][both].astype(np.float64)
-    if x.size < 100 or x.std() == 0 or y.std() == 0:
-        return 0.0
-    return float(np.corrcoef(x, y)[0, 1])
-
-
 def mirror_drops(arrays: dict[str, np.ndarray]) -> dict[str, float]:
     """For each sequence: its mean edge agreement with the case's other sequences, minus
     the same with it mirrored left-right (the first, left-right axis of the canonical
@@ -63,8 +54,8 @@ def mirror_drops(arrays: dict[str, np.ndarray]) -> dict[str, float]:
     for name, (magnitude, brain) in edges.items():
         mirrored = (np.flip(magnitude, 0), np.flip(brain, 0))
         others = [e for m, e in edges.items() if m != name]
-        stored = np.mean([edge_agreement((magnitude, brain), e) for e in others])
-        flipped = np.mean([edge_agreement(mirrored, e) for e in others])
+        stored = np.mean([agreement((magnitude, brain), e) for e in others])
+        flipped = np.mean([agreement(mirrored, e) for e in others])
         drops[name] = float(stored - flipped)
     return drops
 

@@ -148,6 +148,7 @@ class Segmenter(ThresholdLookup):
         )
         return {**binary, "t1c": np.zeros_like(t1c)}, [warning]
 
+    @on_chosen_path
     def normalise(self, volumes: CaseVolumes) -> Normalised:
         """The normalise stage. Thread-safe and numpy only: the run normalises the next case
         on its read thread while this one's 3D stages leave a core free (``ReadAhead``)."""

@@ -15,31 +15,38 @@ switch, read by every thread of a case; it costs about twice the time of the 3D 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 #: Set to 1 to run the reference path.
 REFERENCE_ENV = "BRATS_GOAT_REFERENCE_PATH"
 
-_forced: bool | None = None
+#: Blocks inside ``reference_path(True)`` now, over every thread: a count, not a saved
+#: value, so that the read thread's normalisation and the main thread's stages, which
+#: enter and leave in any order, never switch each other off.
+_active = 0
+_lock = threading.Lock()
 
 
 def reference_on() -> bool:
-    """Whether the reference path runs now (``reference_path``, else the environment)."""
-    if _forced is not None:
-        return _forced
-    return os.environ.get(REFERENCE_ENV, "").strip() == "1"
+    """Whether the reference path runs now: inside ``reference_path``, or by the
+    environment."""
+    return _active > 0 or os.environ.get(REFERENCE_ENV, "").strip() == "1"
 
 
 @contextmanager
 def reference_path(enabled: bool = True) -> Iterator[None]:
-    """Run the reference path (or not) inside the block, whatever the environment says;
-    ``enabled=False`` inside an outer block leaves the outer choice in force."""
-    global _forced
-    before = _forced
-    if enabled:
-        _forced = True
+    """Run the reference path inside the block; ``enabled=False`` changes nothing (an
+    outer block, or the environment, stays in force)."""
+    global _active
+    if not enabled:
+        yield
+        return
+    with _lock:
+        _active += 1
     try:
         yield
     finally:
-        _forced = before
+        with _lock:
+            _active -= 1

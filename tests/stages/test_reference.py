@@ -52,3 +52,15 @@ def test_the_fast_median_equals_the_reference() -> None:
     np.testing.assert_array_equal(
         reference, ndimage.median_filter(volume[0], size=(3, 3, 1), mode="reflect")
     )
+
+
+def test_overlapping_blocks_leave_in_any_order() -> None:
+    """The read thread's normalisation and the main thread's stages enter and leave their
+    blocks in any order: the first to leave must not switch the other off."""
+    first, second = reference_path(), reference_path()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert reference_on()
+    second.__exit__(None, None, None)
+    assert not reference_on()
